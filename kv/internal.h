@@ -1,0 +1,54 @@
+// Helpers shared by the store's translation units. Not part of the public interface.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "kv/codec.h"
+#include "kv/lmdb.h"
+#include "kv/types.h"
+
+namespace coord::kv::detail {
+
+inline constexpr std::string_view kMetaFormat = "format";
+inline constexpr std::string_view kFormatVersion = "coord-kv-1";
+inline constexpr std::string_view kMetaCurrentRev = "current_revision";
+inline constexpr std::string_view kMetaCompactedRev = "compacted_revision";
+inline constexpr std::string_view kMetaCompactCursor = "compact_cursor";
+inline constexpr std::string_view kMetaAppliedIndex = "applied_index";
+
+// Leases may live at most this long (etcd's MaxLeaseTTL).
+inline constexpr int64_t kMaxLeaseTtlSeconds = 9'000'000'000;
+// Nested txns deeper than this are refused (each level costs stack while applying).
+inline constexpr int kMaxTxnDepth = 32;
+
+inline bool isFromKey(const std::string& rangeEnd) {
+    return rangeEnd.size() == 1 && rangeEnd[0] == '\0';
+}
+
+// True when `k` lies in the range described by (key, rangeEnd) with etcd's conventions.
+inline bool inRange(std::string_view k, const std::string& key, const std::string& rangeEnd) {
+    if (rangeEnd.empty()) return k == key;
+    if (isFromKey(rangeEnd)) return k >= std::string_view(key);
+    return k >= std::string_view(key) && k < std::string_view(rangeEnd);
+}
+
+inline Error makeError(ErrorCode code, std::string message, int64_t revision = 0) {
+    return Error{code, std::move(message), revision};
+}
+
+// Checks a key (or range start) against the API limits.
+inline std::optional<Error> checkKey(const std::string& key) {
+    if (key.empty()) return makeError(ErrorCode::EmptyKey, "key is not provided");
+    if (key.size() > kMaxKeyBytes) {
+        return makeError(ErrorCode::KeyTooLarge, "key is " + std::to_string(key.size()) +
+                                                     " bytes, the limit is " +
+                                                     std::to_string(kMaxKeyBytes));
+    }
+    return std::nullopt;
+}
+
+// The newest key_index entry of `key` at or below revision `rev` (any sub-revision).
+std::optional<IndexEntry> latestAtOrBelow(lmdb::Cursor& index, std::string_view key, int64_t rev);
+
+}  // namespace coord::kv::detail

@@ -1,0 +1,457 @@
+#include "kv/store.h"
+
+#include <algorithm>
+
+#include "common/assert.h"
+#include "kv/codec.h"
+#include "kv/internal.h"
+
+namespace coord::kv {
+
+using detail::decodeI64;
+using detail::encodeI64;
+using detail::IndexEntry;
+using detail::Revision;
+
+const char* errorCodeName(ErrorCode code) {
+    switch (code) {
+        case ErrorCode::InvalidArgument:
+            return "InvalidArgument";
+        case ErrorCode::EmptyKey:
+            return "EmptyKey";
+        case ErrorCode::KeyTooLarge:
+            return "KeyTooLarge";
+        case ErrorCode::ValueTooLarge:
+            return "ValueTooLarge";
+        case ErrorCode::TooManyOps:
+            return "TooManyOps";
+        case ErrorCode::DuplicateKey:
+            return "DuplicateKey";
+        case ErrorCode::KeyNotFound:
+            return "KeyNotFound";
+        case ErrorCode::Compacted:
+            return "Compacted";
+        case ErrorCode::FutureRevision:
+            return "FutureRevision";
+        case ErrorCode::LeaseNotFound:
+            return "LeaseNotFound";
+        case ErrorCode::LeaseExists:
+            return "LeaseExists";
+        case ErrorCode::NoSpace:
+            return "NoSpace";
+        case ErrorCode::AlreadyApplied:
+            return "AlreadyApplied";
+    }
+    return "Unknown";
+}
+
+std::string prefixEnd(const std::string& prefix) {
+    std::string end = prefix;
+    while (!end.empty()) {
+        auto last = static_cast<unsigned char>(end.back());
+        if (last < 0xff) {
+            end.back() = static_cast<char>(last + 1);
+            return end;
+        }
+        end.pop_back();
+    }
+    // Every byte was 0xff (or the prefix was empty): the range extends to the end.
+    return kFromKey;
+}
+
+namespace detail {
+
+std::optional<IndexEntry> latestAtOrBelow(lmdb::Cursor& index, std::string_view key, int64_t rev) {
+    std::string probe = encodeIndexEntry({{rev + 1, 0}, false});
+    std::string_view k = key, v = probe;
+    if (index.get(MDB_GET_BOTH_RANGE, k, v)) {
+        // Positioned at the first entry above rev; the one before it (if any) is the answer.
+        if (!index.get(MDB_PREV_DUP)) return std::nullopt;
+        return decodeIndexEntry(index.value());
+    }
+    // Either the key has no entries, or all of them are at or below rev.
+    k = key;
+    if (!index.get(MDB_SET, k, v)) return std::nullopt;
+    COORD_ASSERT(index.get(MDB_LAST_DUP), "key index entry without duplicates");
+    return decodeIndexEntry(index.value());
+}
+
+}  // namespace detail
+
+Store::Store(const std::string& path, const Options& options) : options_(options) {
+    lmdb::EnvOptions envOptions;
+    envOptions.mapSizeBytes = options.mapSizeBytes;
+    envOptions.maxReaders = options.maxReaders;
+    envOptions.sync = options.sync;
+    env_ = std::make_unique<lmdb::Env>(path, envOptions);
+
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
+    t_.meta = lmdb::Table(txn, "meta", MDB_CREATE);
+    t_.rev = lmdb::Table(txn, "rev", MDB_CREATE);
+    t_.keyIndex = lmdb::Table(txn, "key_index", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED);
+    t_.live = lmdb::Table(txn, "live", MDB_CREATE);
+    t_.lease = lmdb::Table(txn, "lease", MDB_CREATE);
+    t_.leaseKeys = lmdb::Table(txn, "lease_keys", MDB_CREATE | MDB_DUPSORT);
+    // The Raft log lives in the same environment so that one commit covers log, hard state and
+    // applied state; its tables are created here and used by the Raft log storage.
+    t_.raftLog = lmdb::Table(txn, "raft_log", MDB_CREATE);
+    t_.raftSnap = lmdb::Table(txn, "raft_snap", MDB_CREATE);
+
+    if (auto format = t_.meta.get(txn, detail::kMetaFormat)) {
+        if (*format != detail::kFormatVersion) {
+            throw lmdb::LmdbError(MDB_INCOMPATIBLE, "coord: " + path + " has data format '" +
+                                                        std::string(*format) +
+                                                        "', this build reads '" +
+                                                        std::string(detail::kFormatVersion) + "'");
+        }
+    } else {
+        t_.meta.put(txn, detail::kMetaFormat, detail::kFormatVersion);
+        t_.meta.put(txn, detail::kMetaCurrentRev, encodeI64(1));
+        t_.meta.put(txn, detail::kMetaCompactedRev, encodeI64(0));
+        t_.meta.put(txn, detail::kMetaAppliedIndex, encodeI64(0));
+        t_.meta.put(txn, detail::kMetaCompactCursor, detail::encodeRevKey({0, 0}));
+    }
+    txn.commit();
+    hub_ = std::make_unique<WatchHub>(*this);
+}
+
+Store::~Store() = default;
+
+int64_t Store::metaI64(const lmdb::Txn& txn, std::string_view name) const {
+    auto v = t_.meta.get(txn, name);
+    COORD_ASSERT(v.has_value(), "missing meta record", name);
+    return decodeI64(*v);
+}
+
+int64_t Store::currentRevision() const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return metaI64(txn, detail::kMetaCurrentRev);
+}
+
+int64_t Store::compactedRevision() const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return metaI64(txn, detail::kMetaCompactedRev);
+}
+
+uint64_t Store::appliedIndex() const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return static_cast<uint64_t>(metaI64(txn, detail::kMetaAppliedIndex));
+}
+
+std::optional<KeyValue> Store::getIn(const lmdb::Txn& txn, std::string_view key) const {
+    if (key.empty() || key.size() > kMaxKeyBytes) return std::nullopt;
+    auto v = t_.live.get(txn, key);
+    if (!v) return std::nullopt;
+    KeyValue kv;
+    detail::decodeLive(key, *v, kv, true);
+    return kv;
+}
+
+std::optional<KeyValue> Store::get(std::string_view key) const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return getIn(txn, key);
+}
+
+KvResult<RangeResponse> Store::range(const RangeRequest& request) const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return rangeIn(txn, request, metaI64(txn, detail::kMetaCurrentRev));
+}
+
+namespace {
+
+bool passesFilters(const RangeRequest& r, const KeyValue& kv) {
+    if (r.minModRevision > 0 && kv.modRevision < r.minModRevision) return false;
+    if (r.maxModRevision > 0 && kv.modRevision > r.maxModRevision) return false;
+    if (r.minCreateRevision > 0 && kv.createRevision < r.minCreateRevision) return false;
+    if (r.maxCreateRevision > 0 && kv.createRevision > r.maxCreateRevision) return false;
+    return true;
+}
+
+bool hasFilters(const RangeRequest& r) {
+    return r.minModRevision > 0 || r.maxModRevision > 0 || r.minCreateRevision > 0 ||
+           r.maxCreateRevision > 0;
+}
+
+void sortKvs(std::vector<KeyValue>& kvs, SortOrder order, SortTarget target) {
+    auto less = [target](const KeyValue& a, const KeyValue& b) {
+        switch (target) {
+            case SortTarget::Key:
+                return a.key < b.key;
+            case SortTarget::Version:
+                return a.version < b.version;
+            case SortTarget::Create:
+                return a.createRevision < b.createRevision;
+            case SortTarget::Mod:
+                return a.modRevision < b.modRevision;
+            case SortTarget::Value:
+                return a.value < b.value;
+        }
+        return false;
+    };
+    // Keys arrive in ascending key order, so a stable sort keeps key order among equals.
+    if (order == SortOrder::Descend) {
+        std::stable_sort(kvs.begin(), kvs.end(),
+                         [&](const KeyValue& a, const KeyValue& b) { return less(b, a); });
+    } else {
+        std::stable_sort(kvs.begin(), kvs.end(), less);
+    }
+}
+
+}  // namespace
+
+KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest& req,
+                                       int64_t currentRev) const {
+    if (auto err = detail::checkKey(req.key)) return fail(*err);
+    if (req.limit < 0) return fail(detail::makeError(ErrorCode::InvalidArgument, "negative limit"));
+    int64_t rev = req.revision > 0 ? req.revision : currentRev;
+    if (rev > currentRev) {
+        return fail(detail::makeError(ErrorCode::FutureRevision,
+                                      "revision " + std::to_string(rev) +
+                                          " is newer than the current revision " +
+                                          std::to_string(currentRev),
+                                      currentRev));
+    }
+    int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
+    if (rev < compacted) {
+        return fail(detail::makeError(ErrorCode::Compacted,
+                                      "revision " + std::to_string(rev) +
+                                          " has been compacted; the compacted revision is " +
+                                          std::to_string(compacted),
+                                      compacted));
+    }
+
+    SortOrder order = req.sortOrder;
+    if (order == SortOrder::None && req.sortTarget != SortTarget::Key) order = SortOrder::Ascend;
+    const bool keyOrder = order == SortOrder::None ||
+                          (order == SortOrder::Ascend && req.sortTarget == SortTarget::Key);
+    const bool filtered = hasFilters(req);
+    // When results come out in key order and unfiltered, collection stops at the limit and the
+    // rest of the range is only counted.
+    const size_t keep =
+        (keyOrder && !filtered && req.limit > 0) ? static_cast<size_t>(req.limit) : SIZE_MAX;
+    const bool wantValues =
+        !req.countOnly && (!req.keysOnly || req.sortTarget == SortTarget::Value);
+    const bool collect = !req.countOnly || filtered;
+
+    RangeResponse resp;
+    resp.revision = currentRev;
+    std::vector<KeyValue>& kvs = resp.kvs;
+    auto consider = [&](KeyValue&& kv) {
+        ++resp.count;
+        if (!collect) return;
+        if (!passesFilters(req, kv)) return;
+        if (kvs.size() < keep) {
+            kvs.push_back(std::move(kv));
+        } else {
+            resp.more = true;
+        }
+    };
+
+    if (rev == currentRev) {
+        if (req.rangeEnd.empty()) {
+            if (auto v = t_.live.get(txn, req.key)) {
+                KeyValue kv;
+                detail::decodeLive(req.key, *v, kv, wantValues);
+                consider(std::move(kv));
+            }
+        } else {
+            lmdb::Cursor c(txn, t_.live);
+            std::string_view k = req.key, v;
+            for (bool ok = c.get(MDB_SET_RANGE, k, v);
+                 ok && detail::inRange(k, req.key, req.rangeEnd); ok = c.get(MDB_NEXT, k, v)) {
+                if (!collect || kvs.size() >= keep) {
+                    ++resp.count;
+                    if (collect) resp.more = true;
+                    continue;
+                }
+                KeyValue kv;
+                detail::decodeLive(k, v, kv, wantValues);
+                consider(std::move(kv));
+            }
+        }
+    } else {
+        lmdb::Cursor index(txn, t_.keyIndex);
+        lmdb::Cursor next(txn, t_.keyIndex);
+        std::string_view k = req.key, v;
+        for (bool ok = next.get(MDB_SET_RANGE, k, v);
+             ok && detail::inRange(k, req.key, req.rangeEnd); ok = next.get(MDB_NEXT_NODUP, k, v)) {
+            auto entry = detail::latestAtOrBelow(index, k, rev);
+            if (!entry || entry->tombstone) continue;
+            auto rec = t_.rev.get(txn, detail::encodeRevKey(entry->rev));
+            COORD_ASSERT(rec.has_value(), "key index points at a missing revision", entry->rev.main,
+                         entry->rev.sub);
+            KeyValue kv;
+            detail::decodeRevRecord(*rec, &kv, wantValues);
+            consider(std::move(kv));
+        }
+    }
+
+    if (req.countOnly) {
+        kvs.clear();
+        resp.more = false;
+        return resp;
+    }
+    if (!keyOrder) sortKvs(kvs, order, req.sortTarget);
+    if (req.limit > 0 && kvs.size() > static_cast<size_t>(req.limit)) {
+        kvs.resize(static_cast<size_t>(req.limit));
+        resp.more = true;
+    }
+    if (req.keysOnly) {
+        for (auto& kv : kvs)
+            kv.value.clear();
+    }
+    return resp;
+}
+
+KvResult<int64_t> Store::readHistory(
+    int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
+    const std::function<void(int64_t, std::span<const Event>)>& fn) const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
+    if (from < compacted) {
+        return fail(detail::makeError(ErrorCode::Compacted,
+                                      "revision " + std::to_string(from) +
+                                          " has been compacted; the compacted revision is " +
+                                          std::to_string(compacted),
+                                      compacted));
+    }
+    lmdb::Cursor c(txn, t_.rev);
+    std::optional<lmdb::Cursor> index;
+    if (withPrevKv) index.emplace(txn, t_.keyIndex);
+
+    std::string start = detail::encodeRevKey({from, 0});
+    std::string_view k = start, v;
+    std::vector<Event> events;
+    int64_t current = 0;
+    size_t total = 0;
+    for (bool ok = c.get(MDB_SET_RANGE, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
+        Revision r = detail::decodeRevKey(k);
+        if (r.main > to) break;
+        if (r.main != current) {
+            if (!events.empty()) {
+                fn(current, events);
+                total += events.size();
+                events.clear();
+                if (total >= maxEvents) return current + 1;
+            }
+            current = r.main;
+        }
+        Event e;
+        auto view = detail::decodeRevRecord(v, &e.kv);
+        if (view.tombstone) {
+            e.type = Event::Type::Delete;
+            e.kv = KeyValue{std::string(view.key), {}, 0, r.main, 0, 0};
+        }
+        if (withPrevKv) {
+            std::string probe = detail::encodeIndexEntry({r, false});
+            std::string_view ik = view.key, iv = probe;
+            if (index->get(MDB_GET_BOTH_RANGE, ik, iv) && index->get(MDB_PREV_DUP)) {
+                auto prev = detail::decodeIndexEntry(index->value());
+                if (!prev.tombstone) {
+                    auto rec = t_.rev.get(txn, detail::encodeRevKey(prev.rev));
+                    if (rec) {
+                        KeyValue pkv;
+                        detail::decodeRevRecord(*rec, &pkv);
+                        e.prevKv = std::move(pkv);
+                    }
+                }
+            }
+        }
+        events.push_back(std::move(e));
+    }
+    if (!events.empty()) fn(current, events);
+    return to + 1;
+}
+
+std::optional<LeaseInfo> Store::leaseTimeToLive(int64_t id, bool withKeys) const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    auto v = t_.lease.get(txn, encodeI64(id));
+    if (!v) return std::nullopt;
+    LeaseInfo info{id, decodeI64(*v), {}};
+    if (withKeys) {
+        lmdb::Cursor c(txn, t_.leaseKeys);
+        std::string idKey = encodeI64(id);
+        std::string_view k = idKey, val;
+        for (bool ok = c.get(MDB_SET, k, val); ok; ok = c.get(MDB_NEXT_DUP, k, val)) {
+            info.keys.emplace_back(val);
+        }
+    }
+    return info;
+}
+
+std::vector<LeaseInfo> Store::leaseList() const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    std::vector<LeaseInfo> out;
+    lmdb::Cursor c(txn, t_.lease);
+    for (bool ok = c.get(MDB_FIRST); ok; ok = c.get(MDB_NEXT)) {
+        out.push_back(LeaseInfo{decodeI64(c.key()), decodeI64(c.value()), {}});
+    }
+    return out;
+}
+
+bool Store::compactionPending() const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    auto cursor = t_.meta.get(txn, detail::kMetaCompactCursor);
+    COORD_ASSERT(cursor.has_value(), "missing compaction cursor");
+    return detail::decodeRevKey(*cursor).main < metaI64(txn, detail::kMetaCompactedRev);
+}
+
+size_t Store::compactStep(size_t maxRecords) {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
+    const int64_t target = metaI64(txn, detail::kMetaCompactedRev);
+    auto saved = t_.meta.get(txn, detail::kMetaCompactCursor);
+    COORD_ASSERT(saved.has_value(), "missing compaction cursor");
+    std::string position(*saved);
+    if (detail::decodeRevKey(position).main >= target) return 0;
+
+    lmdb::Cursor c(txn, t_.rev);
+    lmdb::Cursor index(txn, t_.keyIndex);
+    size_t examined = 0;
+    std::string_view k = position, v;
+    bool ok = c.get(MDB_SET_RANGE, k, v);
+    while (ok && examined < maxRecords) {
+        Revision r = detail::decodeRevKey(k);
+        if (r.main >= target) break;
+        ++examined;
+        auto view = detail::decodeRevRecord(v, nullptr);
+        // Keep the newest revision of the key at or below the target unless it is a delete:
+        // reads at the target must still see it. Everything older is superseded.
+        auto latest = detail::latestAtOrBelow(index, view.key, target);
+        COORD_ASSERT(latest.has_value(), "revision without key index entry", r.main, r.sub);
+        bool keep = latest->rev == r && !latest->tombstone;
+        if (keep) {
+            ok = c.get(MDB_NEXT, k, v);
+            continue;
+        }
+        std::string key(view.key);
+        std::string entry = detail::encodeIndexEntry({r, view.tombstone});
+        std::string here(k);
+        c.del();
+        COORD_ASSERT(t_.keyIndex.del(txn, key, entry), "key index entry missing", key);
+        std::string_view hk = here;
+        ok = c.get(MDB_SET_RANGE, hk, v);
+        k = hk;
+    }
+    Revision stop = ok ? detail::decodeRevKey(k) : Revision{target, 0};
+    if (stop.main > target) stop = {target, 0};
+    t_.meta.put(txn, detail::kMetaCompactCursor, detail::encodeRevKey(stop));
+    txn.commit();
+    return examined;
+}
+
+Reader::Reader(const Store& store) : store_(store), txn_(*store.env_, lmdb::Txn::Mode::ReadOnly) {}
+
+void Reader::refresh() {
+    txn_.reset();
+    txn_.renew();
+}
+
+KvResult<RangeResponse> Reader::range(const RangeRequest& request) {
+    return store_.rangeIn(txn_, request, store_.metaI64(txn_, detail::kMetaCurrentRev));
+}
+
+std::optional<KeyValue> Reader::get(std::string_view key) {
+    return store_.getIn(txn_, key);
+}
+
+}  // namespace coord::kv

@@ -1,0 +1,160 @@
+// Store: coord's replicated state machine, a multi-version key-value store on LMDB.
+//
+// Every write request that changes something gets the next store revision (the changes inside
+// one txn share it and are numbered by a sub-revision). History is kept per revision until
+// compacted, so reads can be served at any retained revision and watchers can replay from one.
+// Write requests arrive in batches tagged with their Raft log index; a batch is applied in one
+// LMDB write transaction with one fsync, and the applied index is stored in that same
+// transaction, so a crash never applies an entry twice or half.
+//
+// Threading: one writer thread calls apply(), write(), compactStep() and importSnapshot(). Reads
+// (range(), Reader, leases, exportSnapshot()) may run on any thread concurrently with the writer;
+// each sees one committed state. See docs/mvcc.md for the tables and algorithms.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/lmdb.h"
+#include "kv/types.h"
+#include "kv/watch_hub.h"
+
+namespace coord::kv {
+
+struct Options {
+    // Virtual size of the memory map: the hard upper bound of the data file.
+    size_t mapSizeBytes = size_t{8} << 30;
+    // Writes that add data are refused with NoSpace once the data file uses more than this.
+    // Keep it well below mapSizeBytes so deletes and compaction always have room.
+    size_t quotaBytes = size_t{2} << 30;
+    size_t maxValueBytes = 1536 * 1024;
+    size_t maxTxnOps = 128;
+    unsigned maxReaders = 126;
+    // fsync on every commit. Turning this off loses durability: tests and benchmarks only.
+    bool sync = true;
+};
+
+class Store;
+
+namespace detail {
+struct WriteContext;
+}
+
+// A reusable read transaction: reads through one Reader see one committed state until
+// refresh() moves it to the newest. Cheap to refresh (LMDB reset/renew). Use from one thread
+// at a time; it holds a reader slot and pins old pages while open, so do not keep it long
+// without refreshing.
+class Reader {
+  public:
+    explicit Reader(const Store& store);
+    void refresh();
+
+    KvResult<RangeResponse> range(const RangeRequest& request);
+    // The current value of one key at the reader's snapshot, or nullopt.
+    std::optional<KeyValue> get(std::string_view key);
+
+  private:
+    friend class Store;
+    const Store& store_;
+    lmdb::Txn txn_;
+};
+
+class Store {
+  public:
+    // Opens or creates the store whose data file is `path`. Throws lmdb::LmdbError when the
+    // file cannot be opened (permissions, corruption).
+    Store(const std::string& path, const Options& options = {});
+    ~Store();
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // ---- writes (writer thread only) ----
+
+    // Applies a batch in one write transaction with one fsync. Entries must carry strictly
+    // increasing indexes; those at or below appliedIndex() are skipped with AlreadyApplied.
+    // Returns one outcome per request. A request that fails leaves no trace (no revision).
+    // Throws lmdb::LmdbError on an I/O failure, in which case nothing of the batch is applied.
+    std::vector<KvResult<Response>> apply(std::span<const IndexedRequest> batch);
+    // Applies one request at index appliedIndex() + 1 (for a store used without Raft).
+    KvResult<Response> write(Request request);
+
+    // Convenience wrappers around write().
+    KvResult<PutResponse> put(std::string key, std::string value, int64_t lease = 0);
+    KvResult<DeleteRangeResponse> deleteRange(std::string key, std::string rangeEnd = {});
+    KvResult<TxnResponse> txn(TxnRequest request);
+    KvResult<LeaseGrantResponse> leaseGrant(int64_t id, int64_t ttlSeconds);
+    KvResult<LeaseRevokeResponse> leaseRevoke(int64_t id);
+    // Marks every revision below `revision` as compacted: reads and watches below it fail from
+    // now on. Physical removal happens in compactStep().
+    KvResult<CompactResponse> compact(int64_t revision);
+
+    // Physically removes up to `maxRecords` superseded revisions below the compacted revision,
+    // in one short write transaction. Returns the number removed; 0 means nothing is left.
+    size_t compactStep(size_t maxRecords = 10000);
+    bool compactionPending() const;
+
+    // ---- reads (any thread) ----
+
+    KvResult<RangeResponse> range(const RangeRequest& request) const;
+    std::optional<KeyValue> get(std::string_view key) const;
+    int64_t currentRevision() const;
+    int64_t compactedRevision() const;
+    uint64_t appliedIndex() const;
+
+    std::optional<LeaseInfo> leaseTimeToLive(int64_t id, bool withKeys = true) const;
+    std::vector<LeaseInfo> leaseList() const;
+
+    // Reads the events of revisions [from, to] in revision order, whole revisions only, and
+    // stops after the revision in which the count reaches maxEvents. Calls fn once per revision
+    // that has events. Returns the first revision not read (to + 1 when done), or Compacted
+    // when `from` is below the compacted revision.
+    KvResult<int64_t> readHistory(
+        int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
+        const std::function<void(int64_t, std::span<const Event>)>& fn) const;
+
+    WatchHub& watchHub() { return *hub_; }
+
+    // ---- snapshots (see docs/mvcc.md: the stream format) ----
+
+    // Writes a consistent copy of the whole state machine (not the Raft log) to `out`.
+    void exportSnapshot(std::ostream& out) const;
+    // Replaces the whole state machine with the snapshot read from `in`, atomically. Returns
+    // InvalidArgument (and changes nothing) when the stream is malformed or fails its checksum.
+    KvResult<Ok> importSnapshot(std::istream& in);
+
+    // Bytes of the data file in use, and the map size.
+    size_t usedBytes() const { return env_->usedBytes(); }
+    const Options& options() const { return options_; }
+
+    // ---- used by the Raft log storage (raft issue) and by Reader ----
+    lmdb::Env& env() const { return *env_; }
+
+  private:
+    friend class Reader;
+    friend struct detail::WriteContext;
+
+    struct Tables {
+        lmdb::Table meta, rev, keyIndex, live, lease, leaseKeys, raftLog, raftSnap;
+    };
+
+    KvResult<RangeResponse> rangeIn(const lmdb::Txn& txn, const RangeRequest& request,
+                                    int64_t currentRev) const;
+    std::optional<KeyValue> getIn(const lmdb::Txn& txn, std::string_view key) const;
+    int64_t metaI64(const lmdb::Txn& txn, std::string_view name) const;
+    std::vector<KvResult<Response>> applyOnce(
+        std::span<const IndexedRequest> batch, bool noSpace,
+        std::vector<std::pair<int64_t, std::vector<Event>>>& events);
+
+    Options options_;
+    std::unique_ptr<lmdb::Env> env_;
+    Tables t_;
+    std::unique_ptr<WatchHub> hub_;
+};
+
+}  // namespace coord::kv

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command: installs dependencies, builds coord and runs every test with ctest.
+#
+#   scripts/test.sh                 # release build with warnings as errors, in build/
+#   scripts/test.sh --sanitize      # ASan+UBSan build of the unit tests, in build-asan/
+#
+# Extra arguments after the mode go to ctest (for example `-R lease` or `-L kv`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=release
+if [ "${1:-}" = "--sanitize" ]; then mode=asan; shift; fi
+
+scripts/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+case "$mode" in
+release)
+    dir=build
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOORD_WERROR=ON >/dev/null
+    ;;
+asan)
+    dir=build-asan
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCOORD_WERROR=ON \
+        -DCOORD_SANITIZE=address,undefined >/dev/null
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    ;;
+esac
+
+cmake --build "$dir" -j "$jobs"
+ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@"

@@ -1,0 +1,379 @@
+#include <catch2/catch.hpp>
+
+#include "tests/kv/helpers.h"
+
+using namespace coord::kv;
+using coord::kv::test::prefixOf;
+using coord::kv::test::rangeOf;
+using coord::kv::test::StoreFixture;
+
+TEST_CASE("a new store starts at revision 1 and each write request adds one", "[kv]") {
+    StoreFixture f;
+    CHECK(f.s().currentRevision() == 1);
+    CHECK(f.put("a", "1") == 2);
+    CHECK(f.put("b", "1") == 3);
+    CHECK(f.s().currentRevision() == 3);
+}
+
+TEST_CASE("a key carries create and mod revisions, a version and a lease", "[kv]") {
+    StoreFixture f;
+    f.put("k", "v1");
+    f.put("other", "x");
+    f.put("k", "v2");
+    auto kv = f.s().get("k");
+    REQUIRE(kv);
+    CHECK(kv->value == "v2");
+    CHECK(kv->createRevision == 2);
+    CHECK(kv->modRevision == 4);
+    CHECK(kv->version == 2);
+    CHECK(kv->lease == 0);
+}
+
+TEST_CASE("deleting a key ends its generation and re-creating starts version 1 again", "[kv]") {
+    StoreFixture f;
+    f.put("k", "a");
+    f.put("k", "b");
+    int64_t delRev = f.del("k");
+    CHECK(delRev == 4);
+    CHECK_FALSE(f.s().get("k"));
+    int64_t rev = f.put("k", "c");
+    auto kv = f.s().get("k");
+    REQUIRE(kv);
+    CHECK(kv->version == 1);
+    CHECK(kv->createRevision == rev);
+}
+
+TEST_CASE("a delete that removes nothing does not add a revision", "[kv]") {
+    StoreFixture f;
+    f.put("a", "1");
+    auto r = f.s().deleteRange("missing");
+    REQUIRE(r.ok());
+    CHECK(r->deleted == 0);
+    CHECK(r->revision == 2);
+    CHECK(f.s().currentRevision() == 2);
+}
+
+TEST_CASE("reads at past revisions see the state of that revision", "[kv]") {
+    StoreFixture f;
+    int64_t r1 = f.put("k", "v1");  // 2
+    int64_t r2 = f.put("k", "v2");  // 3
+    int64_t r3 = f.del("k");        // 4
+    int64_t r4 = f.put("k", "v3");  // 5
+    f.put("j", "x");                // 6
+
+    auto at = [&](int64_t rev) { return f.range(rangeOf("k", {}, rev)).kvs; };
+    CHECK(at(1).empty());
+    REQUIRE(at(r1).size() == 1);
+    CHECK(at(r1)[0].value == "v1");
+    CHECK(at(r1)[0].version == 1);
+    CHECK(at(r2)[0].value == "v2");
+    CHECK(at(r2)[0].version == 2);
+    CHECK(at(r2)[0].modRevision == r2);
+    CHECK(at(r3).empty());
+    CHECK(at(r4)[0].value == "v3");
+    CHECK(at(r4)[0].version == 1);
+    CHECK(at(r4)[0].createRevision == r4);
+
+    // A range at a past revision sees only the keys alive then.
+    CHECK(f.keys(rangeOf("a", "z", r4)) == std::vector<std::string>{"k"});
+    CHECK(f.keys(rangeOf("a", "z", r4 + 1)) == std::vector<std::string>{"j", "k"});
+    CHECK(f.range(rangeOf("a", "z", r2)).count == 1);
+}
+
+TEST_CASE("a read beyond the current revision is refused with FutureRevision", "[kv]") {
+    StoreFixture f;
+    f.put("k", "v");
+    auto r = f.s().range(rangeOf("k", {}, 3));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == ErrorCode::FutureRevision);
+    CHECK(r.error().revision == 2);
+}
+
+TEST_CASE("ranges: single key, key to range end, prefix, from-key and all keys", "[kv]") {
+    StoreFixture f;
+    for (const char* k : {"a", "b", "b/1", "b/2", "c", "d"})
+        f.put(k, "v");
+    using V = std::vector<std::string>;
+    CHECK(f.keys(rangeOf("b")) == V{"b"});
+    CHECK(f.keys(rangeOf("b", "c")) == V{"b", "b/1", "b/2"});
+    CHECK(f.keys(prefixOf("b/")) == V{"b/1", "b/2"});
+    CHECK(f.keys(rangeOf("c", kFromKey)) == V{"c", "d"});
+    CHECK(f.keys(rangeOf(kFromKey, kFromKey)).size() == 6);
+    CHECK(f.keys(rangeOf("x")).empty());
+    CHECK(prefixEnd("a\xff") == "b");
+    CHECK(prefixEnd("\xff\xff") == kFromKey);
+}
+
+TEST_CASE("limit returns the first keys with more and the total count", "[kv]") {
+    StoreFixture f;
+    for (int i = 0; i < 10; ++i)
+        f.put("k" + std::to_string(i), "v");
+    auto req = prefixOf("k");
+    req.limit = 3;
+    auto r = f.range(req);
+    REQUIRE(r.kvs.size() == 3);
+    CHECK(r.kvs[0].key == "k0");
+    CHECK(r.kvs[2].key == "k2");
+    CHECK(r.more);
+    CHECK(r.count == 10);
+    req.limit = 10;
+    r = f.range(req);
+    CHECK(r.kvs.size() == 10);
+    CHECK_FALSE(r.more);
+    // At a past revision too.
+    req.limit = 2;
+    req.revision = 5;
+    r = f.range(req);
+    CHECK(r.kvs.size() == 2);
+    CHECK(r.more);
+    CHECK(r.count == 4);
+}
+
+TEST_CASE("sort by every target in both orders", "[kv]") {
+    StoreFixture f;
+    f.put("a", "3");  // rev 2
+    f.put("b", "1");  // rev 3
+    f.put("c", "2");  // rev 4
+    f.put("b", "9");  // rev 5: b is version 2, mod 5
+    auto sorted = [&](SortTarget t, SortOrder o) {
+        auto req = rangeOf("a", "z");
+        req.sortTarget = t;
+        req.sortOrder = o;
+        std::string out;
+        for (auto& kv : f.range(req).kvs)
+            out += kv.key;
+        return out;
+    };
+    CHECK(sorted(SortTarget::Key, SortOrder::Ascend) == "abc");
+    CHECK(sorted(SortTarget::Key, SortOrder::Descend) == "cba");
+    CHECK(sorted(SortTarget::Value, SortOrder::Ascend) == "cab");
+    CHECK(sorted(SortTarget::Value, SortOrder::Descend) == "bac");
+    CHECK(sorted(SortTarget::Version, SortOrder::Descend) == "bac");
+    CHECK(sorted(SortTarget::Create, SortOrder::Descend) == "cba");
+    CHECK(sorted(SortTarget::Mod, SortOrder::Ascend) == "acb");
+    CHECK(sorted(SortTarget::Mod, SortOrder::Descend) == "bca");
+    // A target other than the key with no order sorts ascending (etcd's rule).
+    CHECK(sorted(SortTarget::Mod, SortOrder::None) == "acb");
+
+    auto req = rangeOf("a", "z");
+    req.sortTarget = SortTarget::Key;
+    req.sortOrder = SortOrder::Descend;
+    req.limit = 2;
+    auto r = f.range(req);
+    REQUIRE(r.kvs.size() == 2);
+    CHECK(r.kvs[0].key == "c");
+    CHECK(r.kvs[1].key == "b");
+    CHECK(r.more);
+}
+
+TEST_CASE("keys-only and count-only reads", "[kv]") {
+    StoreFixture f;
+    f.put("a", "value-a");
+    f.put("b", "value-b");
+    auto req = rangeOf("a", "z");
+    req.keysOnly = true;
+    auto r = f.range(req);
+    REQUIRE(r.kvs.size() == 2);
+    CHECK(r.kvs[0].key == "a");
+    CHECK(r.kvs[0].value.empty());
+    CHECK(r.kvs[0].modRevision == 2);
+    req.keysOnly = false;
+    req.countOnly = true;
+    r = f.range(req);
+    CHECK(r.kvs.empty());
+    CHECK(r.count == 2);
+}
+
+TEST_CASE("min and max create and mod revision filters", "[kv]") {
+    StoreFixture f;
+    f.put("a", "1");  // create 2
+    f.put("b", "1");  // create 3
+    f.put("c", "1");  // create 4
+    f.put("a", "2");  // a mod 5
+    using V = std::vector<std::string>;
+    auto req = rangeOf("a", "z");
+    req.minModRevision = 4;
+    CHECK(f.keys(req) == V{"a", "c"});
+    req = rangeOf("a", "z");
+    req.maxModRevision = 3;
+    CHECK(f.keys(req) == V{"b"});
+    req = rangeOf("a", "z");
+    req.minCreateRevision = 3;
+    CHECK(f.keys(req) == V{"b", "c"});
+    req = rangeOf("a", "z");
+    req.maxCreateRevision = 3;
+    CHECK(f.keys(req) == V{"a", "b"});
+    req.limit = 1;
+    auto r = f.range(req);
+    CHECK(r.kvs.size() == 1);
+    CHECK(r.more);
+    CHECK(r.count == 3);
+}
+
+TEST_CASE("put returns the previous key-value on request and can keep value or lease", "[kv]") {
+    StoreFixture f;
+    REQUIRE(f.s().leaseGrant(7, 60).ok());
+    PutRequest p{"k", "v1", 7};
+    REQUIRE(f.s().write(p).ok());
+    p = PutRequest{"k", "v2", 0, true};
+    p.ignoreLease = true;
+    auto r = f.s().write(p);
+    REQUIRE(r.ok());
+    auto& resp = std::get<PutResponse>(r.value());
+    REQUIRE(resp.prevKv);
+    CHECK(resp.prevKv->value == "v1");
+    CHECK(f.s().get("k")->lease == 7);
+    CHECK(f.s().get("k")->value == "v2");
+
+    PutRequest keepValue{"k", "", 0};
+    keepValue.ignoreValue = true;
+    REQUIRE(f.s().write(keepValue).ok());
+    CHECK(f.s().get("k")->value == "v2");
+    CHECK(f.s().get("k")->lease == 0);
+
+    PutRequest missing{"nope", "", 0};
+    missing.ignoreValue = true;
+    auto m = f.s().write(missing);
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.error().code == ErrorCode::KeyNotFound);
+}
+
+TEST_CASE("delete of a key, a range and a prefix returns the deleted key-values", "[kv]") {
+    StoreFixture f;
+    for (const char* k : {"a", "p/1", "p/2", "q"})
+        f.put(k, std::string("v-") + k);
+    DeleteRangeRequest d{"p/", prefixEnd("p/"), true};
+    auto r = f.s().write(d);
+    REQUIRE(r.ok());
+    auto& resp = std::get<DeleteRangeResponse>(r.value());
+    CHECK(resp.deleted == 2);
+    REQUIRE(resp.prevKvs.size() == 2);
+    CHECK(resp.prevKvs[1].value == "v-p/2");
+    // Both deletes share one revision.
+    CHECK(resp.revision == 6);
+    CHECK(f.keys(rangeOf("a", "z")) == std::vector<std::string>{"a", "q"});
+    auto all = f.s().deleteRange("a", "z");
+    REQUIRE(all.ok());
+    CHECK(all->deleted == 2);
+}
+
+TEST_CASE("limits: empty, oversized keys and values are refused with clear errors", "[kv]") {
+    StoreFixture f;
+    auto r = f.s().put("", "v");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == ErrorCode::EmptyKey);
+    r = f.s().put(std::string(kMaxKeyBytes + 1, 'k'), "v");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == ErrorCode::KeyTooLarge);
+    CHECK(f.s().put(std::string(kMaxKeyBytes, 'k'), "v").ok());
+    r = f.s().put("k", std::string(f.options.maxValueBytes + 1, 'v'));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == ErrorCode::ValueTooLarge);
+    CHECK(r.error().message.find("limit") != std::string::npos);
+    CHECK(f.s().put("k", std::string(f.options.maxValueBytes, 'v')).ok());
+    auto g = f.s().range(rangeOf(""));
+    REQUIRE_FALSE(g.ok());
+    CHECK(g.error().code == ErrorCode::EmptyKey);
+    // Refused requests leave no revision behind.
+    CHECK(f.s().currentRevision() == 3);
+}
+
+TEST_CASE("a batch is applied in one transaction and records its last index", "[kv]") {
+    StoreFixture f;
+    std::vector<IndexedRequest> batch;
+    batch.push_back({5, PutRequest{"a", "1"}});
+    batch.push_back({6, PutRequest{"", "bad"}});
+    batch.push_back({7, PutRequest{"b", "2"}});
+    auto results = f.s().apply(batch);
+    REQUIRE(results.size() == 3);
+    CHECK(results[0].ok());
+    CHECK_FALSE(results[1].ok());
+    CHECK(results[2].ok());
+    CHECK(std::get<PutResponse>(results[2].value()).revision == 3);
+    CHECK(f.s().appliedIndex() == 7);
+
+    // Replaying indexes at or below the applied index changes nothing.
+    std::vector<IndexedRequest> again{{7, PutRequest{"b", "other"}}, {8, PutRequest{"c", "3"}}};
+    results = f.s().apply(again);
+    REQUIRE_FALSE(results[0].ok());
+    CHECK(results[0].error().code == ErrorCode::AlreadyApplied);
+    CHECK(results[1].ok());
+    CHECK(f.s().get("b")->value == "2");
+    CHECK(f.s().appliedIndex() == 8);
+}
+
+TEST_CASE("reopening a store keeps data, revisions, history and the applied index", "[kv]") {
+    StoreFixture f;
+    f.put("a", "1");
+    f.put("a", "2");
+    f.del("a");
+    f.put("b", "1");
+    f.reopen();
+    CHECK(f.s().currentRevision() == 5);
+    CHECK(f.s().appliedIndex() == 4);
+    CHECK_FALSE(f.s().get("a"));
+    CHECK(f.range(rangeOf("a", {}, 3)).kvs.at(0).value == "2");
+    CHECK(f.put("c", "1") == 6);
+}
+
+TEST_CASE("a Reader sees one snapshot until refreshed", "[kv]") {
+    StoreFixture f;
+    f.put("k", "1");
+    Reader reader(f.s());
+    f.put("k", "2");
+    CHECK(reader.get("k")->value == "1");
+    CHECK(reader.range(rangeOf("k")).value().revision == 2);
+    reader.refresh();
+    CHECK(reader.get("k")->value == "2");
+}
+
+TEST_CASE("over quota, writes that add data fail with NoSpace while reads and deletes work",
+          "[kv]") {
+    StoreFixture f;
+    f.options.quotaBytes = 256 * 1024;
+    f.reopen();
+    std::string value(4000, 'x');
+    int written = 0;
+    bool full = false;
+    for (int i = 0; i < 1000 && !full; ++i) {
+        auto r = f.s().put("k" + std::to_string(i), value);
+        if (r.ok()) {
+            ++written;
+        } else {
+            CHECK(r.error().code == ErrorCode::NoSpace);
+            full = true;
+        }
+    }
+    REQUIRE(full);
+    REQUIRE(written > 10);
+    CHECK(f.s().get("k0")->value == value);
+    auto txn = f.s().txn(TxnRequest{{}, {RequestOp{PutRequest{"t", "v"}}}, {}});
+    REQUIRE_FALSE(txn.ok());
+    CHECK(txn.error().code == ErrorCode::NoSpace);
+    auto del = f.s().deleteRange("k0", "k9");
+    REQUIRE(del.ok());
+    CHECK(del->deleted > 0);
+    CHECK(f.s().leaseGrant(1, 10).error().code == ErrorCode::NoSpace);
+}
+
+TEST_CASE("a full LMDB map becomes NoSpace and the store keeps working", "[kv]") {
+    StoreFixture f;
+    f.options.mapSizeBytes = 1 << 20;
+    f.options.quotaBytes = size_t{1} << 30;  // never reached: the map fills first
+    f.reopen();
+    std::string value(20000, 'y');
+    bool full = false;
+    for (int i = 0; i < 200 && !full; ++i) {
+        auto r = f.s().put("k" + std::to_string(i), value);
+        if (!r.ok()) {
+            CHECK(r.error().code == ErrorCode::NoSpace);
+            full = true;
+        }
+    }
+    REQUIRE(full);
+    CHECK(f.s().get("k0")->value == value);
+    int64_t before = f.s().currentRevision();
+    auto del = f.s().deleteRange("k0");
+    REQUIRE(del.ok());
+    CHECK(f.s().currentRevision() == before + 1);
+}
