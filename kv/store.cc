@@ -404,36 +404,39 @@ size_t Store::compactStep(size_t maxRecords) {
     std::string position(*saved);
     if (detail::decodeRevKey(position).main >= target) return 0;
 
-    lmdb::Cursor c(txn, t_.rev);
-    lmdb::Cursor index(txn, t_.keyIndex);
     size_t examined = 0;
-    std::string_view k = position, v;
-    bool ok = c.get(MDB_SET_RANGE, k, v);
-    while (ok && examined < maxRecords) {
-        Revision r = detail::decodeRevKey(k);
-        if (r.main >= target) break;
-        ++examined;
-        auto view = detail::decodeRevRecord(v, nullptr);
-        // Keep the newest revision of the key at or below the target unless it is a delete:
-        // reads at the target must still see it. Everything older is superseded.
-        auto latest = detail::latestAtOrBelow(index, view.key, target);
-        COORD_ASSERT(latest.has_value(), "revision without key index entry", r.main, r.sub);
-        bool keep = latest->rev == r && !latest->tombstone;
-        if (keep) {
-            ok = c.get(MDB_NEXT, k, v);
-            continue;
+    Revision stop{target, 0};
+    {
+        // Cursors of a write transaction must be closed before it commits.
+        lmdb::Cursor c(txn, t_.rev);
+        lmdb::Cursor index(txn, t_.keyIndex);
+        std::string_view k = position, v;
+        bool ok = c.get(MDB_SET_RANGE, k, v);
+        while (ok && examined < maxRecords) {
+            Revision r = detail::decodeRevKey(k);
+            if (r.main >= target) break;
+            ++examined;
+            auto view = detail::decodeRevRecord(v, nullptr);
+            // Keep the newest revision of the key at or below the target unless it is a delete:
+            // reads at the target must still see it. Everything older is superseded.
+            auto latest = detail::latestAtOrBelow(index, view.key, target);
+            COORD_ASSERT(latest.has_value(), "revision without key index entry", r.main, r.sub);
+            bool keep = latest->rev == r && !latest->tombstone;
+            if (keep) {
+                ok = c.get(MDB_NEXT, k, v);
+                continue;
+            }
+            std::string key(view.key);
+            std::string entry = detail::encodeIndexEntry({r, view.tombstone});
+            std::string here(k);
+            c.del();
+            COORD_ASSERT(t_.keyIndex.del(txn, key, entry), "key index entry missing", key);
+            std::string_view hk = here;
+            ok = c.get(MDB_SET_RANGE, hk, v);
+            k = hk;
         }
-        std::string key(view.key);
-        std::string entry = detail::encodeIndexEntry({r, view.tombstone});
-        std::string here(k);
-        c.del();
-        COORD_ASSERT(t_.keyIndex.del(txn, key, entry), "key index entry missing", key);
-        std::string_view hk = here;
-        ok = c.get(MDB_SET_RANGE, hk, v);
-        k = hk;
+        if (ok && detail::decodeRevKey(k).main < target) stop = detail::decodeRevKey(k);
     }
-    Revision stop = ok ? detail::decodeRevKey(k) : Revision{target, 0};
-    if (stop.main > target) stop = {target, 0};
     t_.meta.put(txn, detail::kMetaCompactCursor, detail::encodeRevKey(stop));
     txn.commit();
     return examined;
