@@ -140,13 +140,17 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     uint32_t crc;
     std::memcpy(&crc, b, 4);
     if (crc != expected) return fail(malformed("checksum mismatch"));
+    // The metadata must be complete and well-formed before anything decodes it.
     auto format = t_.meta.get(txn, detail::kMetaFormat);
-    if (!format || *format != detail::kFormatVersion ||
-        !t_.meta.get(txn, detail::kMetaCurrentRev) ||
-        !t_.meta.get(txn, detail::kMetaCompactedRev) ||
-        !t_.meta.get(txn, detail::kMetaAppliedIndex) ||
-        !t_.meta.get(txn, detail::kMetaCompactCursor)) {
-        return fail(malformed("missing or foreign metadata"));
+    if (!format || *format != detail::kFormatVersion) return fail(malformed("foreign format"));
+    for (auto name : {detail::kMetaCurrentRev, detail::kMetaCompactedRev,
+                      detail::kMetaAppliedIndex}) {
+        auto v = t_.meta.get(txn, name);
+        if (!v || v->size() != 8) return fail(malformed("bad metadata " + std::string(name)));
+    }
+    auto cursor = t_.meta.get(txn, detail::kMetaCompactCursor);
+    if (!cursor || cursor->size() != detail::kRevKeyBytes) {
+        return fail(malformed("bad compaction cursor"));
     }
     int64_t current = detail::decodeI64(*t_.meta.get(txn, detail::kMetaCurrentRev));
     txn.commit();

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "common/crc32.h"
+
 #include "tests/kv/helpers.h"
 
 using namespace coord::kv;
@@ -64,5 +66,24 @@ TEST_CASE("a damaged or truncated snapshot is refused and changes nothing", "[kv
     tryImport(bytes.substr(0, bytes.size() - 3));
     tryImport(bytes.substr(0, bytes.size() / 3));
     tryImport("not a snapshot");
+    // A well-formed stream (valid checksum) whose metadata is wrong is refused too.
+    {
+        std::string bad = "CRDSNAP1";
+        auto record = [&](uint8_t table, const std::string& k, const std::string& v) {
+            bad.push_back(static_cast<char>(table));
+            uint32_t n = static_cast<uint32_t>(k.size());
+            bad.append(reinterpret_cast<const char*>(&n), 4);
+            bad += k;
+            n = static_cast<uint32_t>(v.size());
+            bad.append(reinterpret_cast<const char*>(&n), 4);
+            bad += v;
+        };
+        record(0, "applied_index", "short");
+        record(0, "format", "coord-kv-1");
+        bad.push_back(static_cast<char>(0xff));
+        uint32_t crc = coord::crc32Update(0, bad.data(), bad.size());
+        bad.append(reinterpret_cast<const char*>(&crc), 4);
+        tryImport(bad);
+    }
     tryImport("");
 }
