@@ -415,6 +415,7 @@ class Simulation {
             l->raft->transferLeadership(target);
             handleReady(*l);
         }
+        l = leader();  // the transfer's Ready may have crashed the old one
         if (l && opt_.membershipChanges && chance(0.01)) membershipChange(*l);
     }
 
