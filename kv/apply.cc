@@ -459,6 +459,7 @@ void setRevision(Response& r, int64_t rev) {
 
 std::vector<KvResult<Response>> Store::applyOnce(
     std::span<const IndexedRequest> batch, bool noSpace,
+    const std::function<void(const lmdb::Txn&)>& inTxn,
     std::vector<std::pair<int64_t, std::vector<Event>>>& events) {
     lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
     int64_t applied = metaI64(txn, detail::kMetaAppliedIndex);
@@ -491,21 +492,23 @@ std::vector<KvResult<Response>> Store::applyOnce(
     }
     t_.meta.put(txn, detail::kMetaCurrentRev, encodeI64(w.currentRev));
     t_.meta.put(txn, detail::kMetaAppliedIndex, encodeI64(static_cast<int64_t>(last)));
+    if (inTxn) inTxn(txn);
     txn.commit();
     if (!w.buildEvents) events.emplace_back(w.currentRev, std::vector<Event>{});
     return results;
 }
 
-std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> batch) {
+std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> batch,
+                                             const std::function<void(const lmdb::Txn&)>& inTxn) {
     std::vector<std::pair<int64_t, std::vector<Event>>> events;
     std::vector<KvResult<Response>> results;
     try {
-        results = applyOnce(batch, false, events);
+        results = applyOnce(batch, false, inTxn, events);
     } catch (const lmdb::MapFullError&) {
         // The map filled up mid-batch (quota set too close to the map size). Apply the batch
         // again refusing everything that adds data; deletes and revokes still free space.
         events.clear();
-        results = applyOnce(batch, true, events);
+        results = applyOnce(batch, true, inTxn, events);
     }
     for (auto& [rev, evs] : events) {
         if (evs.empty()) {

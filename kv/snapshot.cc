@@ -143,8 +143,8 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     // The metadata must be complete and well-formed before anything decodes it.
     auto format = t_.meta.get(txn, detail::kMetaFormat);
     if (!format || *format != detail::kFormatVersion) return fail(malformed("foreign format"));
-    for (auto name : {detail::kMetaCurrentRev, detail::kMetaCompactedRev,
-                      detail::kMetaAppliedIndex}) {
+    for (auto name :
+         {detail::kMetaCurrentRev, detail::kMetaCompactedRev, detail::kMetaAppliedIndex}) {
         auto v = t_.meta.get(txn, name);
         if (!v || v->size() != 8) return fail(malformed("bad metadata " + std::string(name)));
     }

@@ -80,7 +80,10 @@ class Store {
     // increasing indexes; those at or below appliedIndex() are skipped with AlreadyApplied.
     // Returns one outcome per request. A request that fails leaves no trace (no revision).
     // Throws lmdb::LmdbError on an I/O failure, in which case nothing of the batch is applied.
-    std::vector<KvResult<Response>> apply(std::span<const IndexedRequest> batch);
+    // `inTxn`, when given, runs inside the same write transaction before it commits (the Raft
+    // log storage persists a Ready's entries and hard state there: one fsync for both).
+    std::vector<KvResult<Response>> apply(std::span<const IndexedRequest> batch,
+                                          const std::function<void(const lmdb::Txn&)>& inTxn = {});
     // Applies one request at index appliedIndex() + 1 (for a store used without Raft).
     KvResult<Response> write(Request request);
 
@@ -149,6 +152,7 @@ class Store {
     int64_t metaI64(const lmdb::Txn& txn, std::string_view name) const;
     std::vector<KvResult<Response>> applyOnce(
         std::span<const IndexedRequest> batch, bool noSpace,
+        const std::function<void(const lmdb::Txn&)>& inTxn,
         std::vector<std::pair<int64_t, std::vector<Event>>>& events);
 
     Options options_;

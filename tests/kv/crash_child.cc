@@ -29,8 +29,8 @@ int main(int argc, char** argv) {
         for (int i = 0; i < kRequests - 1; ++i) {
             char key[64];
             std::snprintf(key, sizeof key, "b/%08llu/%d", static_cast<unsigned long long>(b), i);
-            batch.push_back({b * kRequests + i + 1,
-                             coord::kv::PutRequest{key, "value-" + std::to_string(b)}});
+            batch.push_back(
+                {b * kRequests + i + 1, coord::kv::PutRequest{key, "value-" + std::to_string(b)}});
         }
         batch.push_back(
             {b * kRequests + kRequests, coord::kv::PutRequest{"counter", std::to_string(b)}});

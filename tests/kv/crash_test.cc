@@ -72,7 +72,7 @@ TEST_CASE("acknowledged batches survive kill -9 at random points, never half app
     coord::test::TempDir dir;
     const std::string file = dir.file("data.mdb");
     std::mt19937 rng(Catch::rngSeed());
-    long long acked = -1;  // highest batch ever acknowledged
+    long long acked = -1;     // highest batch ever acknowledged
     long long totalLost = 0;  // batches applied whose acknowledgement the kill cut off
     for (int round = 0; round < 25; ++round) {
         CAPTURE(round);
@@ -113,6 +113,6 @@ TEST_CASE("acknowledged batches survive kill -9 at random points, never half app
         }
     }
     CHECK(acked > 0);
-    std::printf("crash test: %d kills, %lld batches acknowledged, %lld killed unacknowledged\n",
-                25, acked + 1, totalLost);
+    std::printf("crash test: %d kills, %lld batches acknowledged, %lld killed unacknowledged\n", 25,
+                acked + 1, totalLost);
 }
