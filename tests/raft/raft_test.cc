@@ -32,7 +32,7 @@ TEST_CASE("a follower that hears from no leader for an election timeout starts a
     CHECK(c.r(1).term() == 1);
 }
 
-TEST_CASE("randomized election timeouts fall in [T, 2T) (§5.2)", "[raft][paper]") {
+TEST_CASE("randomized election timeouts fall between T and 2T (§5.2)", "[raft][paper]") {
     for (NodeId seed = 1; seed <= 20; ++seed) {
         MemoryStorage s;
         s.setConfState(ConfState{{1, 2, 3}, {}});
