@@ -799,11 +799,18 @@ bool Raft::maybeCommit() {
 // ---- public API ----
 
 ProposeResult Raft::propose(std::string data) {
+    std::vector<std::string> batch;
+    batch.push_back(std::move(data));
+    return propose(std::move(batch));
+}
+
+ProposeResult Raft::propose(std::vector<std::string> batch) {
     if (role_ == Role::Leader && leadTransferee_ != kNone) return ProposeResult::TransferInProgress;
     if (role_ != Role::Leader && lead_ == kNone) return ProposeResult::NoLeader;
     Message m;
     m.type = MessageType::Propose;
-    m.entries.push_back(Entry{0, 0, EntryType::Normal, std::move(data)});
+    m.entries.reserve(batch.size());
+    for (auto& data : batch) m.entries.push_back(Entry{0, 0, EntryType::Normal, std::move(data)});
     step(m);
     return role_ == Role::Leader ? ProposeResult::Accepted : ProposeResult::Forwarded;
 }

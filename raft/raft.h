@@ -93,6 +93,8 @@ class Raft {
     void step(const Message& m);
 
     ProposeResult propose(std::string data);
+    // Proposes several entries as one batch: one log append and one message per follower.
+    ProposeResult propose(std::vector<std::string> batch);
     ProposeResult proposeConfChange(const ConfChange& cc);
     // Requests a linearizable read; a ReadState with `context` appears in a later Ready.
     ProposeResult readIndex(std::string context);
