@@ -3,6 +3,7 @@
 #
 #   scripts/test.sh                 # release build with warnings as errors, in build/
 #   scripts/test.sh --sanitize      # ASan+UBSan build of the unit tests, in build-asan/
+#   scripts/test.sh --tsan          # ThreadSanitizer build of the threaded tests, in build-tsan/
 #
 # Extra arguments after the mode go to ctest (for example `-R lease` or `-L kv`).
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 mode=release
 if [ "${1:-}" = "--sanitize" ]; then mode=asan; shift; fi
+if [ "${1:-}" = "--tsan" ]; then mode=tsan; shift; fi
 
 scripts/install-deps.sh
 
@@ -28,6 +30,16 @@ asan)
     # The simulator is ~30x slower under ASan: fewer seeds keep the run to about a minute
     # (the release run covers the full 10,000).
     export COORD_SIM_SEEDS=${COORD_SIM_SEEDS:-1000}
+    ;;
+tsan)
+    dir=build-tsan
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCOORD_WERROR=ON \
+        -DCOORD_SANITIZE=thread >/dev/null
+    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+    # Only the tests that run several threads; the rest are single-threaded.
+    cmake --build "$dir" -j "$jobs" --target kv_thread_tests
+    ctest --test-dir "$dir" --output-on-failure -j "$jobs" -L threads "$@"
+    exit 0
     ;;
 esac
 
