@@ -41,6 +41,7 @@ void Progress::becomeProbe() {
     state = State::Probe;
     probeSent = false;
     pendingSnapshot = 0;
+    snap.reset();
     inflight.clear();
 }
 
@@ -49,6 +50,7 @@ void Progress::becomeReplicate() {
     next = match + 1;
     probeSent = false;
     pendingSnapshot = 0;
+    snap.reset();
     inflight.clear();
 }
 
@@ -107,6 +109,7 @@ Raft::Raft(const Config& c)
       heartbeatTicks_(c.heartbeatTicks),
       rng_(c.seed ^ (c.id * 0x9E3779B97F4A7C15ull)),
       maxBytesPerMsg_(c.maxBytesPerMsg),
+      snapshotChunkBytes_(c.snapshotChunkBytes > 0 ? c.snapshotChunkBytes : 1),
       maxInflight_(c.maxInflightMsgs),
       preVote_(c.preVote),
       checkQuorum_(c.checkQuorum),
@@ -437,6 +440,9 @@ void Raft::stepLeader(const Message& m) {
         case MessageType::HeartbeatResp:
             handleHeartbeatResp(m, pr);
             return;
+        case MessageType::SnapResp:
+            handleSnapResp(m, pr);
+            return;
         default:
             return;
     }
@@ -486,7 +492,8 @@ void Raft::handleAppendResp(const Message& m, Progress& pr) {
 void Raft::handleHeartbeatResp(const Message& m, Progress& pr) {
     pr.recentActive = true;
     if (pr.state == Progress::State::Probe) pr.probeSent = false;
-    if (pr.state == Progress::State::Snapshot) pr.becomeProbe();  // snapshot may have been lost
+    // A snapshot chunk (or its answer) may have been lost: resume from the confirmed offset.
+    if (pr.state == Progress::State::Snapshot && pr.snap) sendSnapChunk(m.from, pr);
     if (pr.state == Progress::State::Replicate && pr.paused(maxInflight_)) pr.inflight.clear();
     if (pr.match < log_.lastIndex()) sendAppend(m.from);
     if (m.context.empty() || pendingReads_.empty()) return;
@@ -567,7 +574,7 @@ void Raft::stepCandidate(const Message& m) {
             return;
         case MessageType::Snap:
             becomeFollower(m.term, m.from);
-            handleSnapshot(m);
+            handleSnapChunk(m);
             return;
         default:
             break;
@@ -615,7 +622,7 @@ void Raft::stepFollower(const Message& m) {
         case MessageType::Snap:
             electionElapsed_ = 0;
             lead_ = m.from;
-            handleSnapshot(m);
+            handleSnapChunk(m);
             return;
         case MessageType::TimeoutNow:
             // The leader hands over: campaign at once, skipping pre-vote (thesis §3.10).
@@ -660,6 +667,76 @@ void Raft::handleHeartbeat(const Message& m) {
     r.to = m.from;
     r.context = m.context;
     send(std::move(r));
+}
+
+void Raft::sendSnapChunk(NodeId to, Progress& pr) {
+    const Snapshot& full = *pr.snap;
+    uint64_t offset = std::min<uint64_t>(pr.snapOffset, full.data.size());
+    uint64_t len = std::min<uint64_t>(snapshotChunkBytes_, full.data.size() - offset);
+    Message m;
+    m.type = MessageType::Snap;
+    m.to = to;
+    m.snapshot = Snapshot{full.meta, full.data.substr(offset, len)};
+    m.snapOffset = offset;
+    m.snapId = pr.snapId;
+    m.snapLast = offset + len == full.data.size();
+    send(std::move(m));
+}
+
+void Raft::handleSnapResp(const Message& m, Progress& pr) {
+    pr.recentActive = true;
+    if (pr.state != Progress::State::Snapshot || !pr.snap || m.snapId != pr.snapId) return;
+    // The follower's offset is the truth, whether it took the chunk or not: resume from there.
+    pr.snapOffset = m.snapOffset;
+    if (pr.snapOffset < pr.snap->data.size()) sendSnapChunk(m.from, pr);
+}
+
+void Raft::handleSnapChunk(const Message& m) {
+    COORD_ASSERT(m.snapshot.has_value(), "snapshot message without snapshot");
+    const SnapshotMeta& meta = m.snapshot->meta;
+    if (meta.index <= log_.committed()) {
+        incomingSnap_.reset();
+        handleSnapshot(m);  // nothing to install; tells the leader where we are
+        return;
+    }
+    bool sameTransfer = incomingSnap_ && incomingSnapId_ == m.snapId &&
+                        incomingSnapFrom_ == m.from && incomingSnap_->meta == meta;
+    if (!sameTransfer) {
+        incomingSnap_.reset();
+        if (m.snapOffset == 0) {
+            incomingSnap_ = Snapshot{meta, {}};
+            incomingSnapId_ = m.snapId;
+            incomingSnapFrom_ = m.from;
+        }
+    }
+    uint64_t held = incomingSnap_ ? incomingSnap_->data.size() : 0;
+    if (!incomingSnap_ || m.snapOffset != held) {
+        // A chunk out of place (lost, duplicated or from an older transfer): say where we are.
+        Message r;
+        r.type = MessageType::SnapResp;
+        r.to = m.from;
+        r.index = meta.index;
+        r.snapId = m.snapId;
+        r.snapOffset = held;
+        r.reject = true;
+        send(std::move(r));
+        return;
+    }
+    incomingSnap_->data += m.snapshot->data;
+    if (!m.snapLast) {
+        Message r;
+        r.type = MessageType::SnapResp;
+        r.to = m.from;
+        r.index = meta.index;
+        r.snapId = m.snapId;
+        r.snapOffset = incomingSnap_->data.size();
+        send(std::move(r));
+        return;
+    }
+    Message whole = m;
+    whole.snapshot = std::move(*incomingSnap_);
+    incomingSnap_.reset();
+    handleSnapshot(whole);
 }
 
 void Raft::handleSnapshot(const Message& m) {
@@ -712,12 +789,13 @@ void Raft::sendAppend(NodeId to, bool sendIfEmpty) {
     auto ents = log_.entriesFrom(pr.next);
     if (!prevTerm || !ents) {
         // The follower needs entries we compacted: send the snapshot instead.
-        Snapshot snap = log_.snapshot();
-        COORD_ASSERT(!snap.empty(), "entries compacted but no snapshot", to, pr.next);
-        m.type = MessageType::Snap;
-        m.snapshot = std::move(snap);
-        pr.becomeSnapshot(m.snapshot->meta.index);
-        send(std::move(m));
+        auto snap = std::make_shared<const Snapshot>(log_.snapshot());
+        COORD_ASSERT(!snap->empty(), "entries compacted but no snapshot", to, pr.next);
+        pr.becomeSnapshot(snap->meta.index);
+        pr.snap = std::move(snap);
+        pr.snapId = nextSnapId_++;
+        pr.snapOffset = 0;
+        sendSnapChunk(to, pr);
         return;
     }
     if (ents->empty() && !sendIfEmpty) return;
@@ -810,7 +888,8 @@ ProposeResult Raft::propose(std::vector<std::string> batch) {
     Message m;
     m.type = MessageType::Propose;
     m.entries.reserve(batch.size());
-    for (auto& data : batch) m.entries.push_back(Entry{0, 0, EntryType::Normal, std::move(data)});
+    for (auto& data : batch)
+        m.entries.push_back(Entry{0, 0, EntryType::Normal, std::move(data)});
     step(m);
     return role_ == Role::Leader ? ProposeResult::Accepted : ProposeResult::Forwarded;
 }
@@ -983,10 +1062,10 @@ const char* roleName(Role r) {
 }
 
 const char* messageTypeName(MessageType t) {
-    static const char* names[] = {"Hup",         "Beat",          "Propose",        "PreVote",
-                                  "PreVoteResp", "Vote",          "VoteResp",       "Append",
-                                  "AppendResp",  "Heartbeat",     "HeartbeatResp",  "Snap",
-                                  "ReadIndex",   "ReadIndexResp", "TransferLeader", "TimeoutNow"};
+    static const char* names[] = {
+        "Hup",       "Beat",          "Propose",        "PreVote",    "PreVoteResp",   "Vote",
+        "VoteResp",  "Append",        "AppendResp",     "Heartbeat",  "HeartbeatResp", "Snap",
+        "ReadIndex", "ReadIndexResp", "TransferLeader", "TimeoutNow", "SnapResp"};
     auto i = static_cast<size_t>(t);
     return i < std::size(names) ? names[i] : "?";
 }

@@ -48,6 +48,9 @@ struct Config {
     // The last index the application applied before this start (0: nothing).
     Index applied = 0;
     uint64_t maxBytesPerMsg = 1 << 20;
+    // InstallSnapshot sends the snapshot's data in chunks of at most this many bytes; a lost
+    // chunk is resent from the follower's offset, not from the start.
+    uint64_t snapshotChunkBytes = 1 << 20;
     size_t maxInflightMsgs = 256;
     bool preVote = true;
     bool checkQuorum = true;
@@ -70,9 +73,12 @@ struct Progress {
     Index match = 0;
     Index next = 1;
     State state = State::Probe;
-    bool probeSent = false;     // Probe: one append in flight, wait for its answer
-    Index pendingSnapshot = 0;  // Snapshot: index of the snapshot sent
-    bool recentActive = false;  // heard from since the last check-quorum round
+    bool probeSent = false;                // Probe: one append in flight, wait for its answer
+    Index pendingSnapshot = 0;             // Snapshot: index of the snapshot sent
+    std::shared_ptr<const Snapshot> snap;  // Snapshot: the snapshot being sent
+    uint64_t snapId = 0;                   // Snapshot: the transfer's id
+    uint64_t snapOffset = 0;               // Snapshot: bytes the follower confirmed
+    bool recentActive = false;             // heard from since the last check-quorum round
     bool learner = false;
     std::deque<Index> inflight;  // last index of each append in flight (Replicate)
 
@@ -153,6 +159,9 @@ class Raft {
     void handleAppend(const Message& m);
     void handleHeartbeat(const Message& m);
     void handleSnapshot(const Message& m);
+    void handleSnapChunk(const Message& m);
+    void sendSnapChunk(NodeId to, Progress& pr);
+    void handleSnapResp(const Message& m, Progress& pr);
     void handleAppendResp(const Message& m, Progress& pr);
     void handleHeartbeatResp(const Message& m, Progress& pr);
     void handleReadIndex(const Message& m);
@@ -178,6 +187,12 @@ class Raft {
     int randomizedElectionTimeout_ = 0;
     std::mt19937_64 rng_;
     uint64_t maxBytesPerMsg_;
+    uint64_t snapshotChunkBytes_;
+    uint64_t nextSnapId_ = 1;
+    // Follower: the snapshot transfer in progress (metadata and the data received so far).
+    std::optional<Snapshot> incomingSnap_;
+    uint64_t incomingSnapId_ = 0;
+    NodeId incomingSnapFrom_ = kNone;
     size_t maxInflight_;
     bool preVote_;
     bool checkQuorum_;

@@ -80,6 +80,7 @@ enum class MessageType : uint8_t {
     ReadIndexResp,   // leader → follower: the read index for a forwarded request
     TransferLeader,  // local, or forwarded to the leader
     TimeoutNow,      // leader → transfer target: campaign now
+    SnapResp,        // follower → leader: bytes of a snapshot transfer received so far
 };
 
 const char* messageTypeName(MessageType t);
@@ -96,7 +97,13 @@ struct Message {
     bool reject = false;
     Index rejectHint = 0;  // AppendResp rejects: a hint where the logs may agree
     Term hintTerm = 0;     // AppendResp rejects: the follower's term at rejectHint
+    // Snap: the snapshot's metadata and one chunk of its data, starting at snapOffset; snapLast
+    // marks the final chunk; snapId names the transfer (a resumed transfer keeps its id).
+    // SnapResp: index = snapshot index, snapOffset = bytes held, reject = chunk not usable.
     std::optional<Snapshot> snapshot;
+    uint64_t snapOffset = 0;
+    uint64_t snapId = 0;
+    bool snapLast = false;
     std::string context;  // ReadIndex request context; "transfer" on forced campaigns
 };
 

@@ -2,6 +2,8 @@
 // implements, named with its section.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "tests/raft/harness.h"
 
 using namespace coord::raft;
@@ -371,6 +373,54 @@ TEST_CASE("a follower behind the leader's first log entry receives a snapshot (ย
     CHECK(c.members.at(3).storage->snapshot().meta.index == applied);
     CHECK(c.members.at(3).storage->snapshot().data == "state@" + std::to_string(applied));
     CHECK(c.r(3).log().committed() >= applied);
+    c.r(1).propose("after");
+    c.stabilize();
+    CHECK(c.data(3) == std::vector<std::string>{"after"});
+}
+
+TEST_CASE("a snapshot travels in chunks and a lost chunk is resumed, not restarted (ยง7)",
+          "[raft][paper]") {
+    Cluster c(3, 0, [](Config& cfg) { cfg.snapshotChunkBytes = 4; });
+    c.elect(1);
+    c.isolate(3);
+    for (int i = 0; i < 5; ++i)
+        c.r(1).propose("v" + std::to_string(i));
+    c.stabilize();
+    Index applied = c.members.at(1).applied.back().index;
+    const std::string state = "0123456789abcdefghij";  // 20 bytes: 5 chunks
+    c.members.at(1).storage->createSnapshot(applied, c.r(1).confState(), state);
+    c.heal();
+    c.r(1).step(msg(MessageType::Beat, 0, 0, 0));
+    int chunks = 0;
+    bool dropped = false;
+    std::vector<uint64_t> offsets;
+    for (int round = 0; round < 200; ++round) {
+        for (auto& [id, m] : c.members)
+            c.process(id);
+        if (c.inFlight.empty()) {
+            if (c.members.at(3).storage->snapshot().meta.index == applied) break;
+            c.r(1).step(msg(MessageType::Beat, 0, 0, 0));  // a heartbeat round resumes
+            continue;
+        }
+        auto batch = std::move(c.inFlight);
+        c.inFlight.clear();
+        for (auto& m : batch) {
+            if (m.type == MessageType::Snap) {
+                ++chunks;
+                offsets.push_back(m.snapOffset);
+                if (m.snapOffset == 8 && !dropped) {
+                    dropped = true;  // lose the third chunk once
+                    continue;
+                }
+            }
+            c.r(m.to).step(m);
+        }
+    }
+    CHECK(dropped);
+    CHECK(c.members.at(3).storage->snapshot().data == state);
+    // 5 chunks plus the one resent; earlier chunks were never sent again.
+    CHECK(chunks == 6);
+    CHECK(std::count(offsets.begin(), offsets.end(), 0u) == 1);
     c.r(1).propose("after");
     c.stabilize();
     CHECK(c.data(3) == std::vector<std::string>{"after"});

@@ -66,12 +66,13 @@ TEST_CASE("the simulator finds no safety or liveness violation over the seed bud
     }
     uint64_t seeds = envOr("COORD_SIM_SEEDS", kCiSeeds);
     auto start = std::chrono::steady_clock::now();
-    uint64_t violations = 0, committed = 0, reads = 0, elections = 0;
+    uint64_t violations = 0, committed = 0, reads = 0, elections = 0, snapshots = 0;
     for (uint64_t seed = 1; seed <= seeds; ++seed) {
         SimResult r = runSimulation(optionsFor(seed));
         committed += r.committed;
         reads += r.reads;
         elections += r.elections;
+        snapshots += r.snapshotsInstalled;
         if (r.violation) {
             ++violations;
             std::printf("violation: seed=%llu (replay: COORD_SIM_SEED=%llu): %s\n",
@@ -82,10 +83,10 @@ TEST_CASE("the simulator finds no safety or liveness violation over the seed bud
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf(
         "%llu seeds, %llu violations (%.1f s; %llu entries committed, %llu reads "
-        "checked, %llu leaders elected)\n",
+        "checked, %llu leaders elected, %llu snapshots installed)\n",
         static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(violations), secs,
         static_cast<unsigned long long>(committed), static_cast<unsigned long long>(reads),
-        static_cast<unsigned long long>(elections));
+        static_cast<unsigned long long>(elections), static_cast<unsigned long long>(snapshots));
     CHECK(violations == 0);
 }
 

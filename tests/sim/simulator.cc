@@ -72,6 +72,9 @@ class Simulation {
   public:
     explicit Simulation(const SimOptions& o) : opt_(o), rng_(o.seed) {
         maxBytesPerMsg_ = chance(0.5) ? (chance(0.5) ? 1 : 64) : 4096;
+        // Snapshots (about 25 bytes here) often travel in several chunks that get lost,
+        // duplicated and reordered.
+        snapshotChunkBytes_ = chance(0.5) ? 4 : 1 << 20;
         // Fault intensity varies by seed: some runs are calm, some are storms.
         crashRate_ = chance(0.5) ? 0.004 : 0.015;
         // BUGGIFY-style bias: new leaders are often cut short, which is when the subtle
@@ -107,6 +110,7 @@ class Simulation {
         result.committed = canon_.size();
         result.reads = readsChecked_;
         result.elections = leaders_.size();
+        result.snapshotsInstalled = snapshotsInstalled_;
         return result;
     }
 
@@ -128,6 +132,7 @@ class Simulation {
         // Small messages split replication into several appends, so acknowledgements often
         // cover only part of what a leader sent.
         c.maxBytesPerMsg = maxBytesPerMsg_;
+        c.snapshotChunkBytes = snapshotChunkBytes_;
         c.maxInflightMsgs = 8;
         c.bugs = opt_.bugs;
         m.raft = std::make_unique<raft::Raft>(c);
@@ -303,6 +308,7 @@ class Simulation {
             fail("snapshot at " + std::to_string(sm.applied) + " differs from committed state");
         }
         m.sm = sm;
+        ++snapshotsInstalled_;
     }
 
     void maybeSnapshot(Member& m) {
@@ -542,11 +548,13 @@ class Simulation {
     uint64_t proposals_ = 0;
     uint64_t readSeq_ = 0;
     uint64_t readsChecked_ = 0;
+    uint64_t snapshotsInstalled_ = 0;
     uint64_t restarts_ = 0;
     double dropRate_ = 0.05;
     double dupRate_ = 0.02;
     double crashMidReady_ = 0.002;
     uint64_t maxBytesPerMsg_ = 4096;
+    uint64_t snapshotChunkBytes_ = 1 << 20;
     double crashRate_ = 0.004;
     double shortLeaderChance_ = 0;
     std::map<NodeId, uint64_t> doomed_;  // member → round at which it crashes

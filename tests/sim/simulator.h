@@ -38,6 +38,7 @@ struct SimResult {
     uint64_t committed = 0;                // entries the cluster committed
     uint64_t reads = 0;                    // ReadIndex answers checked
     uint64_t elections = 0;                // leaders elected
+    uint64_t snapshotsInstalled = 0;       // snapshots received over the network and installed
 };
 
 SimResult runSimulation(const SimOptions& options);
