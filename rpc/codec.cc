@@ -1,0 +1,485 @@
+#include "rpc/codec.h"
+
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+
+namespace coord::rpc {
+
+namespace s = schema;
+
+namespace {
+
+// ---- bytes ----
+
+capnp::Data::Reader data(const std::string& v) {
+    return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(v.data()), v.size());
+}
+
+std::string str(capnp::Data::Reader d) {
+    return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+
+// Built step by step: brace-initializing these variants trips GCC 12's -Wmaybe-uninitialized.
+template <typename T>
+kv::ResponseOp responseOp(T v) {
+    kv::ResponseOp op;
+    op.op = std::move(v);
+    return op;
+}
+
+template <typename T>
+kv::RequestOp requestOp(T v) {
+    kv::RequestOp op;
+    op.op = std::move(v);
+    return op;
+}
+
+// ---- key-values ----
+
+void toCapnp(const kv::KeyValue& in, s::KeyValue::Builder out) {
+    out.setKey(data(in.key));
+    out.setValue(data(in.value));
+    out.setCreateRevision(in.createRevision);
+    out.setModRevision(in.modRevision);
+    out.setVersion(in.version);
+    out.setLease(in.lease);
+}
+
+kv::KeyValue fromCapnp(s::KeyValue::Reader in) {
+    return kv::KeyValue{str(in.getKey()),    str(in.getValue()), in.getCreateRevision(),
+                        in.getModRevision(), in.getVersion(),    in.getLease()};
+}
+
+void kvsToCapnp(const std::vector<kv::KeyValue>& in, capnp::List<s::KeyValue>::Builder out) {
+    for (unsigned i = 0; i < in.size(); ++i)
+        toCapnp(in[i], out[i]);
+}
+
+std::vector<kv::KeyValue> kvsFromCapnp(capnp::List<s::KeyValue>::Reader in) {
+    std::vector<kv::KeyValue> out;
+    out.reserve(in.size());
+    for (auto kv : in)
+        out.push_back(fromCapnp(kv));
+    return out;
+}
+
+// ---- requests ----
+
+void toCapnp(const kv::PutRequest& in, s::PutRequest::Builder out) {
+    out.setKey(data(in.key));
+    out.setValue(data(in.value));
+    out.setLease(in.lease);
+    out.setPrevKv(in.prevKv);
+    out.setIgnoreValue(in.ignoreValue);
+    out.setIgnoreLease(in.ignoreLease);
+}
+
+kv::PutRequest fromCapnp(s::PutRequest::Reader in) {
+    kv::PutRequest p{str(in.getKey()), str(in.getValue()), in.getLease()};
+    p.prevKv = in.getPrevKv();
+    p.ignoreValue = in.getIgnoreValue();
+    p.ignoreLease = in.getIgnoreLease();
+    return p;
+}
+
+void toCapnp(const kv::DeleteRangeRequest& in, s::DeleteRangeRequest::Builder out) {
+    out.setKey(data(in.key));
+    out.setRangeEnd(data(in.rangeEnd));
+    out.setPrevKv(in.prevKv);
+}
+
+kv::DeleteRangeRequest fromCapnp(s::DeleteRangeRequest::Reader in) {
+    return kv::DeleteRangeRequest{str(in.getKey()), str(in.getRangeEnd()), in.getPrevKv()};
+}
+
+void toCapnp(const kv::TxnRequest& in, s::TxnRequest::Builder out);
+kv::TxnRequest fromCapnp(s::TxnRequest::Reader in);
+
+void opsToCapnp(const std::vector<kv::RequestOp>& in, capnp::List<s::RequestOp>::Builder out) {
+    for (unsigned i = 0; i < in.size(); ++i) {
+        auto b = out[i];
+        std::visit(
+            [&](const auto& op) {
+                using T = std::decay_t<decltype(op)>;
+                if constexpr (std::is_same_v<T, kv::RangeRequest>) {
+                    rpc::toCapnp(op, b.initRange());
+                } else if constexpr (std::is_same_v<T, kv::PutRequest>) {
+                    toCapnp(op, b.initPut());
+                } else if constexpr (std::is_same_v<T, kv::DeleteRangeRequest>) {
+                    toCapnp(op, b.initDeleteRange());
+                } else {
+                    toCapnp(op, b.initTxn());
+                }
+            },
+            in[i].op);
+    }
+}
+
+std::vector<kv::RequestOp> opsFromCapnp(capnp::List<s::RequestOp>::Reader in) {
+    std::vector<kv::RequestOp> out;
+    out.reserve(in.size());
+    for (auto op : in) {
+        switch (op.which()) {
+            case s::RequestOp::RANGE:
+                out.push_back(requestOp(rpc::fromCapnp(op.getRange())));
+                break;
+            case s::RequestOp::PUT:
+                out.push_back(requestOp(fromCapnp(op.getPut())));
+                break;
+            case s::RequestOp::DELETE_RANGE:
+                out.push_back(requestOp(fromCapnp(op.getDeleteRange())));
+                break;
+            case s::RequestOp::TXN:
+                out.push_back(requestOp(fromCapnp(op.getTxn())));
+                break;
+            default:
+                KJ_FAIL_REQUIRE("unknown request op");
+        }
+    }
+    return out;
+}
+
+void toCapnp(const kv::TxnRequest& in, s::TxnRequest::Builder out) {
+    auto cmps = out.initCompare(static_cast<unsigned>(in.compare.size()));
+    for (unsigned i = 0; i < in.compare.size(); ++i) {
+        const auto& c = in.compare[i];
+        auto b = cmps[i];
+        b.setOp(static_cast<s::CompareOp>(c.op));
+        b.setTarget(static_cast<s::CompareTarget>(c.target));
+        b.setKey(data(c.key));
+        b.setRangeEnd(data(c.rangeEnd));
+        b.setNumber(c.number);
+        b.setValue(data(c.value));
+    }
+    opsToCapnp(in.success, out.initSuccess(static_cast<unsigned>(in.success.size())));
+    opsToCapnp(in.failure, out.initFailure(static_cast<unsigned>(in.failure.size())));
+}
+
+template <typename E>
+E checkedEnum(uint16_t raw, uint16_t count, const char* what) {
+    KJ_REQUIRE(raw < count, "unknown enum value", what, raw);
+    return static_cast<E>(raw);
+}
+
+kv::TxnRequest fromCapnp(s::TxnRequest::Reader in) {
+    kv::TxnRequest t;
+    for (auto c : in.getCompare()) {
+        kv::Compare cmp;
+        cmp.op = checkedEnum<kv::Compare::Op>(static_cast<uint16_t>(c.getOp()), 4, "compare op");
+        cmp.target = checkedEnum<kv::Compare::Target>(static_cast<uint16_t>(c.getTarget()), 5,
+                                                      "compare target");
+        cmp.key = str(c.getKey());
+        cmp.rangeEnd = str(c.getRangeEnd());
+        cmp.number = c.getNumber();
+        cmp.value = str(c.getValue());
+        t.compare.push_back(std::move(cmp));
+    }
+    t.success = opsFromCapnp(in.getSuccess());
+    t.failure = opsFromCapnp(in.getFailure());
+    return t;
+}
+
+// ---- responses ----
+
+void toCapnp(const kv::TxnResponse& in, s::TxnResponse::Builder out);
+kv::TxnResponse fromCapnp(s::TxnResponse::Reader in);
+
+void toCapnp(const kv::PutResponse& in, s::PutResponse::Builder out) {
+    if (in.prevKv) toCapnp(*in.prevKv, out.initPrevKv());
+    out.setHasPrevKv(in.prevKv.has_value());
+    out.setRevision(in.revision);
+}
+
+kv::PutResponse fromCapnp(s::PutResponse::Reader in) {
+    kv::PutResponse r;
+    if (in.getHasPrevKv()) r.prevKv = fromCapnp(in.getPrevKv());
+    r.revision = in.getRevision();
+    return r;
+}
+
+void toCapnp(const kv::DeleteRangeResponse& in, s::DeleteRangeResponse::Builder out) {
+    out.setDeleted(in.deleted);
+    kvsToCapnp(in.prevKvs, out.initPrevKvs(static_cast<unsigned>(in.prevKvs.size())));
+    out.setRevision(in.revision);
+}
+
+kv::DeleteRangeResponse fromCapnp(s::DeleteRangeResponse::Reader in) {
+    return kv::DeleteRangeResponse{in.getDeleted(), kvsFromCapnp(in.getPrevKvs()),
+                                   in.getRevision()};
+}
+
+void toCapnp(const kv::TxnResponse& in, s::TxnResponse::Builder out) {
+    out.setSucceeded(in.succeeded);
+    out.setRevision(in.revision);
+    auto list = out.initResponses(static_cast<unsigned>(in.responses.size()));
+    for (unsigned i = 0; i < in.responses.size(); ++i) {
+        auto b = list[i];
+        std::visit(
+            [&](const auto& r) {
+                using T = std::decay_t<decltype(r)>;
+                if constexpr (std::is_same_v<T, kv::RangeResponse>) {
+                    rpc::toCapnp(r, b.initRange());
+                } else if constexpr (std::is_same_v<T, kv::PutResponse>) {
+                    toCapnp(r, b.initPut());
+                } else if constexpr (std::is_same_v<T, kv::DeleteRangeResponse>) {
+                    toCapnp(r, b.initDeleteRange());
+                } else {
+                    toCapnp(r, b.initTxn());
+                }
+            },
+            in.responses[i].op);
+    }
+}
+
+kv::TxnResponse fromCapnp(s::TxnResponse::Reader in) {
+    kv::TxnResponse t;
+    t.succeeded = in.getSucceeded();
+    t.revision = in.getRevision();
+    for (auto r : in.getResponses()) {
+        switch (r.which()) {
+            case s::ResponseOp::RANGE:
+                t.responses.push_back(responseOp(rpc::fromCapnp(r.getRange())));
+                break;
+            case s::ResponseOp::PUT:
+                t.responses.push_back(responseOp(fromCapnp(r.getPut())));
+                break;
+            case s::ResponseOp::DELETE_RANGE:
+                t.responses.push_back(responseOp(fromCapnp(r.getDeleteRange())));
+                break;
+            case s::ResponseOp::TXN:
+                t.responses.push_back(responseOp(fromCapnp(r.getTxn())));
+                break;
+            default:
+                KJ_FAIL_REQUIRE("unknown response op");
+        }
+    }
+    return t;
+}
+
+// ---- framing ----
+
+kj::Array<capnp::word> toWords(std::string_view bytes) {
+    auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), bytes.data(), words.size() * sizeof(capnp::word));
+    return words;
+}
+
+std::string toBytes(capnp::MessageBuilder& message) {
+    auto words = capnp::messageToFlatArray(message);
+    auto bytes = words.asBytes();
+    return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+capnp::ReaderOptions readerOptions(const DecodeLimits& limits) {
+    capnp::ReaderOptions o;
+    o.traversalLimitInWords = limits.traversalWords;
+    o.nestingLimit = limits.nestingLimit;
+    return o;
+}
+
+// Runs `fn` on the checked message; every Cap'n Proto failure becomes a DecodeError.
+template <typename T, typename Fn>
+DecodeResult<T> decode(std::string_view bytes, const DecodeLimits& limits, Fn&& fn) {
+    auto size = checkFrame(bytes, limits);
+    if (!size.ok()) return fail(size.error());
+    auto words = toWords(bytes);
+    try {
+        capnp::FlatArrayMessageReader reader(words, readerOptions(limits));
+        return DecodeResult<T>(fn(reader));
+    } catch (const kj::Exception& e) {
+        return fail(DecodeError{std::string("malformed message: ") + e.getDescription().cStr()});
+    }
+}
+
+}  // namespace
+
+DecodeResult<size_t> checkFrame(std::string_view bytes, const DecodeLimits& limits) {
+    if (bytes.size() < 8 || bytes.size() % 8 != 0) {
+        return fail(DecodeError{"message is not a whole number of 8-byte words"});
+    }
+    uint32_t last;
+    std::memcpy(&last, bytes.data(), 4);
+    uint64_t segments = uint64_t{last} + 1;
+    if (segments > limits.maxSegments) {
+        return fail(DecodeError{"message has " + std::to_string(segments) + " segments"});
+    }
+    uint64_t tableWords = segments / 2 + 1;
+    if (tableWords * 8 > bytes.size()) return fail(DecodeError{"message segment table truncated"});
+    uint64_t total = tableWords;
+    for (uint64_t i = 0; i < segments; ++i) {
+        uint32_t size;
+        std::memcpy(&size, bytes.data() + 4 + 4 * i, 4);
+        total += size;
+    }
+    if (total * 8 != bytes.size()) {
+        return fail(DecodeError{"message segment sizes do not match its length"});
+    }
+    return static_cast<size_t>(total);
+}
+
+void toCapnp(const kv::RangeRequest& in, s::RangeRequest::Builder out) {
+    out.setKey(data(in.key));
+    out.setRangeEnd(data(in.rangeEnd));
+    out.setLimit(in.limit);
+    out.setRevision(in.revision);
+    out.setSortOrder(static_cast<s::SortOrder>(in.sortOrder));
+    out.setSortTarget(static_cast<s::SortTarget>(in.sortTarget));
+    out.setKeysOnly(in.keysOnly);
+    out.setCountOnly(in.countOnly);
+    out.setMinModRevision(in.minModRevision);
+    out.setMaxModRevision(in.maxModRevision);
+    out.setMinCreateRevision(in.minCreateRevision);
+    out.setMaxCreateRevision(in.maxCreateRevision);
+}
+
+kv::RangeRequest fromCapnp(s::RangeRequest::Reader in) {
+    kv::RangeRequest r;
+    r.key = str(in.getKey());
+    r.rangeEnd = str(in.getRangeEnd());
+    r.limit = in.getLimit();
+    r.revision = in.getRevision();
+    r.sortOrder =
+        checkedEnum<kv::SortOrder>(static_cast<uint16_t>(in.getSortOrder()), 3, "sort order");
+    r.sortTarget =
+        checkedEnum<kv::SortTarget>(static_cast<uint16_t>(in.getSortTarget()), 5, "sort target");
+    r.keysOnly = in.getKeysOnly();
+    r.countOnly = in.getCountOnly();
+    r.minModRevision = in.getMinModRevision();
+    r.maxModRevision = in.getMaxModRevision();
+    r.minCreateRevision = in.getMinCreateRevision();
+    r.maxCreateRevision = in.getMaxCreateRevision();
+    return r;
+}
+
+void toCapnp(const kv::RangeResponse& in, s::RangeResponse::Builder out) {
+    kvsToCapnp(in.kvs, out.initKvs(static_cast<unsigned>(in.kvs.size())));
+    out.setMore(in.more);
+    out.setCount(in.count);
+    out.setRevision(in.revision);
+}
+
+kv::RangeResponse fromCapnp(s::RangeResponse::Reader in) {
+    return kv::RangeResponse{kvsFromCapnp(in.getKvs()), in.getMore(), in.getCount(),
+                             in.getRevision()};
+}
+
+std::string encodeWrite(uint64_t id, const kv::Request& request) {
+    capnp::MallocMessageBuilder message;
+    auto w = message.initRoot<s::WriteRequest>();
+    w.setId(id);
+    std::visit(
+        [&](const auto& r) {
+            using T = std::decay_t<decltype(r)>;
+            if constexpr (std::is_same_v<T, kv::PutRequest>) {
+                toCapnp(r, w.initPut());
+            } else if constexpr (std::is_same_v<T, kv::DeleteRangeRequest>) {
+                toCapnp(r, w.initDeleteRange());
+            } else if constexpr (std::is_same_v<T, kv::TxnRequest>) {
+                toCapnp(r, w.initTxn());
+            } else if constexpr (std::is_same_v<T, kv::LeaseGrantRequest>) {
+                auto b = w.initLeaseGrant();
+                b.setId(r.id);
+                b.setTtlSeconds(r.ttlSeconds);
+            } else if constexpr (std::is_same_v<T, kv::LeaseRevokeRequest>) {
+                w.initLeaseRevoke().setId(r.id);
+            } else {
+                w.initCompact().setRevision(r.revision);
+            }
+        },
+        request);
+    return toBytes(message);
+}
+
+DecodeResult<std::pair<uint64_t, kv::Request>> decodeWrite(std::string_view bytes,
+                                                           const DecodeLimits& limits) {
+    return decode<std::pair<uint64_t, kv::Request>>(
+        bytes, limits, [](capnp::MessageReader& reader) -> std::pair<uint64_t, kv::Request> {
+            auto w = reader.getRoot<s::WriteRequest>();
+            switch (w.which()) {
+                case s::WriteRequest::PUT:
+                    return {w.getId(), fromCapnp(w.getPut())};
+                case s::WriteRequest::DELETE_RANGE:
+                    return {w.getId(), fromCapnp(w.getDeleteRange())};
+                case s::WriteRequest::TXN:
+                    return {w.getId(), fromCapnp(w.getTxn())};
+                case s::WriteRequest::LEASE_GRANT:
+                    return {w.getId(), kv::LeaseGrantRequest{w.getLeaseGrant().getId(),
+                                                             w.getLeaseGrant().getTtlSeconds()}};
+                case s::WriteRequest::LEASE_REVOKE:
+                    return {w.getId(), kv::LeaseRevokeRequest{w.getLeaseRevoke().getId()}};
+                case s::WriteRequest::COMPACT:
+                    return {w.getId(), kv::CompactRequest{w.getCompact().getRevision()}};
+            }
+            KJ_FAIL_REQUIRE("unknown write request");
+        });
+}
+
+std::string encodeWriteResult(const kv::KvResult<kv::Response>& result) {
+    capnp::MallocMessageBuilder message;
+    auto w = message.initRoot<s::WriteResponse>();
+    if (!result.ok()) {
+        auto e = w.initError();
+        e.setCode(static_cast<s::ErrorCode>(result.error().code));
+        e.setMessage(result.error().message);
+        e.setRevision(result.error().revision);
+        return toBytes(message);
+    }
+    std::visit(
+        [&](const auto& r) {
+            using T = std::decay_t<decltype(r)>;
+            if constexpr (std::is_same_v<T, kv::PutResponse>) {
+                toCapnp(r, w.initPut());
+            } else if constexpr (std::is_same_v<T, kv::DeleteRangeResponse>) {
+                toCapnp(r, w.initDeleteRange());
+            } else if constexpr (std::is_same_v<T, kv::TxnResponse>) {
+                toCapnp(r, w.initTxn());
+            } else if constexpr (std::is_same_v<T, kv::LeaseGrantResponse>) {
+                auto b = w.initLeaseGrant();
+                b.setId(r.id);
+                b.setTtlSeconds(r.ttlSeconds);
+                b.setRevision(r.revision);
+            } else if constexpr (std::is_same_v<T, kv::LeaseRevokeResponse>) {
+                w.initLeaseRevoke().setRevision(r.revision);
+            } else {
+                w.initCompact().setRevision(r.revision);
+            }
+        },
+        result.value());
+    return toBytes(message);
+}
+
+DecodeResult<kv::KvResult<kv::Response>> decodeWriteResult(std::string_view bytes,
+                                                           const DecodeLimits& limits) {
+    return decode<kv::KvResult<kv::Response>>(
+        bytes, limits, [](capnp::MessageReader& reader) -> kv::KvResult<kv::Response> {
+            auto w = reader.getRoot<s::WriteResponse>();
+            switch (w.which()) {
+                case s::WriteResponse::ERROR: {
+                    auto e = w.getError();
+                    auto code = checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(e.getCode()), 13,
+                                                           "error code");
+                    return fail(kv::Error{code, e.getMessage().cStr(), e.getRevision()});
+                }
+                case s::WriteResponse::PUT:
+                    return kv::Response{fromCapnp(w.getPut())};
+                case s::WriteResponse::DELETE_RANGE:
+                    return kv::Response{fromCapnp(w.getDeleteRange())};
+                case s::WriteResponse::TXN:
+                    return kv::Response{fromCapnp(w.getTxn())};
+                case s::WriteResponse::LEASE_GRANT: {
+                    auto g = w.getLeaseGrant();
+                    return kv::Response{
+                        kv::LeaseGrantResponse{g.getId(), g.getTtlSeconds(), g.getRevision()}};
+                }
+                case s::WriteResponse::LEASE_REVOKE:
+                    return kv::Response{kv::LeaseRevokeResponse{w.getLeaseRevoke().getRevision()}};
+                case s::WriteResponse::COMPACT:
+                    return kv::Response{kv::CompactResponse{w.getCompact().getRevision()}};
+            }
+            KJ_FAIL_REQUIRE("unknown write response");
+        });
+}
+
+}  // namespace coord::rpc

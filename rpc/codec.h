@@ -1,0 +1,55 @@
+// Conversion between kv/ request and response values and their Cap'n Proto form, and the
+// encoding of Raft entry payloads.
+//
+// Everything decoded here may come from an untrusted peer or client: decoding checks the frame
+// (segment count and sizes) before Cap'n Proto sees it, reads under traversal and nesting
+// limits, and turns every decoding failure into a DecodeError instead of an exception.
+#pragma once
+
+#include <capnp/message.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "common/result.h"
+#include "kv/types.h"
+#include "rpc/coord.capnp.h"
+
+namespace coord::rpc {
+
+struct DecodeError {
+    std::string message;
+};
+
+template <typename T>
+using DecodeResult = Result<T, DecodeError>;
+
+struct DecodeLimits {
+    uint64_t traversalWords = uint64_t{1} << 20;  // 8 MiB of reads per message
+    int nestingLimit = 64;
+    uint32_t maxSegments = 512;
+};
+
+// Checks a flat Cap'n Proto message (segment table + segments) without trusting it: returns
+// its size in words, or an error when the table is absurd or does not match the bytes.
+DecodeResult<size_t> checkFrame(std::string_view bytes, const DecodeLimits& limits = {});
+
+// A Raft entry payload: the proposer's request id and the write request.
+std::string encodeWrite(uint64_t id, const kv::Request& request);
+DecodeResult<std::pair<uint64_t, kv::Request>> decodeWrite(std::string_view bytes,
+                                                           const DecodeLimits& limits = {});
+
+// The outcome of a write, as sent back to a client.
+std::string encodeWriteResult(const kv::KvResult<kv::Response>& result);
+DecodeResult<kv::KvResult<kv::Response>> decodeWriteResult(std::string_view bytes,
+                                                           const DecodeLimits& limits = {});
+
+// Field-by-field conversions, for the RPC services.
+void toCapnp(const kv::RangeRequest& in, schema::RangeRequest::Builder out);
+kv::RangeRequest fromCapnp(schema::RangeRequest::Reader in);
+void toCapnp(const kv::RangeResponse& in, schema::RangeResponse::Builder out);
+kv::RangeResponse fromCapnp(schema::RangeResponse::Reader in);
+
+}  // namespace coord::rpc

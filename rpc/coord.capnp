@@ -1,0 +1,154 @@
+# coord's wire schema. Part 1: the write requests carried in Raft log entries and their
+# responses (shared with the client RPC). All keys and values are Data (arbitrary bytes).
+@0xf9ce463492fb1f3a;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("coord::rpc::schema");
+
+struct KeyValue {
+  key @0 :Data;
+  value @1 :Data;
+  createRevision @2 :Int64;
+  modRevision @3 :Int64;
+  version @4 :Int64;
+  lease @5 :Int64;
+}
+
+enum SortOrder { none @0; ascend @1; descend @2; }
+enum SortTarget { key @0; version @1; create @2; mod @3; value @4; }
+
+struct RangeRequest {
+  key @0 :Data;
+  rangeEnd @1 :Data;
+  limit @2 :Int64;
+  revision @3 :Int64;
+  sortOrder @4 :SortOrder;
+  sortTarget @5 :SortTarget;
+  keysOnly @6 :Bool;
+  countOnly @7 :Bool;
+  minModRevision @8 :Int64;
+  maxModRevision @9 :Int64;
+  minCreateRevision @10 :Int64;
+  maxCreateRevision @11 :Int64;
+}
+
+struct RangeResponse {
+  kvs @0 :List(KeyValue);
+  more @1 :Bool;
+  count @2 :Int64;
+  revision @3 :Int64;
+}
+
+struct PutRequest {
+  key @0 :Data;
+  value @1 :Data;
+  lease @2 :Int64;
+  prevKv @3 :Bool;
+  ignoreValue @4 :Bool;
+  ignoreLease @5 :Bool;
+}
+
+struct PutResponse {
+  prevKv @0 :KeyValue;
+  hasPrevKv @1 :Bool;
+  revision @2 :Int64;
+}
+
+struct DeleteRangeRequest {
+  key @0 :Data;
+  rangeEnd @1 :Data;
+  prevKv @2 :Bool;
+}
+
+struct DeleteRangeResponse {
+  deleted @0 :Int64;
+  prevKvs @1 :List(KeyValue);
+  revision @2 :Int64;
+}
+
+enum CompareOp { equal @0; notEqual @1; greater @2; less @3; }
+enum CompareTarget { version @0; create @1; mod @2; value @3; lease @4; }
+
+struct Compare {
+  op @0 :CompareOp;
+  target @1 :CompareTarget;
+  key @2 :Data;
+  rangeEnd @3 :Data;
+  number @4 :Int64;
+  value @5 :Data;
+}
+
+struct RequestOp {
+  union {
+    range @0 :RangeRequest;
+    put @1 :PutRequest;
+    deleteRange @2 :DeleteRangeRequest;
+    txn @3 :TxnRequest;
+  }
+}
+
+struct ResponseOp {
+  union {
+    range @0 :RangeResponse;
+    put @1 :PutResponse;
+    deleteRange @2 :DeleteRangeResponse;
+    txn @3 :TxnResponse;
+  }
+}
+
+struct TxnRequest {
+  compare @0 :List(Compare);
+  success @1 :List(RequestOp);
+  failure @2 :List(RequestOp);
+}
+
+struct TxnResponse {
+  succeeded @0 :Bool;
+  responses @1 :List(ResponseOp);
+  revision @2 :Int64;
+}
+
+struct LeaseGrantRequest { id @0 :Int64; ttlSeconds @1 :Int64; }
+struct LeaseGrantResponse { id @0 :Int64; ttlSeconds @1 :Int64; revision @2 :Int64; }
+struct LeaseRevokeRequest { id @0 :Int64; }
+struct LeaseRevokeResponse { revision @0 :Int64; }
+struct CompactRequest { revision @0 :Int64; }
+struct CompactResponse { revision @0 :Int64; }
+
+# One Raft log entry's payload: a write request, tagged with the id the proposing member uses
+# to complete the waiting client call once the entry is applied.
+struct WriteRequest {
+  id @0 :UInt64;
+  union {
+    put @1 :PutRequest;
+    deleteRange @2 :DeleteRangeRequest;
+    txn @3 :TxnRequest;
+    leaseGrant @4 :LeaseGrantRequest;
+    leaseRevoke @5 :LeaseRevokeRequest;
+    compact @6 :CompactRequest;
+  }
+}
+
+enum ErrorCode {
+  invalidArgument @0; emptyKey @1; keyTooLarge @2; valueTooLarge @3; tooManyOps @4;
+  duplicateKey @5; keyNotFound @6; compacted @7; futureRevision @8; leaseNotFound @9;
+  leaseExists @10; noSpace @11; alreadyApplied @12;
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;
+  revision @2 :Int64;
+}
+
+struct WriteResponse {
+  union {
+    error @0 :Error;
+    put @1 :PutResponse;
+    deleteRange @2 :DeleteRangeResponse;
+    txn @3 :TxnResponse;
+    leaseGrant @4 :LeaseGrantResponse;
+    leaseRevoke @5 :LeaseRevokeResponse;
+    compact @6 :CompactResponse;
+  }
+}

@@ -1,0 +1,158 @@
+#include <catch2/catch.hpp>
+
+#include <capnp/serialize.h>
+
+#include <random>
+
+#include "rpc/codec.h"
+
+using namespace coord;
+using namespace coord::rpc;
+
+namespace {
+
+kv::TxnRequest sampleTxn() {
+    kv::TxnRequest t;
+    for (int op = 0; op < 4; ++op) {
+        for (int target = 0; target < 5; ++target) {
+            kv::Compare c;
+            c.op = static_cast<kv::Compare::Op>(op);
+            c.target = static_cast<kv::Compare::Target>(target);
+            c.key = "k" + std::to_string(op);
+            c.rangeEnd = target == 2 ? "z" : "";
+            c.number = op * 10 + target;
+            c.value = std::string("\0\xff", 2);
+            t.compare.push_back(c);
+        }
+    }
+    kv::RangeRequest r;
+    r.key = "a";
+    r.rangeEnd = kv::kFromKey;
+    r.limit = 7;
+    r.revision = 3;
+    r.sortOrder = kv::SortOrder::Descend;
+    r.sortTarget = kv::SortTarget::Mod;
+    r.keysOnly = true;
+    r.minCreateRevision = 2;
+    t.success.push_back({r});
+    kv::PutRequest p{"key", std::string(1000, 'v'), 5};
+    p.prevKv = true;
+    t.success.push_back({p});
+    kv::TxnRequest nested;
+    nested.failure.push_back({kv::DeleteRangeRequest{"d", "e", true}});
+    t.failure.push_back({nested});
+    return t;
+}
+
+void roundTrip(const kv::Request& request) {
+    std::string bytes = encodeWrite(42, request);
+    auto decoded = decodeWrite(bytes);
+    REQUIRE(decoded.ok());
+    CHECK(decoded->first == 42);
+    CHECK(decoded->second.index() == request.index());
+    CHECK(encodeWrite(42, decoded->second) == bytes);
+}
+
+}  // namespace
+
+TEST_CASE("every write request survives encoding as a Raft entry payload", "[rpc][codec]") {
+    roundTrip(kv::PutRequest{"k", "v", 9});
+    roundTrip(kv::DeleteRangeRequest{"a", "b", true});
+    roundTrip(sampleTxn());
+    roundTrip(kv::LeaseGrantRequest{7, 30});
+    roundTrip(kv::LeaseRevokeRequest{7});
+    roundTrip(kv::CompactRequest{100});
+    auto d = decodeWrite(encodeWrite(1, sampleTxn()));
+    REQUIRE(d.ok());
+    const auto& t = std::get<kv::TxnRequest>(d->second);
+    CHECK(t.compare.size() == 20);
+    CHECK(t.compare[19].op == kv::Compare::Op::Less);
+    CHECK(t.compare[19].value == std::string("\0\xff", 2));
+    CHECK(std::get<kv::PutRequest>(t.success[1].op).value.size() == 1000);
+    CHECK(std::get<kv::RangeRequest>(t.success[0].op).sortTarget == kv::SortTarget::Mod);
+    const auto& nested = std::get<kv::TxnRequest>(t.failure[0].op);
+    CHECK(std::get<kv::DeleteRangeRequest>(nested.failure[0].op).prevKv);
+}
+
+TEST_CASE("write outcomes, errors included, survive encoding", "[rpc][codec]") {
+    kv::TxnResponse tr;
+    tr.succeeded = true;
+    tr.revision = 12;
+    tr.responses.push_back({kv::RangeResponse{{kv::KeyValue{"a", "1", 2, 3, 1, 0}}, true, 5, 12}});
+    tr.responses.push_back({kv::PutResponse{kv::KeyValue{"b", "x", 1, 1, 1, 4}, 12}});
+    for (kv::KvResult<kv::Response> r :
+         {kv::KvResult<kv::Response>(kv::Response{tr}),
+          kv::KvResult<kv::Response>(kv::Response{kv::LeaseGrantResponse{3, 10, 4}}),
+          kv::KvResult<kv::Response>(
+              fail(kv::Error{kv::ErrorCode::Compacted, "revision 3 has been compacted", 9}))}) {
+        std::string bytes = encodeWriteResult(r);
+        auto back = decodeWriteResult(bytes);
+        REQUIRE(back.ok());
+        CHECK(encodeWriteResult(*back) == bytes);
+    }
+    auto err =
+        decodeWriteResult(encodeWriteResult(fail(kv::Error{kv::ErrorCode::NoSpace, "full", 0})));
+    REQUIRE(err.ok());
+    REQUIRE_FALSE(err->ok());
+    CHECK(err->error().code == kv::ErrorCode::NoSpace);
+}
+
+TEST_CASE("malformed frames are refused before Cap'n Proto reads them", "[rpc][codec]") {
+    CHECK_FALSE(decodeWrite("").ok());
+    CHECK_FALSE(decodeWrite("1234567").ok());
+    // 2^32 segments (the count overflows a naive 32-bit "+ 1").
+    std::string absurd(16, '\0');
+    absurd[0] = absurd[1] = absurd[2] = absurd[3] = '\xff';
+    auto r = decodeWrite(absurd);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("segments") != std::string::npos);
+    // A segment size larger than the bytes present.
+    std::string bytes = encodeWrite(1, kv::PutRequest{"k", "v"});
+    std::string lying = bytes;
+    lying[4] = '\x7f';
+    CHECK_FALSE(decodeWrite(lying).ok());
+    CHECK_FALSE(decodeWrite(bytes.substr(0, bytes.size() - 8)).ok());
+}
+
+TEST_CASE("random corruption of valid messages never crashes the decoder", "[rpc][codec]") {
+    std::string good = encodeWrite(7, sampleTxn());
+    std::mt19937 rng(Catch::rngSeed());
+    int refused = 0;
+    for (int i = 0; i < 5000; ++i) {
+        std::string bad = good;
+        int flips = 1 + static_cast<int>(rng() % 8);
+        for (int f = 0; f < flips; ++f)
+            bad[rng() % bad.size()] = static_cast<char>(rng());
+        auto r = decodeWrite(bad);  // either a request or a clear error
+        if (!r.ok()) {
+            ++refused;
+            CHECK_FALSE(r.error().message.empty());
+        }
+    }
+    CHECK(refused > 0);
+}
+
+TEST_CASE("txns nested past the decoding limit are refused", "[rpc][codec]") {
+    kv::TxnRequest t;
+    for (int depth = 0; depth < 40; ++depth) {
+        kv::TxnRequest outer;
+        outer.success.push_back({t});
+        t = std::move(outer);
+    }
+    auto r = decodeWrite(encodeWrite(1, t));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("malformed") != std::string::npos);
+}
+
+TEST_CASE("unknown enum values are refused, not cast", "[rpc][codec]") {
+    capnp::MallocMessageBuilder message;
+    auto w = message.initRoot<schema::WriteRequest>();
+    auto cmp = w.initTxn().initCompare(1);
+    cmp[0].setKey(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("k"), 1));
+    cmp[0].setOp(static_cast<schema::CompareOp>(77));
+    auto words = capnp::messageToFlatArray(message);
+    auto b = words.asBytes();
+    auto r = decodeWrite(std::string_view(reinterpret_cast<const char*>(b.begin()), b.size()));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("enum") != std::string::npos);
+}
