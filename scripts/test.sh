@@ -37,7 +37,7 @@ tsan)
         -DCOORD_SANITIZE=thread >/dev/null
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
     # Only the tests that run several threads; the rest are single-threaded.
-    cmake --build "$dir" -j "$jobs" --target kv_thread_tests
+    cmake --build "$dir" -j "$jobs" --target kv_thread_tests rpc_driver_tests
     ctest --test-dir "$dir" --output-on-failure -j "$jobs" -L threads "$@"
     exit 0
     ;;

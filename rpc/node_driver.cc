@@ -1,0 +1,230 @@
+#include "rpc/node_driver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "common/assert.h"
+#include "rpc/codec.h"
+
+namespace coord::rpc {
+
+const char* unavailableName(Unavailable u) {
+    switch (u) {
+        case Unavailable::NoLeader:
+            return "no leader";
+        case Unavailable::Timeout:
+            return "timed out (the outcome is unknown)";
+        case Unavailable::Stopped:
+            return "member stopping";
+    }
+    return "?";
+}
+
+NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Transport& transport)
+    : io_(io), config_(config), transport_(transport), timer_(io) {
+    store_ = std::make_unique<kv::Store>(config.dataFile, config.store);
+    log_ = std::make_unique<kv::RaftLogStorage>(*store_);
+    if (log_->confState().voters.empty() && log_->hardState() == raft::HardState{}) {
+        // A new member of a new cluster: record the initial membership.
+        raft::ConfState conf;
+        conf.voters = config.initialVoters;
+        std::sort(conf.voters.begin(), conf.voters.end());
+        log_->save({{}, std::nullopt, conf});
+    }
+    raft::Config rc;
+    rc.id = config.id;
+    rc.electionTicks = config.electionTicks;
+    rc.heartbeatTicks = config.heartbeatTicks;
+    rc.storage = log_.get();
+    // Entries the store already applied are not applied again (the store also refuses them
+    // by index, so a restart replays nothing twice).
+    rc.applied = std::min<raft::Index>(store_->appliedIndex(), log_->hardState().commit);
+    rc.applied = std::max<raft::Index>(rc.applied, log_->firstIndex() - 1);
+    rc.seed =
+        config.seed
+            ? config.seed
+            : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    raft_ = std::make_unique<raft::Raft>(rc);
+    lastCompactIndex_ = log_->firstIndex() - 1;
+}
+
+NodeDriver::~NodeDriver() = default;
+
+int64_t NodeDriver::nowMs() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+void NodeDriver::start() {
+    boost::asio::post(io_, [this] { scheduleTick(); });
+}
+
+void NodeDriver::stop() {
+    boost::asio::post(io_, [this] {
+        stopped_ = true;
+        timer_.cancel();
+        for (auto& [id, w] : writes_)
+            w.done(fail(Unavailable::Stopped));
+        writes_.clear();
+        for (auto& [ctx, r] : reads_)
+            r.done(fail(Unavailable::Stopped));
+        reads_.clear();
+    });
+}
+
+void NodeDriver::scheduleTick() {
+    if (stopped_) return;
+    timer_.expires_after(std::chrono::milliseconds(config_.tickMs));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || stopped_) return;
+        raft_->tick();
+        processReady();
+        expire();
+        scheduleTick();
+    });
+}
+
+void NodeDriver::deliver(raft::Message message) {
+    boost::asio::post(io_, [this, m = std::move(message)] {
+        if (stopped_) return;
+        raft_->step(m);
+        processReady();
+    });
+}
+
+void NodeDriver::write(kv::Request request, std::function<void(WriteOutcome)> done) {
+    boost::asio::post(io_, [this, r = std::move(request), done = std::move(done)]() mutable {
+        if (stopped_) return done(fail(Unavailable::Stopped));
+        // Ids are unique per member: the member that proposed completes the call when it
+        // applies the entry (every member applies every entry).
+        uint64_t id = (config_.id << 40) | nextRequest_++;
+        auto result = raft_->propose(encodeWrite(id, r));
+        if (result != raft::ProposeResult::Accepted && result != raft::ProposeResult::Forwarded) {
+            return done(fail(Unavailable::NoLeader));
+        }
+        writes_.emplace(id, PendingWrite{std::move(done), nowMs() + config_.requestTimeoutMs});
+        processReady();
+    });
+}
+
+void NodeDriver::linearizableRead(std::function<void(Result<Ok, Unavailable>)> done) {
+    boost::asio::post(io_, [this, done = std::move(done)]() mutable {
+        if (stopped_) return done(fail(Unavailable::Stopped));
+        std::string ctx = std::to_string(config_.id) + "/" + std::to_string(nextRequest_++);
+        auto result = raft_->readIndex(ctx);
+        if (result != raft::ProposeResult::Accepted && result != raft::ProposeResult::Forwarded) {
+            return done(fail(Unavailable::NoLeader));
+        }
+        reads_.emplace(ctx, PendingRead{std::move(done), nowMs() + config_.requestTimeoutMs, 0});
+        processReady();
+    });
+}
+
+void NodeDriver::processReady() {
+    for (int turn = 0; turn < 1000 && raft_->hasReady(); ++turn) {
+        raft::Ready rd = raft_->ready();
+        if (rd.snapshot) {
+            // A snapshot from the leader replaces the whole state machine.
+            std::istringstream in(rd.snapshot->data);
+            auto imported = store_->importSnapshot(in);
+            COORD_ASSERT(imported.ok(), "snapshot from the leader does not import",
+                         imported.ok() ? "" : imported.error().message);
+            log_->installSnapshot(rd.snapshot->meta);
+        }
+        applyAndPersist(rd);
+        for (const auto& m : rd.messages)
+            transport_.send(m);
+        for (const auto& rs : rd.readStates) {
+            auto it = reads_.find(rs.context);
+            if (it != reads_.end()) it->second.index = rs.index;
+        }
+        raft_->advance(rd);
+        serveReads();
+    }
+    leader_ = raft_->leader();
+    term_ = raft_->term();
+    maybeCompact();
+}
+
+void NodeDriver::applyAndPersist(const raft::Ready& rd) {
+    std::vector<kv::IndexedRequest> batch;
+    std::vector<uint64_t> ids;
+    std::optional<raft::ConfState> conf;
+    for (const raft::Entry& e : rd.committedEntries) {
+        if (e.type == raft::EntryType::ConfChange) {
+            if (auto cc = raft::ConfChange::decode(e.data)) conf = raft_->applyConfChange(*cc);
+            continue;
+        }
+        if (e.data.empty()) continue;  // a new leader's empty entry
+        auto decoded = decodeWrite(e.data);
+        if (!decoded.ok()) {
+            // Every member sees the same bytes and skips them alike.
+            std::fprintf(stderr, "coord: skipping undecodable log entry %llu: %s\n",
+                         static_cast<unsigned long long>(e.index), decoded.error().message.c_str());
+            continue;
+        }
+        ids.push_back(decoded->first);
+        batch.push_back({e.index, std::move(decoded->second)});
+    }
+    if (batch.empty() && rd.entries.empty() && !rd.hardState && !conf) return;
+    // One write transaction, one fsync: the log append, the hard state, the membership and
+    // the application of the committed entries.
+    auto results = store_->apply(batch, [&](const kv::lmdb::Txn& txn) {
+        log_->persist(txn, {rd.entries, rd.hardState, conf});
+    });
+    for (size_t i = 0; i < results.size(); ++i) {
+        auto it = writes_.find(ids[i]);
+        if (it == writes_.end()) continue;
+        it->second.done(std::move(results[i]));
+        writes_.erase(it);
+    }
+}
+
+void NodeDriver::serveReads() {
+    raft::Index applied = raft_->log().applied();
+    for (auto it = reads_.begin(); it != reads_.end();) {
+        if (it->second.index != 0 && it->second.index <= applied) {
+            it->second.done(Ok{});
+            it = reads_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+void NodeDriver::expire() {
+    int64_t now = nowMs();
+    for (auto it = writes_.begin(); it != writes_.end();) {
+        if (it->second.deadlineMs <= now) {
+            it->second.done(fail(Unavailable::Timeout));
+            it = writes_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto it = reads_.begin(); it != reads_.end();) {
+        if (it->second.deadlineMs <= now) {
+            it->second.done(fail(Unavailable::Timeout));
+            it = reads_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+void NodeDriver::maybeCompact() {
+    raft::Index applied = raft_->log().applied();
+    if (applied < lastCompactIndex_ + config_.snapshotCount + config_.snapshotCatchUpEntries) {
+        return;
+    }
+    // The snapshot sent to a lagging follower is the store's state when it is sent, which is
+    // at or after this index; the follower's store skips the entries it already contains.
+    raft::Index upTo = applied - config_.snapshotCatchUpEntries;
+    log_->compact(upTo, raft_->confState());
+    lastCompactIndex_ = upTo;
+}
+
+}  // namespace coord::rpc

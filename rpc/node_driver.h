@@ -1,0 +1,127 @@
+// NodeDriver: one coord member's engine — the Raft core, its LMDB log, the MVCC store and the
+// Ready loop that ties them together — running on a Boost.Asio io_context (the core thread).
+//
+// Each loop turn takes one Ready and, in ONE LMDB write transaction (one fsync), appends its
+// entries, saves its hard state and membership, and applies the committed entries to the
+// store; then it sends the messages, completes the client requests those entries answer, and
+// serves read states. Ticks come from a steady_timer.
+//
+// Threading: write(), linearizableRead() and deliver() may be called from any thread; they post
+// to the io_context. Callbacks run on the core thread and must not block. The store may be
+// read from any thread (kv::Store's contract).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kv/raft_storage.h"
+#include "kv/store.h"
+#include "raft/raft.h"
+#include "rpc/asio.h"
+
+namespace coord::rpc {
+
+// Sends Raft messages to peers. Called on the core thread; must not block.
+class Transport {
+  public:
+    virtual ~Transport() = default;
+    virtual void send(const raft::Message& message) = 0;
+};
+
+struct NodeConfig {
+    raft::NodeId id = 1;
+    // The voters of a new cluster; ignored when the data file already holds a membership.
+    std::vector<raft::NodeId> initialVoters{1};
+    std::string dataFile;
+    int tickMs = 100;
+    int electionTicks = 10;
+    int heartbeatTicks = 1;
+    // Compact the Raft log once this many entries were applied since the last compaction,
+    // keeping `snapshotCatchUpEntries` behind for slow followers.
+    uint64_t snapshotCount = 10000;
+    uint64_t snapshotCatchUpEntries = 1000;
+    // A request not completed within this time fails with Unavailable (outcome unknown).
+    int requestTimeoutMs = 5000;
+    kv::Options store;
+    uint64_t seed = 0;  // 0: derived from the clock
+};
+
+// Why a request did not produce a store outcome.
+enum class Unavailable {
+    NoLeader,  // no leader known: retry later or elsewhere
+    Timeout,   // not completed in time: it may or may not have been applied
+    Stopped,   // the member is shutting down
+};
+const char* unavailableName(Unavailable u);
+
+using WriteOutcome = Result<kv::KvResult<kv::Response>, Unavailable>;
+
+class NodeDriver {
+  public:
+    NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Transport& transport);
+    ~NodeDriver();
+    NodeDriver(const NodeDriver&) = delete;
+    NodeDriver& operator=(const NodeDriver&) = delete;
+
+    // Starts ticking (posts to the io_context).
+    void start();
+    // Stops ticking and fails every pending request with Stopped. Call before the io_context
+    // stops; waits for nothing.
+    void stop();
+
+    // A message from a peer (any thread).
+    void deliver(raft::Message message);
+    // Proposes a write; `done` gets the store's outcome once this member applied it.
+    void write(kv::Request request, std::function<void(WriteOutcome)> done);
+    // Confirms leadership with ReadIndex and waits until this member applied up to the read
+    // index: afterwards a read of the store is linearizable. `done(true)` when so.
+    void linearizableRead(std::function<void(Result<Ok, Unavailable>)> done);
+
+    kv::Store& store() { return *store_; }
+    raft::NodeId id() const { return config_.id; }
+    // Snapshots of the core's state (any thread; refreshed every loop turn).
+    raft::NodeId leader() const { return leader_.load(); }
+    uint64_t term() const { return term_.load(); }
+
+  private:
+    struct PendingWrite {
+        std::function<void(WriteOutcome)> done;
+        int64_t deadlineMs;
+    };
+    struct PendingRead {
+        std::function<void(Result<Ok, Unavailable>)> done;
+        int64_t deadlineMs;
+        raft::Index index = 0;  // set once the read state arrives
+    };
+
+    void scheduleTick();
+    void processReady();
+    void applyAndPersist(const raft::Ready& rd);
+    void serveReads();
+    void expire();
+    void maybeCompact();
+    int64_t nowMs() const;
+
+    boost::asio::io_context& io_;
+    NodeConfig config_;
+    Transport& transport_;
+    std::unique_ptr<kv::Store> store_;
+    std::unique_ptr<kv::RaftLogStorage> log_;
+    std::unique_ptr<raft::Raft> raft_;
+    boost::asio::steady_timer timer_;
+    bool stopped_ = false;
+
+    uint64_t nextRequest_ = 1;
+    std::map<uint64_t, PendingWrite> writes_;
+    std::map<std::string, PendingRead> reads_;
+    uint64_t lastCompactIndex_ = 0;
+    std::atomic<raft::NodeId> leader_{0};
+    std::atomic<uint64_t> term_{0};
+};
+
+}  // namespace coord::rpc
