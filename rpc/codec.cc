@@ -483,3 +483,126 @@ DecodeResult<kv::KvResult<kv::Response>> decodeWriteResult(std::string_view byte
 }
 
 }  // namespace coord::rpc
+
+namespace coord::rpc {
+
+namespace {
+
+void confToCapnp(const raft::ConfState& c, s::RaftConfState::Builder out) {
+    auto v = out.initVoters(static_cast<unsigned>(c.voters.size()));
+    for (unsigned i = 0; i < c.voters.size(); ++i)
+        v.set(i, c.voters[i]);
+    auto l = out.initLearners(static_cast<unsigned>(c.learners.size()));
+    for (unsigned i = 0; i < c.learners.size(); ++i)
+        l.set(i, c.learners[i]);
+}
+
+raft::ConfState confFromCapnp(s::RaftConfState::Reader in) {
+    raft::ConfState c;
+    for (auto v : in.getVoters())
+        c.voters.push_back(v);
+    for (auto l : in.getLearners())
+        c.learners.push_back(l);
+    return c;
+}
+
+constexpr uint8_t kMessageTypes = static_cast<uint8_t>(raft::MessageType::SnapResp) + 1;
+constexpr uint8_t kEntryTypes = static_cast<uint8_t>(raft::EntryType::ConfChange) + 1;
+
+// What the core assumes of a message, checked before a peer's message reaches it.
+void validatePeerMessage(const raft::Message& m) {
+    using T = raft::MessageType;
+    KJ_REQUIRE(m.type != T::Hup && m.type != T::Beat, "local-only message from a peer");
+    KJ_REQUIRE(m.from != raft::kNone && m.to != raft::kNone, "message without sender or target");
+    KJ_REQUIRE(m.type != T::Snap || m.snapshot.has_value(), "snapshot message without snapshot");
+    if (m.type == T::Append) {
+        for (size_t i = 0; i < m.entries.size(); ++i) {
+            KJ_REQUIRE(m.entries[i].index == m.index + 1 + i, "append entries out of sequence");
+            KJ_REQUIRE(m.entries[i].term <= m.term, "append entry from a future term");
+        }
+    }
+}
+
+}  // namespace
+
+std::string encodePeerFrame(uint64_t clusterId, const raft::Message& m) {
+    capnp::MallocMessageBuilder message;
+    auto f = message.initRoot<s::PeerFrame>();
+    f.setClusterId(clusterId);
+    auto b = f.initMessage();
+    b.setType(static_cast<uint8_t>(m.type));
+    b.setFrom(m.from);
+    b.setTo(m.to);
+    b.setTerm(m.term);
+    b.setLogTerm(m.logTerm);
+    b.setIndex(m.index);
+    auto ents = b.initEntries(static_cast<unsigned>(m.entries.size()));
+    for (unsigned i = 0; i < m.entries.size(); ++i) {
+        const auto& e = m.entries[i];
+        ents[i].setTerm(e.term);
+        ents[i].setIndex(e.index);
+        ents[i].setType(static_cast<uint8_t>(e.type));
+        ents[i].setData(data(e.data));
+    }
+    b.setCommit(m.commit);
+    b.setReject(m.reject);
+    b.setRejectHint(m.rejectHint);
+    b.setHintTerm(m.hintTerm);
+    if (m.snapshot) {
+        auto sn = b.initSnapshot();
+        sn.setIndex(m.snapshot->meta.index);
+        sn.setTerm(m.snapshot->meta.term);
+        confToCapnp(m.snapshot->meta.conf, sn.initConf());
+        sn.setData(data(m.snapshot->data));
+    }
+    b.setHasSnapshot(m.snapshot.has_value());
+    b.setSnapOffset(m.snapOffset);
+    b.setSnapId(m.snapId);
+    b.setSnapLast(m.snapLast);
+    b.setContext(data(m.context));
+    return toBytes(message);
+}
+
+DecodeResult<std::pair<uint64_t, raft::Message>> decodePeerFrame(std::string_view bytes,
+                                                                 const DecodeLimits& limits) {
+    return decode<std::pair<uint64_t, raft::Message>>(
+        bytes, limits, [](capnp::MessageReader& reader) -> std::pair<uint64_t, raft::Message> {
+            auto f = reader.getRoot<s::PeerFrame>();
+            auto b = f.getMessage();
+            raft::Message m;
+            KJ_REQUIRE(b.getType() < kMessageTypes, "unknown raft message type", b.getType());
+            m.type = static_cast<raft::MessageType>(b.getType());
+            m.from = b.getFrom();
+            m.to = b.getTo();
+            m.term = b.getTerm();
+            m.logTerm = b.getLogTerm();
+            m.index = b.getIndex();
+            for (auto e : b.getEntries()) {
+                KJ_REQUIRE(e.getType() < kEntryTypes, "unknown raft entry type", e.getType());
+                m.entries.push_back(raft::Entry{e.getTerm(), e.getIndex(),
+                                                static_cast<raft::EntryType>(e.getType()),
+                                                str(e.getData())});
+            }
+            m.commit = b.getCommit();
+            m.reject = b.getReject();
+            m.rejectHint = b.getRejectHint();
+            m.hintTerm = b.getHintTerm();
+            if (b.getHasSnapshot()) {
+                auto sn = b.getSnapshot();
+                raft::Snapshot snap;
+                snap.meta.index = sn.getIndex();
+                snap.meta.term = sn.getTerm();
+                snap.meta.conf = confFromCapnp(sn.getConf());
+                snap.data = str(sn.getData());
+                m.snapshot = std::move(snap);
+            }
+            m.snapOffset = b.getSnapOffset();
+            m.snapId = b.getSnapId();
+            m.snapLast = b.getSnapLast();
+            m.context = str(b.getContext());
+            validatePeerMessage(m);
+            return {f.getClusterId(), std::move(m)};
+        });
+}
+
+}  // namespace coord::rpc

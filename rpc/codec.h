@@ -15,6 +15,7 @@
 
 #include "common/result.h"
 #include "kv/types.h"
+#include "raft/types.h"
 #include "rpc/coord.capnp.h"
 
 namespace coord::rpc {
@@ -45,6 +46,11 @@ DecodeResult<std::pair<uint64_t, kv::Request>> decodeWrite(std::string_view byte
 std::string encodeWriteResult(const kv::KvResult<kv::Response>& result);
 DecodeResult<kv::KvResult<kv::Response>> decodeWriteResult(std::string_view bytes,
                                                            const DecodeLimits& limits = {});
+
+// A Raft message between members, with the sender's cluster id.
+std::string encodePeerFrame(uint64_t clusterId, const raft::Message& message);
+DecodeResult<std::pair<uint64_t, raft::Message>> decodePeerFrame(std::string_view bytes,
+                                                                 const DecodeLimits& limits = {});
 
 // Field-by-field conversions, for the RPC services.
 void toCapnp(const kv::RangeRequest& in, schema::RangeRequest::Builder out);

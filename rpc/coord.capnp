@@ -152,3 +152,49 @@ struct WriteResponse {
     compact @6 :CompactResponse;
   }
 }
+
+# Part 2: Raft messages between members, one PeerFrame per Cap'n Proto message on a TCP stream.
+
+struct RaftEntry {
+  term @0 :UInt64;
+  index @1 :UInt64;
+  type @2 :UInt8;     # raft::EntryType
+  data @3 :Data;
+}
+
+struct RaftConfState {
+  voters @0 :List(UInt64);
+  learners @1 :List(UInt64);
+}
+
+struct RaftSnapshot {
+  index @0 :UInt64;
+  term @1 :UInt64;
+  conf @2 :RaftConfState;
+  data @3 :Data;      # one chunk of the snapshot's data
+}
+
+struct RaftMessage {
+  type @0 :UInt8;     # raft::MessageType
+  from @1 :UInt64;
+  to @2 :UInt64;
+  term @3 :UInt64;
+  logTerm @4 :UInt64;
+  index @5 :UInt64;
+  entries @6 :List(RaftEntry);
+  commit @7 :UInt64;
+  reject @8 :Bool;
+  rejectHint @9 :UInt64;
+  hintTerm @10 :UInt64;
+  snapshot @11 :RaftSnapshot;
+  hasSnapshot @12 :Bool;
+  snapOffset @13 :UInt64;
+  snapId @14 :UInt64;
+  snapLast @15 :Bool;
+  context @16 :Data;
+}
+
+struct PeerFrame {
+  clusterId @0 :UInt64;   # frames from another cluster are refused
+  message @1 :RaftMessage;
+}

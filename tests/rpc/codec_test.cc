@@ -156,3 +156,54 @@ TEST_CASE("unknown enum values are refused, not cast", "[rpc][codec]") {
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().message.find("enum") != std::string::npos);
 }
+
+TEST_CASE("raft messages survive the peer frame, and lying peers are refused", "[rpc][codec]") {
+    raft::Message m;
+    m.type = raft::MessageType::Append;
+    m.from = 1;
+    m.to = 2;
+    m.term = 5;
+    m.logTerm = 4;
+    m.index = 10;
+    m.entries = {raft::Entry{5, 11, raft::EntryType::Normal, "a"},
+                 raft::Entry{5, 12, raft::EntryType::ConfChange, "b"}};
+    m.commit = 9;
+    m.context = "ctx";
+    auto back = decodePeerFrame(encodePeerFrame(77, m));
+    REQUIRE(back.ok());
+    CHECK(back->first == 77);
+    CHECK(back->second.entries == m.entries);
+    CHECK(back->second.commit == 9);
+    CHECK(back->second.context == "ctx");
+
+    raft::Message snap;
+    snap.type = raft::MessageType::Snap;
+    snap.from = 1;
+    snap.to = 3;
+    snap.snapshot =
+        raft::Snapshot{raft::SnapshotMeta{20, 4, raft::ConfState{{1, 2, 3}, {4}}}, "chunk"};
+    snap.snapOffset = 8;
+    snap.snapId = 3;
+    snap.snapLast = true;
+    auto s = decodePeerFrame(encodePeerFrame(77, snap));
+    REQUIRE(s.ok());
+    REQUIRE(s->second.snapshot);
+    CHECK(s->second.snapshot->meta == snap.snapshot->meta);
+    CHECK(s->second.snapshot->data == "chunk");
+    CHECK(s->second.snapLast);
+
+    raft::Message gap = m;
+    gap.entries[1].index = 14;  // not contiguous
+    CHECK_FALSE(decodePeerFrame(encodePeerFrame(77, gap)).ok());
+    raft::Message future = m;
+    future.entries[0].term = 6;  // newer than the message's term
+    CHECK_FALSE(decodePeerFrame(encodePeerFrame(77, future)).ok());
+    raft::Message noSnap = snap;
+    noSnap.snapshot.reset();
+    CHECK_FALSE(decodePeerFrame(encodePeerFrame(77, noSnap)).ok());
+    raft::Message hup;
+    hup.type = raft::MessageType::Hup;
+    hup.from = 1;
+    hup.to = 2;
+    CHECK_FALSE(decodePeerFrame(encodePeerFrame(77, hup)).ok());
+}

@@ -1,0 +1,203 @@
+#include "rpc/peer_transport.h"
+
+#include <cstring>
+
+#include "rpc/codec.h"
+
+namespace coord::rpc {
+
+using boost::asio::ip::tcp;
+
+struct PeerTransport::Outbound {
+    raft::NodeId id;
+    tcp::endpoint endpoint;
+    tcp::socket socket;
+    boost::asio::steady_timer retry;
+    std::deque<std::string> queue;
+    bool connected = false;
+    bool connecting = false;
+    bool writing = false;
+    int backoffMs;
+
+    Outbound(boost::asio::io_context& io, raft::NodeId i, tcp::endpoint ep, int backoff)
+        : id(i), endpoint(ep), socket(io), retry(io), backoffMs(backoff) {}
+};
+
+// One inbound connection: reads frames until the peer closes or sends something refused.
+class PeerTransport::Session : public std::enable_shared_from_this<Session> {
+  public:
+    Session(tcp::socket socket, PeerTransport& owner) : socket_(std::move(socket)), owner_(owner) {}
+
+    void start() { readTable(); }
+    void close() {
+        boost::system::error_code ignored;
+        socket_.close(ignored);
+    }
+
+  private:
+    void readTable() {
+        buffer_.resize(8);
+        auto self = shared_from_this();
+        boost::asio::async_read(
+            socket_, boost::asio::buffer(buffer_.data(), 8),
+            [this, self](const boost::system::error_code& ec, size_t) {
+                if (ec) return;
+                uint32_t last;
+                std::memcpy(&last, buffer_.data(), 4);
+                uint64_t segments = uint64_t{last} + 1;
+                if (segments > 512) return refuse();
+                size_t tableBytes = (segments / 2 + 1) * 8;
+                buffer_.resize(tableBytes);
+                if (tableBytes == 8) return readBody(segments);
+                boost::asio::async_read(
+                    socket_, boost::asio::buffer(buffer_.data() + 8, tableBytes - 8),
+                    [this, self, segments](const boost::system::error_code& e, size_t) {
+                        if (!e) readBody(segments);
+                    });
+            });
+    }
+
+    void readBody(uint64_t segments) {
+        uint64_t words = 0;
+        for (uint64_t i = 0; i < segments; ++i) {
+            uint32_t size;
+            std::memcpy(&size, buffer_.data() + 4 + 4 * i, 4);
+            words += size;
+        }
+        size_t table = buffer_.size();
+        // The size is checked before a byte of the body is allocated.
+        if (words * 8 + table > owner_.config_.maxFrameBytes) return refuse();
+        buffer_.resize(table + words * 8);
+        auto self = shared_from_this();
+        boost::asio::async_read(socket_, boost::asio::buffer(buffer_.data() + table, words * 8),
+                                [this, self](const boost::system::error_code& ec, size_t) {
+                                    if (ec) return;
+                                    DecodeLimits limits;
+                                    limits.traversalWords = owner_.config_.maxFrameBytes / 8 * 2;
+                                    auto frame = decodePeerFrame(buffer_, limits);
+                                    if (!frame.ok() || frame->first != owner_.config_.clusterId ||
+                                        frame->second.to != owner_.config_.self) {
+                                        return refuse();
+                                    }
+                                    if (owner_.stopped_) return;
+                                    owner_.onMessage_(std::move(frame->second));
+                                    readTable();
+                                });
+    }
+
+    void refuse() {
+        owner_.refused_++;
+        close();
+    }
+
+    tcp::socket socket_;
+    PeerTransport& owner_;
+    std::string buffer_;
+};
+
+PeerTransport::PeerTransport(boost::asio::io_context& io, tcp::acceptor acceptor,
+                             PeerTransportConfig config, OnMessage onMessage)
+    : io_(io),
+      acceptor_(std::move(acceptor)),
+      config_(std::move(config)),
+      onMessage_(std::move(onMessage)) {
+    for (const auto& [id, ep] : config_.peers) {
+        if (id == config_.self) continue;
+        out_[id] = std::make_unique<Outbound>(io_, id, ep, config_.reconnectMinMs);
+    }
+}
+
+PeerTransport::~PeerTransport() = default;
+
+void PeerTransport::start() {
+    boost::asio::post(io_, [this] { accept(); });
+}
+
+void PeerTransport::stop() {
+    stopped_ = true;
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    for (auto& [id, peer] : out_) {
+        peer->retry.cancel();
+        peer->socket.close(ignored);
+        peer->queue.clear();
+    }
+    for (auto& weak : sessions_) {
+        if (auto s = weak.lock()) s->close();
+    }
+}
+
+void PeerTransport::accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+        if (ec || stopped_) return;
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        auto session = std::make_shared<Session>(std::move(socket), *this);
+        // Forget sessions that ended, so the list stays as long as the live ones.
+        std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+        sessions_.push_back(session);
+        session->start();
+        accept();
+    });
+}
+
+void PeerTransport::send(const raft::Message& message) {
+    if (stopped_) return;
+    auto it = out_.find(message.to);
+    if (it == out_.end()) return;  // not a known peer
+    Outbound& peer = *it->second;
+    if (peer.queue.size() >= config_.maxQueuedMessages) {
+        dropped_++;
+        return;
+    }
+    peer.queue.push_back(encodePeerFrame(config_.clusterId, message));
+    if (peer.connected) {
+        writeNext(peer);
+    } else if (!peer.connecting) {
+        connect(peer);
+    }
+}
+
+void PeerTransport::connect(Outbound& peer) {
+    peer.connecting = true;
+    peer.socket.async_connect(peer.endpoint, [this, &peer](const boost::system::error_code& ec) {
+        peer.connecting = false;
+        if (stopped_) return;
+        if (ec) return fail(peer);
+        boost::system::error_code ignored;
+        peer.socket.set_option(tcp::no_delay(true), ignored);
+        peer.connected = true;
+        peer.backoffMs = config_.reconnectMinMs;
+        writeNext(peer);
+    });
+}
+
+void PeerTransport::writeNext(Outbound& peer) {
+    if (peer.writing || peer.queue.empty() || !peer.connected) return;
+    peer.writing = true;
+    boost::asio::async_write(peer.socket, boost::asio::buffer(peer.queue.front()),
+                             [this, &peer](const boost::system::error_code& ec, size_t) {
+                                 peer.writing = false;
+                                 if (stopped_) return;
+                                 if (ec) return fail(peer);
+                                 peer.queue.pop_front();
+                                 writeNext(peer);
+                             });
+}
+
+void PeerTransport::fail(Outbound& peer) {
+    boost::system::error_code ignored;
+    peer.socket.close(ignored);
+    peer.connected = false;
+    // Messages queued for a dead connection are stale by the time it is back: Raft resends.
+    dropped_ += peer.queue.size();
+    peer.queue.clear();
+    peer.retry.expires_after(std::chrono::milliseconds(peer.backoffMs));
+    peer.backoffMs = std::min(peer.backoffMs * 2, config_.reconnectMaxMs);
+    peer.retry.async_wait([this, &peer](const boost::system::error_code& ec) {
+        if (ec || stopped_ || peer.connected || peer.connecting) return;
+        connect(peer);
+    });
+}
+
+}  // namespace coord::rpc

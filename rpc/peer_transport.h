@@ -1,0 +1,69 @@
+// PeerTransport: Raft messages between members over TCP, one Cap'n Proto message per frame
+// (the Cap'n Proto segment table is the framing), on the core thread's io_context.
+//
+// Outbound: one connection per peer, opened on demand, reconnected with exponential backoff;
+// a bounded queue per peer drops messages when full (Raft retransmits what matters).
+// Inbound: every frame is checked before it is decoded — segment count and total size against
+// limits, then the codec's structural checks — and must carry this cluster's id and name this
+// member; anything else is refused and the connection closed.
+//
+// Threading: all methods on the io_context's thread (the core thread).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "rpc/asio.h"
+#include "rpc/node_driver.h"
+
+namespace coord::rpc {
+
+struct PeerTransportConfig {
+    raft::NodeId self = 0;
+    uint64_t clusterId = 0;
+    std::map<raft::NodeId, boost::asio::ip::tcp::endpoint> peers;
+    size_t maxQueuedMessages = 4096;
+    size_t maxFrameBytes = size_t{64} << 20;
+    int reconnectMinMs = 20;
+    int reconnectMaxMs = 2000;
+};
+
+class PeerTransport final : public Transport {
+  public:
+    using OnMessage = std::function<void(raft::Message)>;
+    // `acceptor` is already bound and listening.
+    PeerTransport(boost::asio::io_context& io, boost::asio::ip::tcp::acceptor acceptor,
+                  PeerTransportConfig config, OnMessage onMessage);
+    ~PeerTransport() override;
+
+    void start();
+    void stop();
+    void send(const raft::Message& message) override;
+
+    uint64_t refusedFrames() const { return refused_.load(); }
+    uint64_t droppedMessages() const { return dropped_.load(); }
+
+  private:
+    struct Outbound;
+    class Session;
+    void accept();
+    void connect(Outbound& peer);
+    void writeNext(Outbound& peer);
+    void fail(Outbound& peer);
+
+    boost::asio::io_context& io_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    PeerTransportConfig config_;
+    OnMessage onMessage_;
+    std::map<raft::NodeId, std::unique_ptr<Outbound>> out_;
+    std::vector<std::weak_ptr<Session>> sessions_;
+    bool stopped_ = false;
+    std::atomic<uint64_t> refused_{0};
+    std::atomic<uint64_t> dropped_{0};
+};
+
+}  // namespace coord::rpc
