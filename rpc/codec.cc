@@ -365,10 +365,7 @@ kv::RangeResponse fromCapnp(s::RangeResponse::Reader in) {
                              in.getRevision()};
 }
 
-std::string encodeWrite(uint64_t id, const kv::Request& request) {
-    capnp::MallocMessageBuilder message;
-    auto w = message.initRoot<s::WriteRequest>();
-    w.setId(id);
+void requestToCapnp(const kv::Request& request, s::WriteRequest::Builder w) {
     std::visit(
         [&](const auto& r) {
             using T = std::decay_t<decltype(r)>;
@@ -389,6 +386,32 @@ std::string encodeWrite(uint64_t id, const kv::Request& request) {
             }
         },
         request);
+}
+
+kv::Request requestFromCapnp(s::WriteRequest::Reader w) {
+    switch (w.which()) {
+        case s::WriteRequest::PUT:
+            return fromCapnp(w.getPut());
+        case s::WriteRequest::DELETE_RANGE:
+            return fromCapnp(w.getDeleteRange());
+        case s::WriteRequest::TXN:
+            return fromCapnp(w.getTxn());
+        case s::WriteRequest::LEASE_GRANT:
+            return kv::LeaseGrantRequest{w.getLeaseGrant().getId(),
+                                         w.getLeaseGrant().getTtlSeconds()};
+        case s::WriteRequest::LEASE_REVOKE:
+            return kv::LeaseRevokeRequest{w.getLeaseRevoke().getId()};
+        case s::WriteRequest::COMPACT:
+            return kv::CompactRequest{w.getCompact().getRevision()};
+    }
+    KJ_FAIL_REQUIRE("unknown write request");
+}
+
+std::string encodeWrite(uint64_t id, const kv::Request& request) {
+    capnp::MallocMessageBuilder message;
+    auto w = message.initRoot<s::WriteRequest>();
+    w.setId(id);
+    requestToCapnp(request, w);
     return toBytes(message);
 }
 
@@ -397,34 +420,17 @@ DecodeResult<std::pair<uint64_t, kv::Request>> decodeWrite(std::string_view byte
     return decode<std::pair<uint64_t, kv::Request>>(
         bytes, limits, [](capnp::MessageReader& reader) -> std::pair<uint64_t, kv::Request> {
             auto w = reader.getRoot<s::WriteRequest>();
-            switch (w.which()) {
-                case s::WriteRequest::PUT:
-                    return {w.getId(), fromCapnp(w.getPut())};
-                case s::WriteRequest::DELETE_RANGE:
-                    return {w.getId(), fromCapnp(w.getDeleteRange())};
-                case s::WriteRequest::TXN:
-                    return {w.getId(), fromCapnp(w.getTxn())};
-                case s::WriteRequest::LEASE_GRANT:
-                    return {w.getId(), kv::LeaseGrantRequest{w.getLeaseGrant().getId(),
-                                                             w.getLeaseGrant().getTtlSeconds()}};
-                case s::WriteRequest::LEASE_REVOKE:
-                    return {w.getId(), kv::LeaseRevokeRequest{w.getLeaseRevoke().getId()}};
-                case s::WriteRequest::COMPACT:
-                    return {w.getId(), kv::CompactRequest{w.getCompact().getRevision()}};
-            }
-            KJ_FAIL_REQUIRE("unknown write request");
+            return {w.getId(), requestFromCapnp(w)};
         });
 }
 
-std::string encodeWriteResult(const kv::KvResult<kv::Response>& result) {
-    capnp::MallocMessageBuilder message;
-    auto w = message.initRoot<s::WriteResponse>();
+void responseToCapnp(const kv::KvResult<kv::Response>& result, s::WriteResponse::Builder w) {
     if (!result.ok()) {
         auto e = w.initError();
         e.setCode(static_cast<s::ErrorCode>(result.error().code));
         e.setMessage(result.error().message);
         e.setRevision(result.error().revision);
-        return toBytes(message);
+        return;
     }
     std::visit(
         [&](const auto& r) {
@@ -447,6 +453,38 @@ std::string encodeWriteResult(const kv::KvResult<kv::Response>& result) {
             }
         },
         result.value());
+}
+
+kv::KvResult<kv::Response> responseFromCapnp(s::WriteResponse::Reader w) {
+    switch (w.which()) {
+        case s::WriteResponse::ERROR: {
+            auto e = w.getError();
+            auto code =
+                checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(e.getCode()), 13, "error code");
+            return fail(kv::Error{code, e.getMessage().cStr(), e.getRevision()});
+        }
+        case s::WriteResponse::PUT:
+            return kv::Response{fromCapnp(w.getPut())};
+        case s::WriteResponse::DELETE_RANGE:
+            return kv::Response{fromCapnp(w.getDeleteRange())};
+        case s::WriteResponse::TXN:
+            return kv::Response{fromCapnp(w.getTxn())};
+        case s::WriteResponse::LEASE_GRANT: {
+            auto g = w.getLeaseGrant();
+            return kv::Response{
+                kv::LeaseGrantResponse{g.getId(), g.getTtlSeconds(), g.getRevision()}};
+        }
+        case s::WriteResponse::LEASE_REVOKE:
+            return kv::Response{kv::LeaseRevokeResponse{w.getLeaseRevoke().getRevision()}};
+        case s::WriteResponse::COMPACT:
+            return kv::Response{kv::CompactResponse{w.getCompact().getRevision()}};
+    }
+    KJ_FAIL_REQUIRE("unknown write response");
+}
+
+std::string encodeWriteResult(const kv::KvResult<kv::Response>& result) {
+    capnp::MallocMessageBuilder message;
+    responseToCapnp(result, message.initRoot<s::WriteResponse>());
     return toBytes(message);
 }
 
@@ -454,31 +492,7 @@ DecodeResult<kv::KvResult<kv::Response>> decodeWriteResult(std::string_view byte
                                                            const DecodeLimits& limits) {
     return decode<kv::KvResult<kv::Response>>(
         bytes, limits, [](capnp::MessageReader& reader) -> kv::KvResult<kv::Response> {
-            auto w = reader.getRoot<s::WriteResponse>();
-            switch (w.which()) {
-                case s::WriteResponse::ERROR: {
-                    auto e = w.getError();
-                    auto code = checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(e.getCode()), 13,
-                                                           "error code");
-                    return fail(kv::Error{code, e.getMessage().cStr(), e.getRevision()});
-                }
-                case s::WriteResponse::PUT:
-                    return kv::Response{fromCapnp(w.getPut())};
-                case s::WriteResponse::DELETE_RANGE:
-                    return kv::Response{fromCapnp(w.getDeleteRange())};
-                case s::WriteResponse::TXN:
-                    return kv::Response{fromCapnp(w.getTxn())};
-                case s::WriteResponse::LEASE_GRANT: {
-                    auto g = w.getLeaseGrant();
-                    return kv::Response{
-                        kv::LeaseGrantResponse{g.getId(), g.getTtlSeconds(), g.getRevision()}};
-                }
-                case s::WriteResponse::LEASE_REVOKE:
-                    return kv::Response{kv::LeaseRevokeResponse{w.getLeaseRevoke().getRevision()}};
-                case s::WriteResponse::COMPACT:
-                    return kv::Response{kv::CompactResponse{w.getCompact().getRevision()}};
-            }
-            KJ_FAIL_REQUIRE("unknown write response");
+            return responseFromCapnp(reader.getRoot<s::WriteResponse>());
         });
 }
 

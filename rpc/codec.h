@@ -52,7 +52,11 @@ std::string encodePeerFrame(uint64_t clusterId, const raft::Message& message);
 DecodeResult<std::pair<uint64_t, raft::Message>> decodePeerFrame(std::string_view bytes,
                                                                  const DecodeLimits& limits = {});
 
-// Field-by-field conversions, for the RPC services.
+// Field-by-field conversions, for the RPC services. fromCapnp throws kj::Exception on
+// malformed input (an unknown enum value, an unknown union member).
+kv::Request requestFromCapnp(schema::WriteRequest::Reader in);
+void responseToCapnp(const kv::KvResult<kv::Response>& in, schema::WriteResponse::Builder out);
+kv::KvResult<kv::Response> responseFromCapnp(schema::WriteResponse::Reader in);
 void toCapnp(const kv::RangeRequest& in, schema::RangeRequest::Builder out);
 kv::RangeRequest fromCapnp(schema::RangeRequest::Reader in);
 void toCapnp(const kv::RangeResponse& in, schema::RangeResponse::Builder out);

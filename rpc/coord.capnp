@@ -198,3 +198,40 @@ struct PeerFrame {
   clusterId @0 :UInt64;   # frames from another cluster are refused
   message @1 :RaftMessage;
 }
+
+# Part 3: the client API.
+
+struct ResponseHeader {
+  clusterId @0 :UInt64;
+  memberId @1 :UInt64;
+  revision @2 :Int64;
+  raftTerm @3 :UInt64;
+}
+
+# Why a request got no answer from the store: no leader known, no completion in time (the
+# outcome is unknown), or the member is stopping. Clients retry, possibly at another member.
+enum Unavailable { none @0; noLeader @1; timeout @2; stopped @3; }
+
+struct RangeResult {
+  header @0 :ResponseHeader;
+  unavailable @1 :Unavailable;
+  union {
+    ok @2 :RangeResponse;
+    error @3 :Error;
+  }
+}
+
+struct WriteResult {
+  header @0 :ResponseHeader;
+  unavailable @1 :Unavailable;
+  response @2 :WriteResponse;   # meaningful when unavailable is none
+}
+
+interface KV {
+  # Reads are linearizable (ReadIndex through the leader) unless serializable is set, in which
+  # case this member answers from its own state at once.
+  range @0 (request :RangeRequest, serializable :Bool) -> (result :RangeResult);
+  # Put, delete, txn, compact and lease grant/revoke, applied through Raft. The request's id
+  # field is ignored (the server assigns its own).
+  write @1 (request :WriteRequest) -> (result :WriteResult);
+}

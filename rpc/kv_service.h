@@ -1,0 +1,35 @@
+// KvService: the client-facing KV capability (Cap'n Proto RPC), served on a KJ event loop
+// thread. Serializable reads are answered from the member's store on the RPC thread; writes and
+// linearizable reads hop to the core thread (NodeDriver) and come back through cross-thread
+// fulfillers. Store outcomes (compacted, lease not found, ...) are typed results; a member that
+// cannot answer says why (Unavailable) so the client can retry elsewhere.
+#pragma once
+
+#include <capnp/capability.h>
+
+#include "rpc/coord.capnp.h"
+#include "rpc/node_driver.h"
+
+namespace coord::rpc {
+
+// Cap'n Proto's generated Server classes are destroyed through kj::Own, which knows the
+// dynamic type; their destructor is not virtual.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+class KvService final : public schema::KV::Server {
+  public:
+    KvService(NodeDriver& driver, uint64_t clusterId) : driver_(driver), clusterId_(clusterId) {}
+
+  protected:
+    kj::Promise<void> range(RangeContext context) override;
+    kj::Promise<void> write(WriteContext context) override;
+
+  private:
+    void fillHeader(schema::ResponseHeader::Builder header);
+
+    NodeDriver& driver_;
+    uint64_t clusterId_;
+};
+#pragma GCC diagnostic pop
+
+}  // namespace coord::rpc
