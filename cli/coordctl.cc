@@ -1,0 +1,176 @@
+// coordctl: the command-line client (first verbs: put, get, del).
+//
+//   coordctl [--endpoints 127.0.0.1:2379,...] put KEY VALUE
+//   coordctl get KEY [--prefix] [--rev N] [--limit N] [--keys-only] [--count-only] [--serializable]
+//   coordctl del KEY [--prefix]
+//
+// Each call tries the endpoints in order and moves on when a member is unreachable or has no
+// leader, for up to --command-timeout. Exit codes: 0 success, 1 the store refused the request
+// (the message says why), 3 no member could answer, 105+ bad usage (CLI11).
+#include <capnp/ez-rpc.h>
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "rpc/codec.h"
+
+namespace {
+
+using namespace coord;
+namespace s = coord::rpc::schema;
+
+constexpr int kRefused = 1;
+constexpr int kUnavailable = 3;
+
+std::vector<std::string> splitEndpoints(const std::string& list) {
+    std::vector<std::string> out;
+    std::stringstream in(list);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        if (!item.empty()) out.push_back(item);
+    }
+    return out;
+}
+
+capnp::Data::Reader bytes(const std::string& s) {
+    return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+// Runs `call` against each endpoint in turn until one answers (returns an exit code) or the
+// deadline passes. `call` returns nullopt for "unavailable here, try another member".
+int withFailover(const std::vector<std::string>& endpoints, int timeoutMs,
+                 const std::function<std::optional<int>(s::KV::Client&, kj::WaitScope&)>& call) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+    std::string lastError = "no endpoint tried";
+    for (int round = 0; std::chrono::steady_clock::now() < deadline; ++round) {
+        for (const auto& ep : endpoints) {
+            try {
+                capnp::EzRpcClient client(ep);
+                auto kvc = client.getMain<s::KV>();
+                if (auto code = call(kvc, client.getWaitScope())) return *code;
+                lastError = ep + ": no leader";
+            } catch (const kj::Exception& e) {
+                lastError = ep + ": " + e.getDescription().cStr();
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (round + 1), 500)));
+    }
+    std::fprintf(stderr, "coordctl: no member answered: %s\n", lastError.c_str());
+    return kUnavailable;
+}
+
+int storeError(s::Error::Reader e) {
+    std::fprintf(stderr, "coordctl: %s\n", e.getMessage().cStr());
+    return kRefused;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"coordctl: talk to a coord cluster"};
+    app.require_subcommand(1);
+    std::string endpointList = "127.0.0.1:2379";
+    int timeoutMs = 5000;
+    app.add_option("--endpoints", endpointList, "comma-separated member client addresses")
+        ->capture_default_str();
+    app.add_option("--command-timeout", timeoutMs, "milliseconds to keep trying")
+        ->check(CLI::Range(1, 3600000))
+        ->capture_default_str();
+
+    std::string key, value;
+    bool prefix = false, keysOnly = false, countOnly = false, serializable = false;
+    int64_t rev = 0, limit = 0;
+
+    auto* put = app.add_subcommand("put", "store a value");
+    put->add_option("key", key)->required();
+    put->add_option("value", value)->required();
+
+    auto* get = app.add_subcommand("get", "read a key, a prefix or a range");
+    get->add_option("key", key)->required();
+    get->add_flag("--prefix", prefix, "every key starting with KEY");
+    get->add_option("--rev", rev, "read at this revision");
+    get->add_option("--limit", limit, "at most this many keys");
+    get->add_flag("--keys-only", keysOnly, "print keys only");
+    get->add_flag("--count-only", countOnly, "print the number of keys only");
+    get->add_flag("--serializable", serializable,
+                  "answer from the member contacted, without confirming with the leader");
+
+    auto* del = app.add_subcommand("del", "delete a key or a prefix");
+    del->add_option("key", key)->required();
+    del->add_flag("--prefix", prefix, "every key starting with KEY");
+
+    CLI11_PARSE(app, argc, argv);
+    auto endpoints = splitEndpoints(endpointList);
+    if (endpoints.empty()) {
+        std::fprintf(stderr, "coordctl: --endpoints is empty\n");
+        return 2;
+    }
+
+    if (*put || *del) {
+        return withFailover(
+            endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
+                auto req = kvc.writeRequest();
+                auto w = req.initRequest();
+                if (*put) {
+                    auto p = w.initPut();
+                    p.setKey(bytes(key));
+                    p.setValue(bytes(value));
+                } else {
+                    auto d = w.initDeleteRange();
+                    d.setKey(bytes(key));
+                    if (prefix) d.setRangeEnd(bytes(kv::prefixEnd(key)));
+                }
+                auto response = req.send().wait(ws);
+                auto result = response.getResult();
+                if (result.getUnavailable() != s::Unavailable::NONE) {
+                    return std::nullopt;
+                }
+                auto r = result.getResponse();
+                if (r.which() == s::WriteResponse::ERROR) {
+                    return storeError(r.getError());
+                }
+                if (*put) {
+                    std::printf("OK\n");
+                } else {
+                    std::printf("%lld\n", static_cast<long long>(r.getDeleteRange().getDeleted()));
+                }
+                return 0;
+            });
+    }
+
+    return withFailover(endpoints, timeoutMs,
+                        [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
+                            auto req = kvc.rangeRequest();
+                            kv::RangeRequest r;
+                            r.key = key;
+                            if (prefix) r.rangeEnd = kv::prefixEnd(key);
+                            r.revision = rev;
+                            r.limit = limit;
+                            r.keysOnly = keysOnly;
+                            r.countOnly = countOnly;
+                            rpc::toCapnp(r, req.initRequest());
+                            req.setSerializable(serializable);
+                            auto response = req.send().wait(ws);
+                            auto result = response.getResult();
+                            if (result.getUnavailable() != s::Unavailable::NONE) {
+                                return std::nullopt;
+                            }
+                            if (result.which() == s::RangeResult::ERROR) {
+                                return storeError(result.getError());
+                            }
+                            auto got = rpc::fromCapnp(result.getOk());
+                            if (countOnly) {
+                                std::printf("%lld\n", static_cast<long long>(got.count));
+                                return 0;
+                            }
+                            for (const auto& kv : got.kvs) {
+                                std::printf("%s\n", kv.key.c_str());
+                                if (!keysOnly) std::printf("%s\n", kv.value.c_str());
+                            }
+                            return 0;
+                        });
+}

@@ -1,0 +1,154 @@
+// Real coordd processes on loopback (free ports picked by the kernel), driven by coordctl:
+// acknowledged writes survive kill -9 of a minority and of the whole cluster.
+#include <catch2/catch.hpp>
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/temp_dir.h"
+
+namespace {
+
+int freePort() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+pid_t spawn(const std::vector<std::string>& args, const std::string& logFile) {
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        FILE* log = std::fopen(logFile.c_str(), "a");
+        if (log) {
+            dup2(fileno(log), STDOUT_FILENO);
+            dup2(fileno(log), STDERR_FILENO);
+        }
+        std::vector<char*> argv;
+        for (const auto& a : args)
+            argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+// Runs coordctl and returns (exit code, stdout).
+std::pair<int, std::string> coordctl(const std::vector<std::string>& args) {
+    std::string cmd = COORDCTL;
+    for (const auto& a : args)
+        cmd += " '" + a + "'";
+    cmd += " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0)
+        out.append(buf.data(), n);
+    int status = pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+struct Cluster {
+    coord::test::TempDir dir;
+    std::array<int, 3> client{}, peer{};
+    std::array<pid_t, 3> pid{-1, -1, -1};
+    std::string initial, endpoints;
+
+    Cluster() {
+        for (int i = 0; i < 3; ++i) {
+            client[i] = freePort();
+            peer[i] = freePort();
+            initial += (i ? "," : "") + std::string("n") + std::to_string(i + 1) +
+                       "=127.0.0.1:" + std::to_string(peer[i]);
+            endpoints += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(client[i]);
+        }
+        for (int i = 0; i < 3; ++i)
+            start(i);
+    }
+    ~Cluster() {
+        for (int i = 0; i < 3; ++i)
+            kill9(i);
+    }
+    void start(int i) {
+        std::string name = "n" + std::to_string(i + 1);
+        pid[i] = spawn(
+            {COORDD, "--name", name, "--data-dir", dir.file(name + ".coord"),
+             "--listen-client-urls", "127.0.0.1:" + std::to_string(client[i]), "--listen-peer-urls",
+             "127.0.0.1:" + std::to_string(peer[i]), "--initial-cluster", initial,
+             "--heartbeat-interval", "20", "--election-timeout", "200"},
+            dir.file(name + ".log"));
+    }
+    void kill9(int i) {
+        if (pid[i] <= 0) return;
+        kill(pid[i], SIGKILL);
+        waitpid(pid[i], nullptr, 0);
+        pid[i] = -1;
+    }
+    std::string ep(int i) const { return "127.0.0.1:" + std::to_string(client[i]); }
+};
+
+}  // namespace
+
+TEST_CASE("acknowledged writes survive kill -9 of a minority and of the whole cluster",
+          "[cli][cluster]") {
+    Cluster c;
+    int acked = 0;
+    for (int i = 0; i < 20; ++i) {
+        auto [rc, out] = coordctl({"--endpoints", c.endpoints, "--command-timeout", "20000", "put",
+                                   "k/" + std::to_string(i), "v" + std::to_string(i)});
+        if (rc == 0) ++acked;
+    }
+    REQUIRE(acked == 20);
+
+    // A minority dies; the rest keep accepting writes.
+    c.kill9(0);
+    auto [rc1, out1] = coordctl({"--endpoints", c.endpoints, "--command-timeout", "20000", "put",
+                                 "k/minority", "still-writable"});
+    REQUIRE(rc1 == 0);
+
+    // The whole cluster dies at once, then comes back.
+    c.kill9(1);
+    c.kill9(2);
+    for (int i = 0; i < 3; ++i)
+        c.start(i);
+    auto [rc2, count] = coordctl({"--endpoints", c.endpoints, "--command-timeout", "20000", "get",
+                                  "k/", "--prefix", "--count-only"});
+    REQUIRE(rc2 == 0);
+    CHECK(count == "21\n");
+    auto [rc3, value] =
+        coordctl({"--endpoints", c.ep(0), "--command-timeout", "20000", "get", "k/minority"});
+    REQUIRE(rc3 == 0);
+    CHECK(value == "k/minority\nstill-writable\n");
+}
+
+TEST_CASE("coordctl reports store refusals and unreachable clusters with distinct codes",
+          "[cli][cluster]") {
+    Cluster c;
+    auto [rc, out] = coordctl({"--endpoints", c.endpoints, "--command-timeout", "20000", "put",
+                               std::string(600, 'k'), "v"});
+    CHECK(rc == 1);  // KeyTooLarge: refused by the store
+    int dead = freePort();
+    auto [rc2, out2] = coordctl({"--endpoints", "127.0.0.1:" + std::to_string(dead),
+                                 "--command-timeout", "300", "get", "k"});
+    CHECK(rc2 == 3);  // nobody answered
+}
