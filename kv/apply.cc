@@ -170,19 +170,11 @@ struct WriteContext {
 
     std::optional<Error> precheckRange(const RangeRequest& r) const {
         if (r.revision > currentRev) {
-            return makeError(ErrorCode::FutureRevision,
-                             "revision " + std::to_string(r.revision) +
-                                 " is newer than the current revision " +
-                                 std::to_string(currentRev),
-                             currentRev);
+            return detail::futureRevisionError(r.revision, currentRev);
         }
         int64_t compacted = decodeI64(*t.meta.get(txn, kMetaCompactedRev));
         if (r.revision > 0 && r.revision < compacted) {
-            return makeError(ErrorCode::Compacted,
-                             "revision " + std::to_string(r.revision) +
-                                 " has been compacted; the compacted revision is " +
-                                 std::to_string(compacted),
-                             compacted);
+            return detail::compactedError(r.revision, compacted);
         }
         return std::nullopt;
     }
@@ -433,18 +425,10 @@ struct Executor {
     KvResult<Response> operator()(const CompactRequest& c) {
         int64_t compacted = decodeI64(*w.t.meta.get(w.txn, detail::kMetaCompactedRev));
         if (c.revision <= compacted) {
-            return fail(makeError(ErrorCode::Compacted,
-                                  "revision " + std::to_string(c.revision) +
-                                      " has been compacted; the compacted revision is " +
-                                      std::to_string(compacted),
-                                  compacted));
+            return fail(detail::compactedError(c.revision, compacted));
         }
         if (c.revision > w.currentRev) {
-            return fail(makeError(ErrorCode::FutureRevision,
-                                  "revision " + std::to_string(c.revision) +
-                                      " is newer than the current revision " +
-                                      std::to_string(w.currentRev),
-                                  w.currentRev));
+            return fail(detail::futureRevisionError(c.revision, w.currentRev));
         }
         w.t.meta.put(w.txn, detail::kMetaCompactedRev, encodeI64(c.revision));
         return Response{CompactResponse{}};

@@ -37,6 +37,21 @@ inline Error makeError(ErrorCode code, std::string message, int64_t revision = 0
     return Error{code, std::move(message), revision};
 }
 
+inline Error compactedError(int64_t rev, int64_t compacted) {
+    return makeError(ErrorCode::Compacted,
+                     "revision " + std::to_string(rev) +
+                         " has been compacted; the compacted revision is " +
+                         std::to_string(compacted),
+                     compacted);
+}
+
+inline Error futureRevisionError(int64_t rev, int64_t current) {
+    return makeError(ErrorCode::FutureRevision,
+                     "revision " + std::to_string(rev) + " is newer than the current revision " +
+                         std::to_string(current),
+                     current);
+}
+
 // Checks a key (or range start) against the API limits.
 inline std::optional<Error> checkKey(const std::string& key) {
     if (key.empty()) return makeError(ErrorCode::EmptyKey, "key is not provided");

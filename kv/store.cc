@@ -205,19 +205,11 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
     if (req.limit < 0) return fail(detail::makeError(ErrorCode::InvalidArgument, "negative limit"));
     int64_t rev = req.revision > 0 ? req.revision : currentRev;
     if (rev > currentRev) {
-        return fail(detail::makeError(ErrorCode::FutureRevision,
-                                      "revision " + std::to_string(rev) +
-                                          " is newer than the current revision " +
-                                          std::to_string(currentRev),
-                                      currentRev));
+        return fail(detail::futureRevisionError(rev, currentRev));
     }
     int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
     if (rev < compacted) {
-        return fail(detail::makeError(ErrorCode::Compacted,
-                                      "revision " + std::to_string(rev) +
-                                          " has been compacted; the compacted revision is " +
-                                          std::to_string(compacted),
-                                      compacted));
+        return fail(detail::compactedError(rev, compacted));
     }
 
     SortOrder order = req.sortOrder;
@@ -309,11 +301,7 @@ KvResult<int64_t> Store::readHistory(
     lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
     int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
     if (from < compacted) {
-        return fail(detail::makeError(ErrorCode::Compacted,
-                                      "revision " + std::to_string(from) +
-                                          " has been compacted; the compacted revision is " +
-                                          std::to_string(compacted),
-                                      compacted));
+        return fail(detail::compactedError(from, compacted));
     }
     lmdb::Cursor c(txn, t_.rev);
     std::optional<lmdb::Cursor> index;

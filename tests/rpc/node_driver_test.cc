@@ -8,10 +8,12 @@
 #include <thread>
 
 #include "rpc/node_driver.h"
+#include "tests/rpc/driver_helpers.h"
 #include "tests/support/temp_dir.h"
 
 using namespace coord;
 using namespace coord::rpc;
+using namespace coord::rpc::test;
 using namespace std::chrono_literals;
 
 namespace {
@@ -130,36 +132,8 @@ void LocalTransport::send(const raft::Message& m) {
     cluster_.route(m);
 }
 
-WriteOutcome writeSync(NodeDriver& d, kv::Request r) {
-    std::promise<WriteOutcome> p;
-    auto f = p.get_future();
-    d.write(std::move(r), [&p](WriteOutcome o) { p.set_value(std::move(o)); });
-    REQUIRE(f.wait_for(10s) == std::future_status::ready);
-    return f.get();
-}
-
-// Retries while no leader is known (elections take a few hundred milliseconds).
 kv::KvResult<kv::Response> put(LocalCluster& c, raft::NodeId via, std::string k, std::string v) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-        auto o = writeSync(c.driver(via), kv::PutRequest{k, v});
-        if (o.ok()) return std::move(o).value();
-        std::this_thread::sleep_for(20ms);
-    }
-    FAIL("write did not complete within 10 s");
-    return fail(kv::Error{});
-}
-
-bool readBarrier(NodeDriver& d) {
-    for (int attempt = 0; attempt < 100; ++attempt) {
-        std::promise<Result<Ok, Unavailable>> p;
-        auto f = p.get_future();
-        d.linearizableRead([&p](Result<Ok, Unavailable> r) { p.set_value(std::move(r)); });
-        if (f.wait_for(10s) != std::future_status::ready) return false;
-        if (f.get().ok()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return false;
+    return putRetrying(c.driver(via), std::move(k), std::move(v));
 }
 
 }  // namespace

@@ -8,10 +8,12 @@
 
 #include "rpc/codec.h"
 #include "rpc/peer_transport.h"
+#include "tests/rpc/driver_helpers.h"
 #include "tests/support/temp_dir.h"
 
 using namespace coord;
 using namespace coord::rpc;
+using namespace coord::rpc::test;
 using namespace std::chrono_literals;
 using boost::asio::ip::tcp;
 
@@ -115,30 +117,7 @@ class TcpCluster {
 };
 
 kv::KvResult<kv::Response> put(NodeDriver& d, std::string k, std::string v) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-        std::promise<WriteOutcome> p;
-        auto f = p.get_future();
-        d.write(kv::PutRequest{k, v}, [&p](WriteOutcome o) { p.set_value(std::move(o)); });
-        REQUIRE(f.wait_for(10s) == std::future_status::ready);
-        auto o = f.get();
-        if (o.ok()) return std::move(o).value();
-        std::this_thread::sleep_for(20ms);
-    }
-    FAIL("write did not complete within 10 s");
-    return fail(kv::Error{});
-}
-
-bool readBarrier(NodeDriver& d) {
-    for (int attempt = 0; attempt < 100; ++attempt) {
-        std::promise<Result<Ok, Unavailable>> p;
-        auto f = p.get_future();
-        d.linearizableRead([&p](Result<Ok, Unavailable> r) { p.set_value(std::move(r)); });
-        if (f.wait_for(10s) != std::future_status::ready) return false;
-        if (f.get().ok()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return false;
+    return putRetrying(d, std::move(k), std::move(v));
 }
 
 void sendRaw(tcp::endpoint ep, const std::string& bytes) {
