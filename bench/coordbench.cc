@@ -38,7 +38,8 @@ struct ScratchStore {
     std::filesystem::path dir;
     std::unique_ptr<Store> store;
     ScratchStore(const std::string& base, bool sync) {
-        std::string tmpl = (std::filesystem::path(base) / "coordbench-XXXXXX").string();
+        std::string tmpl = (std::filesystem::path(base) / "coordbench-").string() +
+                           std::string(6, 'X');  // mkdtemp template
         dir = mkdtemp(tmpl.data());
         Options o;
         o.sync = sync;
@@ -289,7 +290,8 @@ struct RaftBench {
                     auto rd = nodes[i]->ready();
                     storage[i]->append(rd.entries);
                     if (rd.hardState) storage[i]->setHardState(*rd.hardState);
-                    for (auto& m : rd.messages) net.push_back(std::move(m));
+                    for (auto& m : rd.messages)
+                        net.push_back(std::move(m));
                     if (i == 0) committedAtLeader += rd.committedEntries.size();
                     nodes[i]->advance(rd);
                     // Keep memory flat: drop applied entries now and then.
@@ -302,7 +304,8 @@ struct RaftBench {
             if (net.empty()) return;
             auto batch = std::move(net);
             net.clear();
-            for (auto& m : batch) nodes[m.to - 1]->step(m);
+            for (auto& m : batch)
+                nodes[m.to - 1]->step(m);
         }
     }
 };
@@ -330,9 +333,10 @@ double raftEntriesPerSecond(int proposers, uint64_t total) {
 }
 
 int runRaft(int runs) {
-    std::printf("coordbench raft: %d runs, 3 cores in one thread, in-memory storage, "
-                "128-byte entries\n\n",
-                runs);
+    std::printf(
+        "coordbench raft: %d runs, 3 cores in one thread, in-memory storage, "
+        "128-byte entries\n\n",
+        runs);
     std::printf("| %-46s | %12s | %-27s | %s |\n", "measurement", "median", "min – max", "unit");
     std::printf("|%s|%s|%s|%s|\n", std::string(48, '-').c_str(), std::string(14, '-').c_str(),
                 std::string(29, '-').c_str(), "------");

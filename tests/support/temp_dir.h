@@ -10,7 +10,8 @@ namespace coord::test {
 class TempDir {
   public:
     TempDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "coord-test-XXXXXX").string();
+        std::string tmpl = (std::filesystem::temp_directory_path() / "coord-test-").string() +
+                           std::string(6, 'X');  // mkdtemp template
         char* made = mkdtemp(tmpl.data());
         if (!made) std::abort();
         path_ = made;
