@@ -210,7 +210,7 @@ struct ResponseHeader {
 
 # Why a request got no answer from the store: no leader known, no completion in time (the
 # outcome is unknown), or the member is stopping. Clients retry, possibly at another member.
-enum Unavailable { none @0; noLeader @1; timeout @2; stopped @3; }
+enum Unavailable { none @0; noLeader @1; timeout @2; stopped @3; notLeader @4; }
 
 struct RangeResult {
   header @0 :ResponseHeader;

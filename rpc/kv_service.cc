@@ -20,6 +20,8 @@ s::Unavailable toSchema(Unavailable u) {
             return s::Unavailable::TIMEOUT;
         case Unavailable::Stopped:
             return s::Unavailable::STOPPED;
+        case Unavailable::NotLeader:
+            return s::Unavailable::NOT_LEADER;
     }
     return s::Unavailable::STOPPED;
 }

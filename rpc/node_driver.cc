@@ -18,6 +18,8 @@ const char* unavailableName(Unavailable u) {
             return "timed out (the outcome is unknown)";
         case Unavailable::Stopped:
             return "member stopping";
+        case Unavailable::NotLeader:
+            return "not the leader";
     }
     return "?";
 }
@@ -83,6 +85,7 @@ void NodeDriver::scheduleTick() {
         raft_->tick();
         processReady();
         expire();
+        expireLeases();
         scheduleTick();
     });
 }
@@ -135,6 +138,14 @@ void NodeDriver::processReady() {
             log_->installSnapshot(rd.snapshot->meta);
         }
         applyAndPersist(rd);
+        if (rd.softState) {
+            if (rd.softState->role == raft::Role::Leader) {
+                becameLeader();
+            } else {
+                lessor_.reset();
+                revoking_.clear();
+            }
+        }
         for (const auto& m : rd.messages)
             transport_.send(m);
         for (const auto& rs : rd.readStates) {
@@ -175,6 +186,17 @@ void NodeDriver::applyAndPersist(const raft::Ready& rd) {
     auto results = store_->apply(batch, [&](const kv::lmdb::Txn& txn) {
         log_->persist(txn, {rd.entries, rd.hardState, conf});
     });
+    if (lessor_) {
+        for (size_t i = 0; i < results.size(); ++i) {
+            if (!results[i].ok()) continue;
+            if (const auto* g = std::get_if<kv::LeaseGrantResponse>(&results[i].value())) {
+                lessor_->grant(g->id, g->ttlSeconds);
+            } else if (const auto* r = std::get_if<kv::LeaseRevokeRequest>(&batch[i].request)) {
+                lessor_->revoke(r->id);
+                revoking_.erase(r->id);
+            }
+        }
+    }
     for (size_t i = 0; i < results.size(); ++i) {
         auto it = writes_.find(ids[i]);
         if (it == writes_.end()) continue;
@@ -213,6 +235,41 @@ void NodeDriver::expire() {
             ++it;
         }
     }
+}
+
+void NodeDriver::becameLeader() {
+    // The old leader's deadlines are gone with it: every lease gets its full TTL again, plus
+    // one election timeout so holders have time to find the new leader (etcd does the same).
+    lessor_ = std::make_unique<kv::Lessor>(clock_);
+    revoking_.clear();
+    for (const auto& lease : store_->leaseList())
+        lessor_->grant(lease.id, lease.ttlSeconds);
+    lessor_->extendAll(static_cast<int64_t>(config_.electionTicks) * config_.tickMs);
+}
+
+void NodeDriver::expireLeases() {
+    if (!lessor_) return;
+    int64_t now = nowMs();
+    for (int64_t id : lessor_->expired(100)) {
+        auto it = revoking_.find(id);
+        if (it != revoking_.end() && now - it->second < 1000) continue;  // already on its way
+        revoking_[id] = now;
+        uint64_t reqId = (config_.id << 40) | nextRequest_++;
+        raft_->propose(encodeWrite(reqId, kv::LeaseRevokeRequest{id}));
+    }
+    processReady();
+}
+
+void NodeDriver::leaseKeepAlive(
+    int64_t id, std::function<void(Result<kv::KvResult<int64_t>, Unavailable>)> done) {
+    boost::asio::post(io_, [this, id, done = std::move(done)] {
+        if (stopped_) return done(fail(Unavailable::Stopped));
+        if (!lessor_) return done(fail(Unavailable::NotLeader));
+        if (auto ttl = lessor_->renew(id)) return done(kv::KvResult<int64_t>(*ttl));
+        done(kv::KvResult<int64_t>(
+            fail(kv::Error{kv::ErrorCode::LeaseNotFound,
+                           "lease " + std::to_string(id) + " not found or expired"})));
+    });
 }
 
 void NodeDriver::maybeCompact() {

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+#include "kv/lessor.h"
 #include "kv/raft_storage.h"
 #include "kv/store.h"
 #include "raft/raft.h"
@@ -53,9 +55,10 @@ struct NodeConfig {
 
 // Why a request did not produce a store outcome.
 enum class Unavailable {
-    NoLeader,  // no leader known: retry later or elsewhere
-    Timeout,   // not completed in time: it may or may not have been applied
-    Stopped,   // the member is shutting down
+    NoLeader,   // no leader known: retry later or elsewhere
+    Timeout,    // not completed in time: it may or may not have been applied
+    Stopped,    // the member is shutting down
+    NotLeader,  // only the leader answers this (lease keep-alive): ask leader() instead
 };
 const char* unavailableName(Unavailable u);
 
@@ -82,6 +85,11 @@ class NodeDriver {
     // index: afterwards a read of the store is linearizable. `done(true)` when so.
     void linearizableRead(std::function<void(Result<Ok, Unavailable>)> done);
 
+    // Renews a lease on the leader, which alone tracks lease deadlines. `done` gets the TTL in
+    // seconds, LeaseNotFound (unknown or already expired) or NotLeader.
+    void leaseKeepAlive(int64_t id,
+                        std::function<void(Result<kv::KvResult<int64_t>, Unavailable>)> done);
+
     kv::Store& store() { return *store_; }
     raft::NodeId id() const { return config_.id; }
     // Snapshots of the core's state (any thread; refreshed every loop turn).
@@ -105,6 +113,8 @@ class NodeDriver {
     void serveReads();
     void expire();
     void maybeCompact();
+    void becameLeader();
+    void expireLeases();
     int64_t nowMs() const;
 
     boost::asio::io_context& io_;
@@ -120,6 +130,10 @@ class NodeDriver {
     std::map<uint64_t, PendingWrite> writes_;
     std::map<std::string, PendingRead> reads_;
     uint64_t lastCompactIndex_ = 0;
+    // Lease deadlines, kept by the leader only. Expired leases are revoked through Raft.
+    SteadyClock clock_;
+    std::unique_ptr<kv::Lessor> lessor_;
+    std::map<int64_t, int64_t> revoking_;  // lease id → when its revoke was last proposed (ms)
     std::atomic<raft::NodeId> leader_{0};
     std::atomic<uint64_t> term_{0};
 };

@@ -198,3 +198,51 @@ TEST_CASE("a member that knows no leader refuses writes at once", "[rpc][driver]
         CHECK((o.error() == Unavailable::NoLeader || o.error() == Unavailable::Timeout));
     }
 }
+
+TEST_CASE("leases expire on the leader's clock, revoking their keys everywhere, unless kept alive",
+          "[rpc][driver]") {
+    LocalCluster c(3);
+    raft::NodeId leader = c.waitForLeader();
+    auto grant = [&](int64_t ttl) {
+        auto o = writeSync(c.driver(leader), kv::LeaseGrantRequest{0, ttl});
+        REQUIRE(o.ok());
+        REQUIRE(o->ok());
+        return std::get<kv::LeaseGrantResponse>(o->value()).id;
+    };
+    int64_t doomed = grant(1);
+    int64_t kept = grant(1);
+    REQUIRE(writeSync(c.driver(leader), kv::PutRequest{"l/doomed", "x", doomed})->ok());
+    REQUIRE(writeSync(c.driver(leader), kv::PutRequest{"l/kept", "x", kept})->ok());
+
+    auto keepAlive = [&](raft::NodeId at, int64_t id) {
+        std::promise<Result<kv::KvResult<int64_t>, Unavailable>> p;
+        auto f = p.get_future();
+        c.driver(at).leaseKeepAlive(
+            id, [&p](Result<kv::KvResult<int64_t>, Unavailable> r) { p.set_value(std::move(r)); });
+        REQUIRE(f.wait_for(5s) == std::future_status::ready);
+        return f.get();
+    };
+    // Keep one lease alive for well past its TTL (plus the new-leader grace).
+    auto until = std::chrono::steady_clock::now() + 2500ms;
+    while (std::chrono::steady_clock::now() < until) {
+        auto r = keepAlive(leader, kept);
+        REQUIRE(r.ok());
+        REQUIRE(r->ok());
+        CHECK(r->value() == 1);
+        std::this_thread::sleep_for(200ms);
+    }
+    for (raft::NodeId id = 1; id <= 3; ++id) {
+        REQUIRE(readBarrier(c.driver(id)));
+        CHECK_FALSE(c.driver(id).store().get("l/doomed"));
+        CHECK(c.driver(id).store().get("l/kept"));
+        CHECK_FALSE(c.driver(id).store().leaseTimeToLive(doomed));
+    }
+    auto gone = keepAlive(leader, doomed);
+    REQUIRE(gone.ok());
+    REQUIRE_FALSE(gone->ok());
+    CHECK(gone->error().code == kv::ErrorCode::LeaseNotFound);
+    raft::NodeId follower = leader == 1 ? 2 : 1;
+    auto notLeader = keepAlive(follower, kept);
+    REQUIRE_FALSE(notLeader.ok());
+    CHECK(notLeader.error() == Unavailable::NotLeader);
+}
