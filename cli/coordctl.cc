@@ -3,6 +3,7 @@
 //   coordctl [--endpoints 127.0.0.1:2379,...] put KEY VALUE
 //   coordctl get KEY [--prefix] [--rev N] [--limit N] [--keys-only] [--count-only] [--serializable]
 //   coordctl del KEY [--prefix]
+//   coordctl lease grant TTL | revoke ID | keep-alive ID [--once] | timetolive ID [--keys] | list
 //
 // Each call tries the endpoints in order and moves on when a member is unreachable or has no
 // leader, for up to --command-timeout. Exit codes: 0 success, 1 the store refused the request
@@ -40,6 +41,10 @@ capnp::Data::Reader bytes(const std::string& s) {
     return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
+// Runs `call` with the Lease capability of each endpoint in turn (see withFailover).
+int withLease(const std::vector<std::string>& endpoints, int timeoutMs,
+              const std::function<std::optional<int>(s::Lease::Client&, kj::WaitScope&)>& call);
+
 // Runs `call` against each endpoint in turn until one answers (returns an exit code) or the
 // deadline passes. `call` returns nullopt for "unavailable here, try another member".
 int withFailover(const std::vector<std::string>& endpoints, int timeoutMs,
@@ -50,9 +55,31 @@ int withFailover(const std::vector<std::string>& endpoints, int timeoutMs,
         for (const auto& ep : endpoints) {
             try {
                 capnp::EzRpcClient client(ep);
-                auto kvc = client.getMain<s::KV>();
+                // Pipelined: the KV capability is requested and used in one round trip.
+                auto kvc = client.getMain<s::Coord>().kvRequest().send().getKv();
                 if (auto code = call(kvc, client.getWaitScope())) return *code;
                 lastError = ep + ": no leader";
+            } catch (const kj::Exception& e) {
+                lastError = ep + ": " + e.getDescription().cStr();
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (round + 1), 500)));
+    }
+    std::fprintf(stderr, "coordctl: no member answered: %s\n", lastError.c_str());
+    return kUnavailable;
+}
+
+int withLease(const std::vector<std::string>& endpoints, int timeoutMs,
+              const std::function<std::optional<int>(s::Lease::Client&, kj::WaitScope&)>& call) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+    std::string lastError = "no endpoint tried";
+    for (int round = 0; std::chrono::steady_clock::now() < deadline; ++round) {
+        for (const auto& ep : endpoints) {
+            try {
+                capnp::EzRpcClient client(ep);
+                auto lease = client.getMain<s::Coord>().leaseRequest().send().getLease();
+                if (auto code = call(lease, client.getWaitScope())) return *code;
+                lastError = ep + ": not the leader";
             } catch (const kj::Exception& e) {
                 lastError = ep + ": " + e.getDescription().cStr();
             }
@@ -99,6 +126,25 @@ int main(int argc, char** argv) {
     get->add_flag("--serializable", serializable,
                   "answer from the member contacted, without confirming with the leader");
 
+    int64_t leaseId = 0, ttl = 0;
+    bool once = false, withKeys = false;
+    put->add_option("--lease", leaseId, "attach the key to this lease");
+
+    auto* lease = app.add_subcommand("lease", "grant, revoke, keep alive and inspect leases");
+    lease->require_subcommand(1);
+    auto* grant = lease->add_subcommand("grant", "grant a lease; prints its id");
+    grant->add_option("ttl", ttl, "seconds")->required()->check(CLI::PositiveNumber);
+    auto* revoke = lease->add_subcommand("revoke", "revoke a lease and delete its keys");
+    revoke->add_option("id", leaseId)->required();
+    auto* keepAlive =
+        lease->add_subcommand("keep-alive", "renew a lease every TTL/3 until stopped");
+    keepAlive->add_option("id", leaseId)->required();
+    keepAlive->add_flag("--once", once, "renew once and exit");
+    auto* timeToLive = lease->add_subcommand("timetolive", "a lease's TTL (and keys)");
+    timeToLive->add_option("id", leaseId)->required();
+    timeToLive->add_flag("--keys", withKeys, "also print the attached keys");
+    auto* list = lease->add_subcommand("list", "every lease");
+
     auto* del = app.add_subcommand("del", "delete a key or a prefix");
     del->add_option("key", key)->required();
     del->add_flag("--prefix", prefix, "every key starting with KEY");
@@ -110,6 +156,92 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    if (*grant || *revoke) {
+        return withFailover(
+            endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
+                auto req = kvc.writeRequest();
+                if (*grant) {
+                    req.initRequest().initLeaseGrant().setTtlSeconds(ttl);
+                } else {
+                    req.initRequest().initLeaseRevoke().setId(leaseId);
+                }
+                auto response = req.send().wait(ws);
+                auto result = response.getResult();
+                if (result.getUnavailable() != s::Unavailable::NONE) {
+                    return std::nullopt;
+                }
+                auto r = result.getResponse();
+                if (r.which() == s::WriteResponse::ERROR) {
+                    return storeError(r.getError());
+                }
+                if (*grant) {
+                    std::printf("lease %lld granted with TTL %llds\n",
+                                static_cast<long long>(r.getLeaseGrant().getId()),
+                                static_cast<long long>(ttl));
+                } else {
+                    std::printf("lease %lld revoked\n", static_cast<long long>(leaseId));
+                }
+                return 0;
+            });
+    }
+    if (*keepAlive) {
+        for (;;) {
+            int64_t renewed = 0;
+            int rc = withLease(endpoints, timeoutMs,
+                               [&](s::Lease::Client& l, kj::WaitScope& ws) -> std::optional<int> {
+                                   auto req = l.keepAliveRequest();
+                                   req.setId(leaseId);
+                                   auto response = req.send().wait(ws);
+                                   auto result = response.getResult();
+                                   if (result.getUnavailable() != s::Unavailable::NONE) {
+                                       return std::nullopt;
+                                   }
+                                   if (result.which() == s::LeaseKeepAliveResult::ERROR) {
+                                       return storeError(result.getError());
+                                   }
+                                   renewed = result.getTtlSeconds();
+                                   std::printf("lease %lld keepalived with TTL(%lld)\n",
+                                               static_cast<long long>(leaseId),
+                                               static_cast<long long>(renewed));
+                                   std::fflush(stdout);
+                                   return 0;
+                               });
+            if (rc != 0 || once) return rc;
+            std::this_thread::sleep_for(std::chrono::milliseconds(renewed * 1000 / 3));
+        }
+    }
+    if (*timeToLive || *list) {
+        return withLease(
+            endpoints, timeoutMs,
+            [&](s::Lease::Client& l, kj::WaitScope& ws) -> std::optional<int> {
+                auto printKeys = [](s::LeaseInfo::Reader info) {
+                    for (auto k : info.getKeys()) {
+                        std::printf("  %.*s\n", static_cast<int>(k.size()),
+                                    reinterpret_cast<const char*>(k.begin()));
+                    }
+                };
+                if (*list) {
+                    auto response = l.listRequest().send().wait(ws);
+                    for (auto info : response.getLeases()) {
+                        std::printf("%lld\n", static_cast<long long>(info.getId()));
+                    }
+                    return 0;
+                }
+                auto req = l.timeToLiveRequest();
+                req.setId(leaseId);
+                auto response = req.send().wait(ws);
+                if (!response.getFound()) {
+                    std::fprintf(stderr, "coordctl: lease %lld not found\n",
+                                 static_cast<long long>(leaseId));
+                    return kRefused;
+                }
+                std::printf("lease %lld granted with TTL(%llds)\n", static_cast<long long>(leaseId),
+                            static_cast<long long>(response.getInfo().getTtlSeconds()));
+                if (withKeys) printKeys(response.getInfo());
+                return 0;
+            });
+    }
+
     if (*put || *del) {
         return withFailover(
             endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
@@ -119,6 +251,7 @@ int main(int argc, char** argv) {
                     auto p = w.initPut();
                     p.setKey(bytes(key));
                     p.setValue(bytes(value));
+                    p.setLease(leaseId);
                 } else {
                     auto d = w.initDeleteRange();
                     d.setKey(bytes(key));

@@ -211,7 +211,7 @@ int main(int argc, char** argv) {
         std::thread core([&] { io.run(); });
 
         auto client = parseEndpoint(clientUrl);
-        capnp::EzRpcServer server(kj::heap<rpc::KvService>(driver, clusterId),
+        capnp::EzRpcServer server(kj::heap<rpc::CoordService>(driver, clusterId),
                                   client.address().to_string(), client.port());
         auto& ws = server.getWaitScope();
         server.getPort().wait(ws);

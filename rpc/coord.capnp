@@ -235,3 +235,34 @@ interface KV {
   # field is ignored (the server assigns its own).
   write @1 (request :WriteRequest) -> (result :WriteResult);
 }
+
+struct LeaseKeepAliveResult {
+  header @0 :ResponseHeader;
+  unavailable @1 :Unavailable;
+  union {
+    ttlSeconds @2 :Int64;
+    error @3 :Error;
+  }
+}
+
+struct LeaseInfo {
+  id @0 :Int64;
+  ttlSeconds @1 :Int64;
+  keys @2 :List(Data);
+}
+
+interface Lease {
+  # Grant and revoke are writes (KV.write with leaseGrant / leaseRevoke).
+  # Renews a lease; answered by the leader only (others say notLeader).
+  keepAlive @0 (id :Int64) -> (result :LeaseKeepAliveResult);
+  # The lease's granted TTL and attached keys (a linearizable read; a member without a leader
+  # fails the call); found is false when the lease does not exist.
+  timeToLive @1 (id :Int64) -> (header :ResponseHeader, found :Bool, info :LeaseInfo);
+  list @2 () -> (header :ResponseHeader, leases :List(LeaseInfo));
+}
+
+# The bootstrap capability of a member.
+interface Coord {
+  kv @0 () -> (kv :KV);
+  lease @1 () -> (lease :Lease);
+}

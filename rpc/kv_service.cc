@@ -34,11 +34,11 @@ struct Slot {
 
 }  // namespace
 
-void KvService::fillHeader(s::ResponseHeader::Builder header) {
-    header.setClusterId(clusterId_);
-    header.setMemberId(driver_.id());
-    header.setRevision(driver_.store().currentRevision());
-    header.setRaftTerm(driver_.term());
+void fillHeader(s::ResponseHeader::Builder header, NodeDriver& driver, uint64_t clusterId) {
+    header.setClusterId(clusterId);
+    header.setMemberId(driver.id());
+    header.setRevision(driver.store().currentRevision());
+    header.setRaftTerm(driver.term());
 }
 
 kj::Promise<void> KvService::range(RangeContext context) {
@@ -47,7 +47,7 @@ kj::Promise<void> KvService::range(RangeContext context) {
     auto answer = [this, context, request]() mutable {
         auto result = context.getResults().initResult();
         auto r = driver_.store().range(request);
-        fillHeader(result.initHeader());
+        fillHeader(result.initHeader(), driver_, clusterId_);
         if (r.ok()) {
             toCapnp(r.value(), result.initOk());
         } else {
@@ -72,7 +72,7 @@ kj::Promise<void> KvService::range(RangeContext context) {
     return paf.promise.then([this, context, answer](Slot<Result<Ok, Unavailable>> slot) mutable {
         if (!slot.value->ok()) {
             auto result = context.getResults().initResult();
-            fillHeader(result.initHeader());
+            fillHeader(result.initHeader(), driver_, clusterId_);
             result.setUnavailable(toSchema(slot.value->error()));
             return;
         }
@@ -91,12 +91,90 @@ kj::Promise<void> KvService::write(WriteContext context) {
     });
     return paf.promise.then([this, context](Slot<WriteOutcome> slot) mutable {
         auto result = context.getResults().initResult();
-        fillHeader(result.initHeader());
+        fillHeader(result.initHeader(), driver_, clusterId_);
         if (!slot.value->ok()) {
             result.setUnavailable(toSchema(slot.value->error()));
             return;
         }
         responseToCapnp(slot.value->value(), result.initResponse());
+    });
+}
+
+namespace {
+void leaseInfoToCapnp(const kv::LeaseInfo& in, s::LeaseInfo::Builder out) {
+    out.setId(in.id);
+    out.setTtlSeconds(in.ttlSeconds);
+    auto keys = out.initKeys(static_cast<unsigned>(in.keys.size()));
+    for (unsigned i = 0; i < in.keys.size(); ++i) {
+        keys.set(i, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(in.keys[i].data()),
+                                        in.keys[i].size()));
+    }
+}
+}  // namespace
+
+kj::Promise<void> LeaseService::keepAlive(KeepAliveContext context) {
+    using Outcome = Result<kv::KvResult<int64_t>, Unavailable>;
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<Slot<Outcome>>();
+    auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Slot<Outcome>>>>(
+        kj::mv(paf.fulfiller));
+    driver_.leaseKeepAlive(context.getParams().getId(), [fulfiller](Outcome o) {
+        (*fulfiller)->fulfill(Slot<Outcome>{std::move(o)});
+    });
+    return paf.promise.then([this, context](Slot<Outcome> slot) mutable {
+        auto result = context.getResults().initResult();
+        fillHeader(result.initHeader(), driver_, clusterId_);
+        if (!slot.value->ok()) {
+            result.setUnavailable(toSchema(slot.value->error()));
+            return;
+        }
+        const auto& r = slot.value->value();
+        if (r.ok()) {
+            result.setTtlSeconds(r.value());
+        } else {
+            auto e = result.initError();
+            e.setCode(static_cast<s::ErrorCode>(r.error().code));
+            e.setMessage(r.error().message);
+        }
+    });
+}
+
+namespace {
+// Resolves once this member has applied everything committed when the call arrived (ReadIndex),
+// so what it then reads from its store is linearizable.
+kj::Promise<Slot<Result<Ok, Unavailable>>> readBarrier(NodeDriver& driver) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<Slot<Result<Ok, Unavailable>>>();
+    auto fulfiller =
+        std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Slot<Result<Ok, Unavailable>>>>>(
+            kj::mv(paf.fulfiller));
+    driver.linearizableRead([fulfiller](Result<Ok, Unavailable> r) {
+        (*fulfiller)->fulfill(Slot<Result<Ok, Unavailable>>{std::move(r)});
+    });
+    return kj::mv(paf.promise);
+}
+}  // namespace
+
+kj::Promise<void> LeaseService::timeToLive(TimeToLiveContext context) {
+    return readBarrier(driver_).then([this, context](Slot<Result<Ok, Unavailable>> slot) mutable {
+        KJ_REQUIRE(slot.value->ok(), "no leader: cannot answer linearizably",
+                   unavailableName(slot.value->error()));
+        auto results = context.getResults();
+        fillHeader(results.initHeader(), driver_, clusterId_);
+        auto info = driver_.store().leaseTimeToLive(context.getParams().getId());
+        results.setFound(info.has_value());
+        if (info) leaseInfoToCapnp(*info, results.initInfo());
+    });
+}
+
+kj::Promise<void> LeaseService::list(ListContext context) {
+    return readBarrier(driver_).then([this, context](Slot<Result<Ok, Unavailable>> slot) mutable {
+        KJ_REQUIRE(slot.value->ok(), "no leader: cannot answer linearizably",
+                   unavailableName(slot.value->error()));
+        auto results = context.getResults();
+        fillHeader(results.initHeader(), driver_, clusterId_);
+        auto leases = driver_.store().leaseList();
+        auto out = results.initLeases(static_cast<unsigned>(leases.size()));
+        for (unsigned i = 0; i < leases.size(); ++i)
+            leaseInfoToCapnp(leases[i], out[i]);
     });
 }
 

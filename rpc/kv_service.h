@@ -12,6 +12,9 @@
 
 namespace coord::rpc {
 
+// Fills the header every response carries: cluster, member, store revision, Raft term.
+void fillHeader(schema::ResponseHeader::Builder header, NodeDriver& driver, uint64_t clusterId);
+
 // Cap'n Proto's generated Server classes are destroyed through kj::Own, which knows the
 // dynamic type; their destructor is not virtual.
 #pragma GCC diagnostic push
@@ -25,10 +28,44 @@ class KvService final : public schema::KV::Server {
     kj::Promise<void> write(WriteContext context) override;
 
   private:
-    void fillHeader(schema::ResponseHeader::Builder header);
-
     NodeDriver& driver_;
     uint64_t clusterId_;
+};
+
+class LeaseService final : public schema::Lease::Server {
+  public:
+    LeaseService(NodeDriver& driver, uint64_t clusterId) : driver_(driver), clusterId_(clusterId) {}
+
+  protected:
+    kj::Promise<void> keepAlive(KeepAliveContext context) override;
+    kj::Promise<void> timeToLive(TimeToLiveContext context) override;
+    kj::Promise<void> list(ListContext context) override;
+
+  private:
+    NodeDriver& driver_;
+    uint64_t clusterId_;
+};
+
+// The bootstrap capability: hands out the KV and Lease capabilities of this member.
+class CoordService final : public schema::Coord::Server {
+  public:
+    CoordService(NodeDriver& driver, uint64_t clusterId)
+        : kv_(kj::heap<KvService>(driver, clusterId)),
+          lease_(kj::heap<LeaseService>(driver, clusterId)) {}
+
+  protected:
+    kj::Promise<void> kv(KvContext context) override {
+        context.getResults().setKv(kv_);
+        return kj::READY_NOW;
+    }
+    kj::Promise<void> lease(LeaseContext context) override {
+        context.getResults().setLease(lease_);
+        return kj::READY_NOW;
+    }
+
+  private:
+    schema::KV::Client kv_;
+    schema::Lease::Client lease_;
 };
 #pragma GCC diagnostic pop
 

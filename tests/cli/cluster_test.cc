@@ -152,3 +152,27 @@ TEST_CASE("coordctl reports store refusals and unreachable clusters with distinc
                                  "--command-timeout", "300", "get", "k"});
     CHECK(rc2 == 3);  // nobody answered
 }
+
+TEST_CASE("coordctl grants, inspects, keeps alive and revokes leases", "[cli][cluster]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args) {
+        std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
+        all.insert(all.end(), args.begin(), args.end());
+        return coordctl(all);
+    };
+    auto [rc, granted] = run({"lease", "grant", "60"});
+    REQUIRE(rc == 0);
+    REQUIRE(granted.rfind("lease ", 0) == 0);
+    std::string id = granted.substr(6, granted.find(' ', 6) - 6);
+    REQUIRE(run({"put", "leased/key", "v", "--lease", id}).first == 0);
+    auto [rc2, ttl] = run({"lease", "timetolive", id, "--keys"});
+    REQUIRE(rc2 == 0);
+    CHECK(ttl == "lease " + id + " granted with TTL(60s)\n  leased/key\n");
+    auto [rc3, alive] = run({"lease", "keep-alive", id, "--once"});
+    REQUIRE(rc3 == 0);
+    CHECK(alive == "lease " + id + " keepalived with TTL(60)\n");
+    CHECK(run({"lease", "list"}).second == id + "\n");
+    REQUIRE(run({"lease", "revoke", id}).first == 0);
+    CHECK(run({"get", "leased/key"}).second.empty());
+    CHECK(run({"lease", "timetolive", id}).first == 1);
+}

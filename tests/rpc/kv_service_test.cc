@@ -46,7 +46,7 @@ struct Server {
         std::promise<unsigned> portReady;
         std::promise<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> stopReady;
         rpc = std::thread([&] {
-            capnp::EzRpcServer server(kj::heap<KvService>(*driver, 7), "127.0.0.1", 0);
+            capnp::EzRpcServer server(kj::heap<CoordService>(*driver, 7), "127.0.0.1", 0);
             auto& ws = server.getWaitScope();
             portReady.set_value(server.getPort().wait(ws));
             auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
@@ -79,7 +79,7 @@ TEST_CASE("the KV capability serves writes, linearizable and serializable reads 
           "[rpc][service]") {
     Server server;
     capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto kvc = client.getMain<s::KV>();
+    auto kvc = client.getMain<s::Coord>().kvRequest().send().getKv();
     auto& ws = client.getWaitScope();
 
     // Retry until the single member has elected itself.
@@ -123,7 +123,7 @@ TEST_CASE("the KV capability returns typed errors and survives malformed request
           "[rpc][service]") {
     Server server;
     capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto kvc = client.getMain<s::KV>();
+    auto kvc = client.getMain<s::Coord>().kvRequest().send().getKv();
     auto& ws = client.getWaitScope();
 
     auto emptyKey = [&] {
@@ -171,4 +171,65 @@ TEST_CASE("the KV capability returns typed errors and survives malformed request
     auto result = response.getResult();
     REQUIRE(result.getUnavailable() == s::Unavailable::NONE);
     CHECK(result.getResponse().which() == s::WriteResponse::PUT);
+}
+
+TEST_CASE("the Lease capability renews on the leader and reports leases", "[rpc][service]") {
+    Server server;
+    capnp::EzRpcClient client("127.0.0.1", server.port);
+    auto coord = client.getMain<s::Coord>();
+    auto kvc = coord.kvRequest().send().getKv();
+    auto lease = coord.leaseRequest().send().getLease();
+    auto& ws = client.getWaitScope();
+
+    int64_t id = 0;
+    for (int attempt = 0; attempt < 500 && id == 0; ++attempt) {
+        auto req = kvc.writeRequest();
+        req.initRequest().initLeaseGrant().setTtlSeconds(30);
+        auto response = req.send().wait(ws);
+        auto result = response.getResult();
+        if (result.getUnavailable() == s::Unavailable::NONE) {
+            id = result.getResponse().getLeaseGrant().getId();
+        } else {
+            std::this_thread::sleep_for(10ms);
+        }
+    }
+    REQUIRE(id != 0);
+    {
+        auto req = kvc.writeRequest();
+        auto put = req.initRequest().initPut();
+        put.setKey(bytes("leased"));
+        put.setValue(bytes("v"));
+        put.setLease(id);
+        auto response = req.send().wait(ws);
+        REQUIRE(response.getResult().getResponse().which() == s::WriteResponse::PUT);
+    }
+    {
+        auto req = lease.keepAliveRequest();
+        req.setId(id);
+        auto response = req.send().wait(ws);
+        auto result = response.getResult();
+        REQUIRE(result.getUnavailable() == s::Unavailable::NONE);
+        REQUIRE(result.which() == s::LeaseKeepAliveResult::TTL_SECONDS);
+        CHECK(result.getTtlSeconds() == 30);
+    }
+    {
+        auto req = lease.keepAliveRequest();
+        req.setId(id + 100);
+        auto response = req.send().wait(ws);
+        REQUIRE(response.getResult().which() == s::LeaseKeepAliveResult::ERROR);
+        CHECK(response.getResult().getError().getCode() == s::ErrorCode::LEASE_NOT_FOUND);
+    }
+    {
+        auto req = lease.timeToLiveRequest();
+        req.setId(id);
+        auto response = req.send().wait(ws);
+        REQUIRE(response.getFound());
+        CHECK(response.getInfo().getTtlSeconds() == 30);
+        REQUIRE(response.getInfo().getKeys().size() == 1);
+    }
+    {
+        auto response = lease.listRequest().send().wait(ws);
+        REQUIRE(response.getLeases().size() == 1);
+        CHECK(response.getLeases()[0].getId() == id);
+    }
 }
