@@ -3,6 +3,7 @@
 //   coordctl [--endpoints 127.0.0.1:2379,...] put KEY VALUE
 //   coordctl get KEY [--prefix] [--rev N] [--limit N] [--keys-only] [--count-only] [--serializable]
 //   coordctl del KEY [--prefix]
+//   coordctl compaction REV
 //   coordctl lease grant TTL | revoke ID | keep-alive ID [--once] | timetolive ID [--keys] | list
 //
 // Each call tries the endpoints in order and moves on when a member is unreachable or has no
@@ -145,6 +146,10 @@ int main(int argc, char** argv) {
     timeToLive->add_flag("--keys", withKeys, "also print the attached keys");
     auto* list = lease->add_subcommand("list", "every lease");
 
+    auto* compaction = app.add_subcommand("compaction", "discard history below a revision");
+    int64_t compactRev = 0;
+    compaction->add_option("revision", compactRev)->required()->check(CLI::PositiveNumber);
+
     auto* del = app.add_subcommand("del", "delete a key or a prefix");
     del->add_option("key", key)->required();
     del->add_flag("--prefix", prefix, "every key starting with KEY");
@@ -156,6 +161,24 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    if (*compaction) {
+        return withFailover(
+            endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
+                auto req = kvc.writeRequest();
+                req.initRequest().initCompact().setRevision(compactRev);
+                auto response = req.send().wait(ws);
+                auto result = response.getResult();
+                if (result.getUnavailable() != s::Unavailable::NONE) {
+                    return std::nullopt;
+                }
+                auto r = result.getResponse();
+                if (r.which() == s::WriteResponse::ERROR) {
+                    return storeError(r.getError());
+                }
+                std::printf("compacted revision %lld\n", static_cast<long long>(compactRev));
+                return 0;
+            });
+    }
     if (*grant || *revoke) {
         return withFailover(
             endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {

@@ -86,6 +86,9 @@ void NodeDriver::scheduleTick() {
         processReady();
         expire();
         expireLeases();
+        // Physical compaction runs a bounded step per tick on this (the writer) thread, so a
+        // large compaction never holds the writer for long.
+        if (store_->compactionPending()) store_->compactStep(config_.compactionBatch);
         scheduleTick();
     });
 }

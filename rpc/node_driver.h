@@ -47,6 +47,8 @@ struct NodeConfig {
     // keeping `snapshotCatchUpEntries` behind for slow followers.
     uint64_t snapshotCount = 10000;
     uint64_t snapshotCatchUpEntries = 1000;
+    // Revision records examined per tick by physical compaction (after a compact request).
+    size_t compactionBatch = 10000;
     // A request not completed within this time fails with Unavailable (outcome unknown).
     int requestTimeoutMs = 5000;
     kv::Options store;

@@ -176,3 +176,21 @@ TEST_CASE("coordctl grants, inspects, keeps alive and revokes leases", "[cli][cl
     CHECK(run({"get", "leased/key"}).second.empty());
     CHECK(run({"lease", "timetolive", id}).first == 1);
 }
+
+TEST_CASE("coordctl compaction discards history and reads below it fail clearly",
+          "[cli][cluster]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args) {
+        std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
+        all.insert(all.end(), args.begin(), args.end());
+        return coordctl(all);
+    };
+    for (int i = 0; i < 5; ++i)
+        REQUIRE(run({"put", "h", std::to_string(i)}).first == 0);
+    // Revisions 2..6 hold the five puts.
+    CHECK(run({"get", "h", "--rev", "3"}).second == "h\n1\n");
+    REQUIRE(run({"compaction", "5"}).first == 0);
+    CHECK(run({"get", "h", "--rev", "3"}).first == 1);
+    CHECK(run({"get", "h", "--rev", "5"}).second == "h\n3\n");
+    CHECK(run({"compaction", "4"}).first == 1);  // already compacted past it
+}

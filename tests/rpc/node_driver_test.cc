@@ -246,3 +246,33 @@ TEST_CASE("leases expire on the leader's clock, revoking their keys everywhere, 
     REQUIRE_FALSE(notLeader.ok());
     CHECK(notLeader.error() == Unavailable::NotLeader);
 }
+
+TEST_CASE("a compact request is applied everywhere and old revisions are removed in steps",
+          "[rpc][driver]") {
+    LocalCluster c(3);
+    raft::NodeId leader = c.waitForLeader();
+    for (int i = 0; i < 50; ++i)
+        REQUIRE(put(c, leader, "c/" + std::to_string(i % 5), "v").ok());
+    int64_t rev = c.driver(leader).store().currentRevision();
+    auto o = writeSync(c.driver(leader), kv::CompactRequest{rev});
+    REQUIRE(o.ok());
+    REQUIRE(o->ok());
+    for (raft::NodeId id = 1; id <= 3; ++id) {
+        REQUIRE(readBarrier(c.driver(id)));
+        auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (c.driver(id).store().compactionPending() &&
+               std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(10ms);
+        }
+        CHECK_FALSE(c.driver(id).store().compactionPending());
+        kv::RangeRequest old;
+        old.key = "c/";
+        old.rangeEnd = kv::prefixEnd("c/");
+        old.revision = rev - 1;
+        auto r = c.driver(id).store().range(old);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == kv::ErrorCode::Compacted);
+        old.revision = rev;
+        CHECK(c.driver(id).store().range(old).value().kvs.size() == 5);
+    }
+}
