@@ -42,24 +42,22 @@ capnp::Data::Reader bytes(const std::string& s) {
     return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
-// Runs `call` with the Lease capability of each endpoint in turn (see withFailover).
-int withLease(const std::vector<std::string>& endpoints, int timeoutMs,
-              const std::function<std::optional<int>(s::Lease::Client&, kj::WaitScope&)>& call);
-
 // Runs `call` against each endpoint in turn until one answers (returns an exit code) or the
-// deadline passes. `call` returns nullopt for "unavailable here, try another member".
-int withFailover(const std::vector<std::string>& endpoints, int timeoutMs,
-                 const std::function<std::optional<int>(s::KV::Client&, kj::WaitScope&)>& call) {
+// deadline passes; `call` returns nullopt for "unavailable here, try another member". `pick`
+// obtains the capability from the member's bootstrap (pipelined: one round trip).
+template <typename Cap>
+int withEndpoints(const std::vector<std::string>& endpoints, int timeoutMs,
+                  const std::function<Cap(s::Coord::Client)>& pick,
+                  const std::function<std::optional<int>(Cap&, kj::WaitScope&)>& call) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
     std::string lastError = "no endpoint tried";
     for (int round = 0; std::chrono::steady_clock::now() < deadline; ++round) {
         for (const auto& ep : endpoints) {
             try {
                 capnp::EzRpcClient client(ep);
-                // Pipelined: the KV capability is requested and used in one round trip.
-                auto kvc = client.getMain<s::Coord>().kvRequest().send().getKv();
-                if (auto code = call(kvc, client.getWaitScope())) return *code;
-                lastError = ep + ": no leader";
+                Cap cap = pick(client.getMain<s::Coord>());
+                if (auto code = call(cap, client.getWaitScope())) return *code;
+                lastError = ep + ": no leader here";
             } catch (const kj::Exception& e) {
                 lastError = ep + ": " + e.getDescription().cStr();
             }
@@ -70,30 +68,38 @@ int withFailover(const std::vector<std::string>& endpoints, int timeoutMs,
     return kUnavailable;
 }
 
+int withFailover(const std::vector<std::string>& endpoints, int timeoutMs,
+                 const std::function<std::optional<int>(s::KV::Client&, kj::WaitScope&)>& call) {
+    return withEndpoints<s::KV::Client>(
+        endpoints, timeoutMs, [](s::Coord::Client c) { return c.kvRequest().send().getKv(); },
+        call);
+}
+
 int withLease(const std::vector<std::string>& endpoints, int timeoutMs,
               const std::function<std::optional<int>(s::Lease::Client&, kj::WaitScope&)>& call) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
-    std::string lastError = "no endpoint tried";
-    for (int round = 0; std::chrono::steady_clock::now() < deadline; ++round) {
-        for (const auto& ep : endpoints) {
-            try {
-                capnp::EzRpcClient client(ep);
-                auto lease = client.getMain<s::Coord>().leaseRequest().send().getLease();
-                if (auto code = call(lease, client.getWaitScope())) return *code;
-                lastError = ep + ": not the leader";
-            } catch (const kj::Exception& e) {
-                lastError = ep + ": " + e.getDescription().cStr();
-            }
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (round + 1), 500)));
-    }
-    std::fprintf(stderr, "coordctl: no member answered: %s\n", lastError.c_str());
-    return kUnavailable;
+    return withEndpoints<s::Lease::Client>(
+        endpoints, timeoutMs, [](s::Coord::Client c) { return c.leaseRequest().send().getLease(); },
+        call);
 }
 
 int storeError(s::Error::Reader e) {
     std::fprintf(stderr, "coordctl: %s\n", e.getMessage().cStr());
     return kRefused;
+}
+
+// Sends one write built by `fill`; prints its outcome with `onOk`. nullopt: try elsewhere.
+std::optional<int> sendWrite(s::KV::Client& kvc, kj::WaitScope& ws,
+                             const std::function<void(s::WriteRequest::Builder)>& fill,
+                             const std::function<void(s::WriteResponse::Reader)>& onOk) {
+    auto req = kvc.writeRequest();
+    fill(req.initRequest());
+    auto response = req.send().wait(ws);
+    auto result = response.getResult();
+    if (result.getUnavailable() != s::Unavailable::NONE) return std::nullopt;
+    auto r = result.getResponse();
+    if (r.which() == s::WriteResponse::ERROR) return storeError(r.getError());
+    onOk(r);
+    return 0;
 }
 
 }  // namespace
@@ -161,51 +167,48 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    // Every write verb: what to send and what to print when it succeeds.
+    std::function<void(s::WriteRequest::Builder)> fill;
+    std::function<void(s::WriteResponse::Reader)> onOk;
     if (*compaction) {
-        return withFailover(
-            endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
-                auto req = kvc.writeRequest();
-                req.initRequest().initCompact().setRevision(compactRev);
-                auto response = req.send().wait(ws);
-                auto result = response.getResult();
-                if (result.getUnavailable() != s::Unavailable::NONE) {
-                    return std::nullopt;
-                }
-                auto r = result.getResponse();
-                if (r.which() == s::WriteResponse::ERROR) {
-                    return storeError(r.getError());
-                }
-                std::printf("compacted revision %lld\n", static_cast<long long>(compactRev));
-                return 0;
-            });
+        fill = [&](s::WriteRequest::Builder w) { w.initCompact().setRevision(compactRev); };
+        onOk = [&](s::WriteResponse::Reader) {
+            std::printf("compacted revision %lld\n", static_cast<long long>(compactRev));
+        };
+    } else if (*grant) {
+        fill = [&](s::WriteRequest::Builder w) { w.initLeaseGrant().setTtlSeconds(ttl); };
+        onOk = [&](s::WriteResponse::Reader r) {
+            std::printf("lease %lld granted with TTL %llds\n",
+                        static_cast<long long>(r.getLeaseGrant().getId()),
+                        static_cast<long long>(ttl));
+        };
+    } else if (*revoke) {
+        fill = [&](s::WriteRequest::Builder w) { w.initLeaseRevoke().setId(leaseId); };
+        onOk = [&](s::WriteResponse::Reader) {
+            std::printf("lease %lld revoked\n", static_cast<long long>(leaseId));
+        };
+    } else if (*put) {
+        fill = [&](s::WriteRequest::Builder w) {
+            auto p = w.initPut();
+            p.setKey(bytes(key));
+            p.setValue(bytes(value));
+            p.setLease(leaseId);
+        };
+        onOk = [](s::WriteResponse::Reader) { std::printf("OK\n"); };
+    } else if (*del) {
+        fill = [&](s::WriteRequest::Builder w) {
+            auto d = w.initDeleteRange();
+            d.setKey(bytes(key));
+            if (prefix) d.setRangeEnd(bytes(kv::prefixEnd(key)));
+        };
+        onOk = [](s::WriteResponse::Reader r) {
+            std::printf("%lld\n", static_cast<long long>(r.getDeleteRange().getDeleted()));
+        };
     }
-    if (*grant || *revoke) {
-        return withFailover(
-            endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
-                auto req = kvc.writeRequest();
-                if (*grant) {
-                    req.initRequest().initLeaseGrant().setTtlSeconds(ttl);
-                } else {
-                    req.initRequest().initLeaseRevoke().setId(leaseId);
-                }
-                auto response = req.send().wait(ws);
-                auto result = response.getResult();
-                if (result.getUnavailable() != s::Unavailable::NONE) {
-                    return std::nullopt;
-                }
-                auto r = result.getResponse();
-                if (r.which() == s::WriteResponse::ERROR) {
-                    return storeError(r.getError());
-                }
-                if (*grant) {
-                    std::printf("lease %lld granted with TTL %llds\n",
-                                static_cast<long long>(r.getLeaseGrant().getId()),
-                                static_cast<long long>(ttl));
-                } else {
-                    std::printf("lease %lld revoked\n", static_cast<long long>(leaseId));
-                }
-                return 0;
-            });
+    if (fill) {
+        return withFailover(endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) {
+            return sendWrite(kvc, ws, fill, onOk);
+        });
     }
     if (*keepAlive) {
         for (;;) {
@@ -261,39 +264,6 @@ int main(int argc, char** argv) {
                 std::printf("lease %lld granted with TTL(%llds)\n", static_cast<long long>(leaseId),
                             static_cast<long long>(response.getInfo().getTtlSeconds()));
                 if (withKeys) printKeys(response.getInfo());
-                return 0;
-            });
-    }
-
-    if (*put || *del) {
-        return withFailover(
-            endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
-                auto req = kvc.writeRequest();
-                auto w = req.initRequest();
-                if (*put) {
-                    auto p = w.initPut();
-                    p.setKey(bytes(key));
-                    p.setValue(bytes(value));
-                    p.setLease(leaseId);
-                } else {
-                    auto d = w.initDeleteRange();
-                    d.setKey(bytes(key));
-                    if (prefix) d.setRangeEnd(bytes(kv::prefixEnd(key)));
-                }
-                auto response = req.send().wait(ws);
-                auto result = response.getResult();
-                if (result.getUnavailable() != s::Unavailable::NONE) {
-                    return std::nullopt;
-                }
-                auto r = result.getResponse();
-                if (r.which() == s::WriteResponse::ERROR) {
-                    return storeError(r.getError());
-                }
-                if (*put) {
-                    std::printf("OK\n");
-                } else {
-                    std::printf("%lld\n", static_cast<long long>(r.getDeleteRange().getDeleted()));
-                }
                 return 0;
             });
     }
