@@ -207,4 +207,14 @@ struct Event {
     bool operator==(const Event&) const = default;
 };
 
+// What a watcher follows (see WatchHub).
+struct WatchRequest {
+    std::string key;
+    std::string rangeEnd;       // same conventions as RangeRequest
+    int64_t startRevision = 0;  // <= 0: from the next revision written
+    bool noPut = false;         // filter out put events
+    bool noDelete = false;      // filter out delete events
+    bool prevKv = false;        // attach the previous key-value to every event
+};
+
 }  // namespace coord::kv

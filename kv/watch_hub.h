@@ -28,15 +28,6 @@ namespace coord::kv {
 class Store;
 using WatchId = int64_t;
 
-struct WatchRequest {
-    std::string key;
-    std::string rangeEnd;       // same conventions as RangeRequest
-    int64_t startRevision = 0;  // <= 0: from the next revision written
-    bool noPut = false;         // filter out put events
-    bool noDelete = false;      // filter out delete events
-    bool prevKv = false;        // attach the previous key-value to every event
-};
-
 class WatchSink {
   public:
     virtual ~WatchSink() = default;

@@ -619,4 +619,52 @@ DecodeResult<std::pair<uint64_t, raft::Message>> decodePeerFrame(std::string_vie
         });
 }
 
+void toCapnp(const kv::WatchRequest& in, s::WatchRequest::Builder out) {
+    out.setKey(data(in.key));
+    out.setRangeEnd(data(in.rangeEnd));
+    out.setStartRevision(in.startRevision);
+    out.setNoPut(in.noPut);
+    out.setNoDelete(in.noDelete);
+    out.setPrevKv(in.prevKv);
+}
+
+kv::WatchRequest fromCapnp(s::WatchRequest::Reader in) {
+    kv::WatchRequest r;
+    r.key = str(in.getKey());
+    r.rangeEnd = str(in.getRangeEnd());
+    r.startRevision = in.getStartRevision();
+    r.noPut = in.getNoPut();
+    r.noDelete = in.getNoDelete();
+    r.prevKv = in.getPrevKv();
+    return r;
+}
+
+void toCapnp(const kv::Event& in, bool withPrevKv, s::Event::Builder out) {
+    out.setType(in.type == kv::Event::Type::Put ? s::EventType::PUT : s::EventType::DELETE);
+    toCapnp(in.kv, out.initKv());
+    if (withPrevKv && in.prevKv) {
+        out.setHasPrevKv(true);
+        toCapnp(*in.prevKv, out.initPrevKv());
+    }
+}
+
+kv::Event fromCapnp(s::Event::Reader in) {
+    kv::Event e;
+    e.type = checkedEnum<kv::Event::Type>(static_cast<uint16_t>(in.getType()), 2, "event type");
+    e.kv = fromCapnp(in.getKv());
+    if (in.getHasPrevKv()) e.prevKv = fromCapnp(in.getPrevKv());
+    return e;
+}
+
+void toCapnp(const kv::Error& in, s::Error::Builder out) {
+    out.setCode(static_cast<s::ErrorCode>(in.code));
+    out.setMessage(in.message);
+    out.setRevision(in.revision);
+}
+
+kv::Error fromCapnp(s::Error::Reader in) {
+    return kv::Error{checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(in.getCode()), 13, "error code"),
+                     in.getMessage(), in.getRevision()};
+}
+
 }  // namespace coord::rpc

@@ -62,4 +62,13 @@ kv::RangeRequest fromCapnp(schema::RangeRequest::Reader in);
 void toCapnp(const kv::RangeResponse& in, schema::RangeResponse::Builder out);
 kv::RangeResponse fromCapnp(schema::RangeResponse::Reader in);
 
+void toCapnp(const kv::WatchRequest& in, schema::WatchRequest::Builder out);
+kv::WatchRequest fromCapnp(schema::WatchRequest::Reader in);
+// prevKv is sent only when withPrevKv (the hub may attach it to events of watchers that did
+// not ask for it).
+void toCapnp(const kv::Event& in, bool withPrevKv, schema::Event::Builder out);
+kv::Event fromCapnp(schema::Event::Reader in);
+void toCapnp(const kv::Error& in, schema::Error::Builder out);
+kv::Error fromCapnp(schema::Error::Reader in);
+
 }  // namespace coord::rpc

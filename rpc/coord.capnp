@@ -261,8 +261,75 @@ interface Lease {
   list @2 () -> (header :ResponseHeader, leases :List(LeaseInfo));
 }
 
+enum EventType { put @0; delete @1; }
+
+struct Event {
+  type @0 :EventType;
+  kv @1 :KeyValue;        # for deletes: the key and the delete's revision (modRevision)
+  prevKv @2 :KeyValue;    # set when hasPrevKv
+  hasPrevKv @3 :Bool;
+}
+
+struct WatchRequest {
+  key @0 :Data;
+  rangeEnd @1 :Data;      # same conventions as RangeRequest
+  startRevision @2 :Int64;  # <= 0: from the next revision this member applies
+  noPut @3 :Bool;
+  noDelete @4 :Bool;
+  prevKv @5 :Bool;
+}
+
+# Implemented by the client. The member calls it with the watcher's events in revision order,
+# never twice and without gaps. `-> stream` gives flow control: a slow client makes the member
+# buffer (up to a bound) and then catch up from storage, never drop events.
+interface WatchSink {
+  # The events of one or more whole revisions, oldest first; revision is the newest covered.
+  events @0 (events :List(Event), revision :Int64) -> stream;
+  # Every event up to and including revision was delivered (an idle watcher's resume point).
+  progress @1 (revision :Int64) -> stream;
+  # The watch ended (for example: its next revision was compacted, or the member is stopping).
+  # No call follows; resume elsewhere from the last delivered revision + 1.
+  canceled @2 (error :Error, unavailable :Unavailable) -> ();
+}
+
+# A watch stays alive while the client holds its handle: dropping it (or the connection)
+# cancels the watch.
+interface WatchHandle {
+  # Asks for a progress call (with the newest revision) once the watcher is caught up.
+  requestProgress @0 () -> ();
+}
+
+interface Watch {
+  watch @0 (request :WatchRequest, sink :WatchSink) -> (header :ResponseHeader, result :WatchResult);
+}
+
+struct WatchResult {
+  union {
+    handle @0 :WatchHandle;
+    error @1 :Error;        # compacted start revision, bad key, ...
+  }
+  watchId @2 :Int64;
+}
+
+struct MemberStatus {
+  header @0 :ResponseHeader;
+  leader @1 :UInt64;        # 0 when no leader is known
+  appliedIndex @2 :UInt64;
+  compactedRevision @3 :Int64;
+  dbSizeBytes @4 :UInt64;
+  version @5 :Text;
+  watchers @6 :UInt64;
+}
+
+interface Maintenance {
+  # This member's view, served locally (no Raft round trip).
+  status @0 () -> (status :MemberStatus);
+}
+
 # The bootstrap capability of a member.
 interface Coord {
   kv @0 () -> (kv :KV);
   lease @1 () -> (lease :Lease);
+  watch @2 () -> (watch :Watch);
+  maintenance @3 () -> (maintenance :Maintenance);
 }

@@ -9,6 +9,7 @@
 
 #include "rpc/coord.capnp.h"
 #include "rpc/node_driver.h"
+#include "rpc/watch_service.h"
 
 namespace coord::rpc {
 
@@ -46,12 +47,15 @@ class LeaseService final : public schema::Lease::Server {
     uint64_t clusterId_;
 };
 
-// The bootstrap capability: hands out the KV and Lease capabilities of this member.
+// The bootstrap capability: hands out the KV, Lease, Watch and Maintenance capabilities of
+// this member.
 class CoordService final : public schema::Coord::Server {
   public:
-    CoordService(NodeDriver& driver, uint64_t clusterId)
+    CoordService(NodeDriver& driver, uint64_t clusterId, WatchLimits watchLimits = {})
         : kv_(kj::heap<KvService>(driver, clusterId)),
-          lease_(kj::heap<LeaseService>(driver, clusterId)) {}
+          lease_(kj::heap<LeaseService>(driver, clusterId)),
+          watch_(kj::heap<WatchService>(driver, clusterId, watchLimits)),
+          maintenance_(kj::heap<MaintenanceService>(driver, clusterId)) {}
 
   protected:
     kj::Promise<void> kv(KvContext context) override {
@@ -63,9 +67,20 @@ class CoordService final : public schema::Coord::Server {
         return kj::READY_NOW;
     }
 
+    kj::Promise<void> watch(WatchContext context) override {
+        context.getResults().setWatch(watch_);
+        return kj::READY_NOW;
+    }
+    kj::Promise<void> maintenance(MaintenanceContext context) override {
+        context.getResults().setMaintenance(maintenance_);
+        return kj::READY_NOW;
+    }
+
   private:
     schema::KV::Client kv_;
     schema::Lease::Client lease_;
+    schema::Watch::Client watch_;
+    schema::Maintenance::Client maintenance_;
 };
 #pragma GCC diagnostic pop
 

@@ -89,7 +89,16 @@ void NodeDriver::scheduleTick() {
         // Physical compaction runs a bounded step per tick on this (the writer) thread, so a
         // large compaction never holds the writer for long.
         if (store_->compactionPending()) store_->compactStep(config_.compactionBatch);
+        // Watchers behind (slow clients, starts in the past) also get kicked by their pumps;
+        // this is the safety net.
+        if (store_->watchHub().pendingCount() > 0) store_->watchHub().syncPending();
         scheduleTick();
+    });
+}
+
+void NodeDriver::syncWatchers() {
+    boost::asio::post(io_, [this] {
+        if (!stopped_) store_->watchHub().syncPending();
     });
 }
 

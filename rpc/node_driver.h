@@ -92,6 +92,9 @@ class NodeDriver {
     void leaseKeepAlive(int64_t id,
                         std::function<void(Result<kv::KvResult<int64_t>, Unavailable>)> done);
 
+    // Lets watchers that are behind catch up from storage (posts to the core thread).
+    void syncWatchers();
+
     kv::Store& store() { return *store_; }
     raft::NodeId id() const { return config_.id; }
     // Snapshots of the core's state (any thread; refreshed every loop turn).

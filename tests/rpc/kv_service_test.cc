@@ -8,72 +8,15 @@
 #include <thread>
 
 #include "rpc/codec.h"
-#include "rpc/kv_service.h"
-#include "tests/support/temp_dir.h"
+#include "tests/rpc/service_helpers.h"
 
 using namespace coord;
 using namespace coord::rpc;
 using namespace std::chrono_literals;
+using coord::rpc::test::bytes;
+using coord::rpc::test::Server;
 namespace s = coord::rpc::schema;
 
-namespace {
-
-class NullTransport : public Transport {
-  public:
-    void send(const raft::Message&) override {}
-};
-
-struct Server {
-    coord::test::TempDir dir;
-    boost::asio::io_context io;
-    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{
-        io.get_executor()};
-    NullTransport transport;
-    std::unique_ptr<NodeDriver> driver;
-    std::thread core, rpc;
-    unsigned port = 0;
-    kj::Own<kj::CrossThreadPromiseFulfiller<void>> shutdown;
-
-    Server() {
-        NodeConfig c;
-        c.dataFile = dir.file("one.mdb");
-        c.tickMs = 10;
-        c.store.sync = false;
-        c.seed = 1;
-        driver = std::make_unique<NodeDriver>(io, c, transport);
-        driver->start();
-        core = std::thread([this] { io.run(); });
-        std::promise<unsigned> portReady;
-        std::promise<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> stopReady;
-        rpc = std::thread([&] {
-            capnp::EzRpcServer server(kj::heap<CoordService>(*driver, 7), "127.0.0.1", 0);
-            auto& ws = server.getWaitScope();
-            portReady.set_value(server.getPort().wait(ws));
-            auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-            stopReady.set_value(kj::mv(paf.fulfiller));
-            paf.promise.wait(ws);
-        });
-        port = portReady.get_future().get();
-        shutdown = stopReady.get_future().get();
-    }
-
-    ~Server() {
-        shutdown->fulfill();
-        rpc.join();
-        driver->stop();
-        std::promise<void> stopped;
-        boost::asio::post(io, [&] { stopped.set_value(); });
-        stopped.get_future().wait();
-        io.stop();
-        core.join();
-    }
-};
-
-capnp::Data::Reader bytes(const char* s) {
-    return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s), strlen(s));
-}
-
-}  // namespace
 
 TEST_CASE("the KV capability serves writes, linearizable and serializable reads over RPC",
           "[rpc][service]") {

@@ -1,0 +1,234 @@
+#include "rpc/watch_service.h"
+
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "rpc/codec.h"
+#include "rpc/kv_service.h"
+
+namespace coord::rpc {
+
+namespace s = schema;
+
+namespace {
+
+// The events the hub delivered and the pump has not sent yet. onEvents and friends run on the
+// core thread under the hub's lock; take() and whenReady() run on the KJ thread.
+class WatchBuffer final : public kv::WatchSink {
+  public:
+    struct Item {
+        enum class Kind { Events, Progress, Canceled } kind;
+        std::vector<kv::Event> events;
+        int64_t revision = 0;
+        kv::Error error{};
+    };
+
+    explicit WatchBuffer(size_t limit) : limit_(limit) {}
+    ~WatchBuffer() noexcept override = default;
+
+    bool onEvents(kv::WatchId, std::span<const kv::Event> events, int64_t revision) override {
+        std::lock_guard lock(mu_);
+        if (closed_) return true;
+        // A batch larger than the whole buffer is still taken when the buffer is empty, so
+        // every watcher makes progress.
+        if (buffered_ > 0 && buffered_ + events.size() > limit_) {
+            refused_ = true;
+            return false;
+        }
+        items_.push_back({Item::Kind::Events, {events.begin(), events.end()}, revision});
+        buffered_ += events.size();
+        wakeLocked();
+        return true;
+    }
+
+    void onProgress(kv::WatchId, int64_t revision) override {
+        std::lock_guard lock(mu_);
+        if (closed_) return;
+        items_.push_back({Item::Kind::Progress, {}, revision});
+        wakeLocked();
+    }
+
+    void onCanceled(kv::WatchId, const kv::Error& reason) override {
+        std::lock_guard lock(mu_);
+        if (closed_) return;
+        items_.push_back({Item::Kind::Canceled, {}, 0, reason});
+        wakeLocked();
+    }
+
+    // Resolves once something is queued.
+    kj::Promise<void> whenReady() {
+        std::lock_guard lock(mu_);
+        if (!items_.empty()) return kj::READY_NOW;
+        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+        fulfiller_ = kj::mv(paf.fulfiller);
+        return kj::mv(paf.promise);
+    }
+
+    // Takes everything queued; `refused` tells whether a delivery was refused since the last
+    // take (the hub then has this watcher waiting to catch up from storage).
+    std::deque<Item> take(bool& refused) {
+        std::lock_guard lock(mu_);
+        std::deque<Item> out;
+        out.swap(items_);
+        buffered_ = 0;
+        refused = refused_;
+        refused_ = false;
+        return out;
+    }
+
+    void close() {
+        std::lock_guard lock(mu_);
+        closed_ = true;
+        items_.clear();
+    }
+
+  private:
+    void wakeLocked() {
+        if (fulfiller_) {
+            fulfiller_->fulfill();
+            fulfiller_ = nullptr;
+        }
+    }
+
+    const size_t limit_;
+    std::mutex mu_;
+    std::deque<Item> items_;
+    size_t buffered_ = 0;
+    bool refused_ = false;
+    bool closed_ = false;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller_;
+};
+
+constexpr size_t kEventsPerCall = 1024;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+class WatchHandleImpl final : public s::WatchHandle::Server {
+    using Item = WatchBuffer::Item;
+
+  public:
+    WatchHandleImpl(NodeDriver& driver, kv::WatchId id, std::shared_ptr<WatchBuffer> buffer,
+                    s::WatchSink::Client sink, bool prevKv)
+        : driver_(driver),
+          id_(id),
+          buffer_(std::move(buffer)),
+          sink_(kj::mv(sink)),
+          prevKv_(prevKv) {
+        task_ = pump().eagerlyEvaluate([this](kj::Exception&&) {
+            // The client's sink failed (disconnected or refused): nobody is listening.
+            cancel();
+        });
+    }
+
+    ~WatchHandleImpl() noexcept(false) { cancel(); }
+
+  protected:
+    kj::Promise<void> requestProgress(RequestProgressContext) override {
+        driver_.store().watchHub().requestProgress(id_);
+        return kj::READY_NOW;
+    }
+
+  private:
+    void cancel() {
+        if (canceled_) return;
+        canceled_ = true;
+        driver_.store().watchHub().cancel(id_);
+        buffer_->close();
+    }
+
+    kj::Promise<void> pump() {
+        return buffer_->whenReady().then([this]() -> kj::Promise<void> {
+            bool refused = false;
+            auto items = buffer_->take(refused);
+            if (refused || driver_.store().watchHub().pendingCount() > 0) driver_.syncWatchers();
+            return send(kj::mv(items));
+        });
+    }
+
+    // Sends the queued items in order, several revisions per call, and pumps again; ends after
+    // a cancellation.
+    kj::Promise<void> send(std::deque<Item> items) {
+        if (items.empty()) return pump();
+        if (items.front().kind == Item::Kind::Canceled) {
+            auto req = sink_.canceledRequest();
+            toCapnp(items.front().error, req.initError());
+            cancel();
+            return req.send().ignoreResult();
+        }
+        if (items.front().kind == Item::Kind::Progress) {
+            auto req = sink_.progressRequest();
+            req.setRevision(items.front().revision);
+            items.pop_front();
+            return req.send().then(
+                [this, items = kj::mv(items)]() mutable { return send(kj::mv(items)); });
+        }
+        // Merge consecutive event batches (whole revisions) into one call.
+        size_t count = 0;
+        size_t batches = 0;
+        for (const auto& item : items) {
+            if (item.kind != Item::Kind::Events) break;
+            if (batches > 0 && count + item.events.size() > kEventsPerCall) break;
+            count += item.events.size();
+            ++batches;
+        }
+        auto req = sink_.eventsRequest();
+        auto list = req.initEvents(static_cast<unsigned>(count));
+        unsigned i = 0;
+        for (size_t b = 0; b < batches; ++b) {
+            for (const auto& e : items.front().events)
+                toCapnp(e, prevKv_, list[i++]);
+            req.setRevision(items.front().revision);
+            items.pop_front();
+        }
+        return req.send().then(
+            [this, items = kj::mv(items)]() mutable { return send(kj::mv(items)); });
+    }
+
+    NodeDriver& driver_;
+    kv::WatchId id_;
+    std::shared_ptr<WatchBuffer> buffer_;
+    s::WatchSink::Client sink_;
+    bool prevKv_;
+    bool canceled_ = false;
+    kj::Promise<void> task_ = nullptr;  // last: destroyed first
+};
+#pragma GCC diagnostic pop
+
+}  // namespace
+
+kj::Promise<void> WatchService::watch(WatchContext context) {
+    auto params = context.getParams();
+    kv::WatchRequest request = fromCapnp(params.getRequest());
+    auto buffer = std::make_shared<WatchBuffer>(limits_.bufferedEvents);
+    auto& hub = driver_.store().watchHub();
+    auto results = context.getResults();
+    fillHeader(results.initHeader(), driver_, clusterId_);
+    auto out = results.initResult();
+    auto id = hub.watch(request, buffer);
+    if (!id.ok()) {
+        toCapnp(id.error(), out.initError());
+        return kj::READY_NOW;
+    }
+    out.setWatchId(*id);
+    out.setHandle(kj::heap<WatchHandleImpl>(driver_, *id, std::move(buffer), params.getSink(),
+                                            request.prevKv));
+    // A watcher starting in the past catches up from storage on the core thread.
+    driver_.syncWatchers();
+    return kj::READY_NOW;
+}
+
+kj::Promise<void> MaintenanceService::status(StatusContext context) {
+    auto st = context.getResults().initStatus();
+    fillHeader(st.initHeader(), driver_, clusterId_);
+    auto& store = driver_.store();
+    st.setLeader(driver_.leader());
+    st.setAppliedIndex(store.appliedIndex());
+    st.setCompactedRevision(store.compactedRevision());
+    st.setDbSizeBytes(store.usedBytes());
+    st.setVersion(COORD_VERSION);
+    st.setWatchers(store.watchHub().watcherCount());
+    return kj::READY_NOW;
+}
+
+}  // namespace coord::rpc

@@ -1,0 +1,205 @@
+// The Watch capability over real Cap'n Proto RPC: ordered delivery from a past revision, a slow
+// client that overflows the member's buffer and still sees every event exactly once, cancel by
+// dropping the handle, and a compacted start revision.
+#include <catch2/catch.hpp>
+
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+#include <mutex>
+
+#include "rpc/codec.h"
+#include "tests/rpc/service_helpers.h"
+
+using namespace coord;
+using namespace coord::rpc;
+using namespace std::chrono_literals;
+using coord::rpc::test::bytes;
+using coord::rpc::test::Server;
+namespace s = coord::rpc::schema;
+
+namespace {
+
+struct Seen {
+    std::vector<kv::Event> events;
+    std::vector<int64_t> progress;
+    std::optional<kv::Error> canceled;
+};
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+class RecordingSink final : public s::WatchSink::Server {
+  public:
+    RecordingSink(Seen& seen, kj::Timer* slowTimer) : seen_(seen), slowTimer_(slowTimer) {}
+
+  protected:
+    kj::Promise<void> events(EventsContext context) override {
+        for (auto e : context.getParams().getEvents())
+            seen_.events.push_back(fromCapnp(e));
+        if (slowTimer_) return slowTimer_->afterDelay(3 * kj::MILLISECONDS);
+        return kj::READY_NOW;
+    }
+    kj::Promise<void> progress(ProgressContext context) override {
+        seen_.progress.push_back(context.getParams().getRevision());
+        return kj::READY_NOW;
+    }
+    kj::Promise<void> canceled(CanceledContext context) override {
+        seen_.canceled = fromCapnp(context.getParams().getError());
+        return kj::READY_NOW;
+    }
+
+  private:
+    Seen& seen_;
+    kj::Timer* slowTimer_;
+};
+#pragma GCC diagnostic pop
+
+int64_t put(s::KV::Client& kvc, kj::WaitScope& ws, const std::string& k, const std::string& v) {
+    for (int attempt = 0; attempt < 500; ++attempt) {
+        auto req = kvc.writeRequest();
+        auto p = req.initRequest().initPut();
+        p.setKey(bytes(k.c_str()));
+        p.setValue(bytes(v.c_str()));
+        auto response = req.send().wait(ws);
+        auto result = response.getResult();
+        if (result.getUnavailable() == s::Unavailable::NONE) {
+            return result.getResponse().getPut().getRevision();
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    FAIL("no leader within 5 s");
+    return 0;
+}
+
+// Runs the client's event loop until `done` or 10 s.
+template <typename Fn>
+bool pumpUntil(capnp::EzRpcClient& client, Fn done) {
+    auto& timer = client.getIoProvider().getTimer();
+    for (int i = 0; i < 1000 && !done(); ++i)
+        timer.afterDelay(10 * kj::MILLISECONDS).wait(client.getWaitScope());
+    return done();
+}
+
+}  // namespace
+
+TEST_CASE("a watch from a past revision delivers every event in order, then live ones",
+          "[rpc][watch]") {
+    Server server;
+    capnp::EzRpcClient client("127.0.0.1", server.port);
+    auto coord = client.getMain<s::Coord>();
+    auto kvc = coord.kvRequest().send().getKv();
+    auto watch = coord.watchRequest().send().getWatch();
+    auto& ws = client.getWaitScope();
+
+    int64_t first = put(kvc, ws, "app/a", "1");
+    put(kvc, ws, "other", "x");
+    put(kvc, ws, "app/b", "2");
+
+    Seen seen;
+    {
+        auto req = watch.watchRequest();
+        kv::WatchRequest w;
+        w.key = "app/";
+        w.rangeEnd = kv::prefixEnd("app/");
+        w.startRevision = first;
+        w.prevKv = true;
+        toCapnp(w, req.initRequest());
+        req.setSink(kj::heap<RecordingSink>(seen, nullptr));
+        auto response = req.send().wait(ws);
+        REQUIRE(response.getResult().which() == s::WatchResult::HANDLE);
+        auto handle = response.getResult().getHandle();
+        CHECK(server.driver->store().watchHub().watcherCount() == 1);
+
+        int64_t last = put(kvc, ws, "app/a", "3");
+        REQUIRE(pumpUntil(client, [&] { return seen.events.size() >= 3; }));
+        REQUIRE(seen.events.size() == 3);
+        CHECK(seen.events[0].kv.key == "app/a");
+        CHECK(seen.events[0].kv.modRevision == first);
+        CHECK_FALSE(seen.events[0].prevKv.has_value());
+        CHECK(seen.events[1].kv.key == "app/b");
+        CHECK(seen.events[2].kv.modRevision == last);
+        REQUIRE(seen.events[2].prevKv.has_value());
+        CHECK(seen.events[2].prevKv->value == "1");
+
+        handle.requestProgressRequest().send().wait(ws);
+        REQUIRE(pumpUntil(client, [&] { return !seen.progress.empty(); }));
+        CHECK(seen.progress.back() == last);
+    }
+    // Dropping the handle cancels the watch on the member.
+    CHECK(pumpUntil(client, [&] { return server.driver->store().watchHub().watcherCount() == 0; }));
+}
+
+TEST_CASE("a slow watcher overflows the member's buffer and still sees every event once",
+          "[rpc][watch]") {
+    Server server(WatchLimits{8});
+    capnp::EzRpcClient client("127.0.0.1", server.port);
+    auto coord = client.getMain<s::Coord>();
+    auto kvc = coord.kvRequest().send().getKv();
+    auto watch = coord.watchRequest().send().getWatch();
+    auto& ws = client.getWaitScope();
+    int64_t first = put(kvc, ws, "k0", "v") + 1;
+
+    Seen seen;
+    auto req = watch.watchRequest();
+    kv::WatchRequest w;
+    w.key = "k";
+    w.rangeEnd = kv::prefixEnd("k");
+    toCapnp(w, req.initRequest());
+    req.setSink(kj::heap<RecordingSink>(seen, &client.getIoProvider().getTimer()));
+    auto response = req.send().wait(ws);
+    REQUIRE(response.getResult().which() == s::WatchResult::HANDLE);
+
+    // 300 writes in flight at once: far faster than the sink's 3 ms per call.
+    constexpr int kWrites = 300;
+    auto pending = kj::heapArrayBuilder<kj::Promise<void>>(kWrites);
+    for (int i = 1; i <= kWrites; ++i) {
+        auto wr = kvc.writeRequest();
+        auto p = wr.initRequest().initPut();
+        std::string key = "k" + std::to_string(i);
+        p.setKey(bytes(key.c_str()));
+        p.setValue(bytes("v"));
+        pending.add(wr.send().ignoreResult());
+    }
+    kj::joinPromises(pending.finish()).wait(ws);
+
+    REQUIRE(pumpUntil(client, [&] { return seen.events.size() >= kWrites; }));
+    REQUIRE(seen.events.size() == kWrites);
+    for (int i = 0; i < kWrites; ++i)
+        CHECK(seen.events[i].kv.modRevision == first + i);
+    CHECK_FALSE(seen.canceled.has_value());
+}
+
+TEST_CASE("a watch below the compacted revision is refused with Compacted", "[rpc][watch]") {
+    Server server;
+    capnp::EzRpcClient client("127.0.0.1", server.port);
+    auto coord = client.getMain<s::Coord>();
+    auto kvc = coord.kvRequest().send().getKv();
+    auto watch = coord.watchRequest().send().getWatch();
+    auto& ws = client.getWaitScope();
+    put(kvc, ws, "a", "1");
+    int64_t rev = put(kvc, ws, "a", "2");
+    {
+        auto req = kvc.writeRequest();
+        req.initRequest().initCompact().setRevision(rev);
+        auto response = req.send().wait(ws);
+        REQUIRE(response.getResult().getResponse().which() == s::WriteResponse::COMPACT);
+    }
+    Seen seen;
+    auto req = watch.watchRequest();
+    kv::WatchRequest w;
+    w.key = "a";
+    w.startRevision = 1;
+    toCapnp(w, req.initRequest());
+    req.setSink(kj::heap<RecordingSink>(seen, nullptr));
+    auto response = req.send().wait(ws);
+    REQUIRE(response.getResult().which() == s::WatchResult::ERROR);
+    CHECK(response.getResult().getError().getCode() == s::ErrorCode::COMPACTED);
+    CHECK(response.getResult().getError().getRevision() == rev);
+
+    auto status =
+        coord.maintenanceRequest().send().getMaintenance().statusRequest().send().wait(ws);
+    CHECK(status.getStatus().getLeader() == 1);
+    CHECK(status.getStatus().getCompactedRevision() == rev);
+    CHECK(status.getStatus().getHeader().getRevision() == rev);
+    CHECK(status.getStatus().getDbSizeBytes() > 0);
+}
