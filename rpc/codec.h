@@ -55,6 +55,7 @@ DecodeResult<std::pair<uint64_t, raft::Message>> decodePeerFrame(std::string_vie
 // Field-by-field conversions, for the RPC services. fromCapnp throws kj::Exception on
 // malformed input (an unknown enum value, an unknown union member).
 kv::Request requestFromCapnp(schema::WriteRequest::Reader in);
+void requestToCapnp(const kv::Request& in, schema::WriteRequest::Builder out);
 void responseToCapnp(const kv::KvResult<kv::Response>& in, schema::WriteResponse::Builder out);
 kv::KvResult<kv::Response> responseFromCapnp(schema::WriteResponse::Reader in);
 void toCapnp(const kv::RangeRequest& in, schema::RangeRequest::Builder out);

@@ -15,41 +15,12 @@
 #include <thread>
 #include <vector>
 
-#include "tests/support/temp_dir.h"
+#include "tests/support/cluster.h"
+
+using coord::test::Cluster;
+using coord::test::freePort;
 
 namespace {
-
-int freePort() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
-pid_t spawn(const std::vector<std::string>& args, const std::string& logFile) {
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        FILE* log = std::fopen(logFile.c_str(), "a");
-        if (log) {
-            dup2(fileno(log), STDOUT_FILENO);
-            dup2(fileno(log), STDERR_FILENO);
-        }
-        std::vector<char*> argv;
-        for (const auto& a : args)
-            argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        execv(argv[0], argv.data());
-        _exit(127);
-    }
-    return pid;
-}
 
 // Runs coordctl and returns (exit code, stdout).
 std::pair<int, std::string> coordctl(const std::vector<std::string>& args) {
@@ -67,45 +38,6 @@ std::pair<int, std::string> coordctl(const std::vector<std::string>& args) {
     int status = pclose(p);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
-
-struct Cluster {
-    coord::test::TempDir dir;
-    std::array<int, 3> client{}, peer{};
-    std::array<pid_t, 3> pid{-1, -1, -1};
-    std::string initial, endpoints;
-
-    Cluster() {
-        for (int i = 0; i < 3; ++i) {
-            client[i] = freePort();
-            peer[i] = freePort();
-            initial += (i ? "," : "") + std::string("n") + std::to_string(i + 1) +
-                       "=127.0.0.1:" + std::to_string(peer[i]);
-            endpoints += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(client[i]);
-        }
-        for (int i = 0; i < 3; ++i)
-            start(i);
-    }
-    ~Cluster() {
-        for (int i = 0; i < 3; ++i)
-            kill9(i);
-    }
-    void start(int i) {
-        std::string name = "n" + std::to_string(i + 1);
-        pid[i] = spawn(
-            {COORDD, "--name", name, "--data-dir", dir.file(name + ".coord"),
-             "--listen-client-urls", "127.0.0.1:" + std::to_string(client[i]), "--listen-peer-urls",
-             "127.0.0.1:" + std::to_string(peer[i]), "--initial-cluster", initial,
-             "--heartbeat-interval", "20", "--election-timeout", "200"},
-            dir.file(name + ".log"));
-    }
-    void kill9(int i) {
-        if (pid[i] <= 0) return;
-        kill(pid[i], SIGKILL);
-        waitpid(pid[i], nullptr, 0);
-        pid[i] = -1;
-    }
-    std::string ep(int i) const { return "127.0.0.1:" + std::to_string(client[i]); }
-};
 
 }  // namespace
 

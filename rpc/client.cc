@@ -1,0 +1,842 @@
+#include "rpc/client.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "rpc/codec.h"
+
+// KJ handler and Cap'n Proto server base classes have non-virtual destructors; they are destroyed
+// through kj::Own, which knows the dynamic type.
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+
+namespace coord {
+
+namespace s = rpc::schema;
+
+std::string Error::describe() const {
+    switch (kind) {
+        case Kind::Store:
+            return std::string("Store(") + kv::errorCodeName(code) + "): " + message;
+        case Kind::Unavailable:
+            return "Unavailable: " + message;
+        case Kind::Unknown:
+            return "Unknown outcome: " + message;
+        case Kind::Canceled:
+            return "Canceled: " + message;
+    }
+    return message;
+}
+
+namespace {
+
+Error storeError(const kv::Error& e) {
+    return Error{Error::Kind::Store, e.code, e.message, e.revision};
+}
+Error unavailable(std::string message) {
+    return Error{Error::Kind::Unavailable, kv::ErrorCode::InvalidArgument, std::move(message), 0};
+}
+Error unknownOutcome(std::string message) {
+    return Error{Error::Kind::Unknown, kv::ErrorCode::InvalidArgument, std::move(message), 0};
+}
+Error canceled() {
+    return Error{Error::Kind::Canceled, kv::ErrorCode::InvalidArgument, "client closed", 0};
+}
+
+kj::Duration toKj(Clock::duration d) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    return (ns > 0 ? ns : 0) * kj::NANOSECONDS;
+}
+
+std::pair<std::string, unsigned> splitEndpoint(const std::string& endpoint) {
+    std::string e = endpoint;
+    if (auto scheme = e.find("://"); scheme != std::string::npos) e = e.substr(scheme + 3);
+    auto colon = e.rfind(':');
+    if (colon == std::string::npos) return {e, 2379};
+    unsigned port = 0;
+    try {
+        port = static_cast<unsigned>(std::stoul(e.substr(colon + 1)));
+    } catch (...) {
+        port = 0;
+    }
+    return {e.substr(0, colon), port};
+}
+
+const char* unavailableText(s::Unavailable u) {
+    switch (u) {
+        case s::Unavailable::NO_LEADER:
+            return "no leader";
+        case s::Unavailable::TIMEOUT:
+            return "the member timed out (the outcome is unknown)";
+        case s::Unavailable::STOPPED:
+            return "the member is stopping";
+        case s::Unavailable::NOT_LEADER:
+            return "not the leader";
+        default:
+            return "unavailable";
+    }
+}
+
+// One try of a call: a final outcome, or a reason to try again (possibly at another member).
+template <typename T>
+struct Step {
+    std::optional<Expected<T>> done;
+    bool rotate = false;
+    std::string why;
+
+    static Step finish(Expected<T> e) { return Step{std::move(e), false, {}}; }
+    static Step retry(std::string why, bool rotate) { return Step{std::nullopt, rotate, why}; }
+};
+
+// kj promises need default-constructible results for cross-thread transfer; Expected is not.
+template <typename T>
+struct Box {
+    std::optional<T> value;
+};
+
+class ErrorHandler final : public kj::TaskSet::ErrorHandler {
+  public:
+    void taskFailed(kj::Exception&& e) override {
+        KJ_LOG(WARNING, "coord client task failed", e);
+    }
+};
+
+}  // namespace
+
+// ---- the connection to one member ----
+
+struct Conn : public kj::Refcounted {
+    Conn(kj::Own<kj::AsyncIoStream> s, std::string ep, uint64_t g)
+        : stream(kj::mv(s)), rpc(*stream), coord(rpc.bootstrap().castAs<s::Coord>()),
+          kv(coord.kvRequest().send().getKv()), lease(coord.leaseRequest().send().getLease()),
+          watch(coord.watchRequest().send().getWatch()), endpoint(std::move(ep)), gen(g) {
+        auto paf = kj::newPromiseAndFulfiller<void>();
+        brokenFulfiller = kj::mv(paf.fulfiller);
+        abandoned = paf.promise.fork();
+    }
+
+    // Marks the connection unusable (disconnected, or left for another member).
+    void markBroken() {
+        if (broken) return;
+        broken = true;
+        brokenFulfiller->fulfill();
+    }
+
+    kj::Own<kj::AsyncIoStream> stream;
+    capnp::TwoPartyClient rpc;
+    s::Coord::Client coord;
+    s::KV::Client kv;
+    s::Lease::Client lease;
+    s::Watch::Client watch;
+    std::string endpoint;
+    uint64_t gen;
+    bool broken = false;
+    // Resolves when the connection is marked broken: long-running users (watches) move on.
+    kj::ForkedPromise<void> abandoned = nullptr;
+    kj::Own<kj::PromiseFulfiller<void>> brokenFulfiller;
+};
+
+// A watch or keep-alive running on the loop thread.
+struct Runner {
+    virtual ~Runner() = default;
+    bool stopped = false;
+    kj::Promise<void> task = nullptr;
+};
+
+struct Client::Impl {
+    explicit Impl(ClientOptions o) : options(std::move(o)) {
+        if (options.endpoints.empty()) options.endpoints.push_back("127.0.0.1:2379");
+        std::promise<void> ready;
+        thread = std::thread([this, &ready] { run(ready); });
+        ready.get_future().wait();
+    }
+
+    ~Impl() {
+        {
+            std::lock_guard lock(aliveMu);
+            alive = false;
+        }
+        stopFulfiller->fulfill();
+        thread.join();
+    }
+
+    void run(std::promise<void>& ready) {
+        auto ctx = kj::setupAsyncIo();
+        io = &ctx;
+        ErrorHandler handler;
+        kj::TaskSet taskSet(handler);
+        tasks = &taskSet;
+        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+        stopFulfiller = kj::mv(paf.fulfiller);
+        executor = &kj::getCurrentThreadExecutor();
+        loopThread = std::this_thread::get_id();
+        ready.set_value();
+        paf.promise.wait(ctx.waitScope);
+        // Tear down on this thread: the runners' promises, the connection, pending dials.
+        runners.clear();
+        dialWaiters.clear();
+        conn = nullptr;
+        tasks = nullptr;
+    }
+
+    // Runs `fn` (returning a kj::Promise<Box<T>>) on the loop thread and waits for it.
+    template <typename T, typename Fn>
+    Expected<T> sync(Fn&& fn) {
+        if (std::this_thread::get_id() == loopThread) {
+            throw std::logic_error("a blocking coord::Client call from a client callback");
+        }
+        std::lock_guard lock(aliveMu);
+        if (!alive) return fail(canceled());
+        Box<Expected<T>> box = executor->executeSync(std::forward<Fn>(fn));
+        return std::move(*box.value);
+    }
+
+    Deadline deadlineOr(Deadline d) const {
+        return d == Deadline{} ? Clock::now() + options.requestTimeout : d;
+    }
+
+    kj::Timer& timer() { return io->provider->getTimer(); }
+
+    kj::Duration backoff(unsigned attempt) const {
+        auto d = options.backoffMin * (1u << std::min(attempt, 10u));
+        return toKj(std::min<std::chrono::milliseconds>(d, options.backoffMax));
+    }
+
+    // ---- connections ----
+
+    void markBroken(uint64_t gen) {
+        if (conn && conn->gen == gen && !conn->broken) {
+            conn->markBroken();
+            ++endpointIndex;
+        }
+    }
+
+    // Dials the current endpoint once; on failure moves to the next. Never fails.
+    kj::Promise<void> dialOnce() {
+        std::string endpoint = options.endpoints[endpointIndex % options.endpoints.size()];
+        auto [host, port] = splitEndpoint(endpoint);
+        if (port == 0) {
+            lastError = "bad endpoint '" + endpoint + "' (want host:port)";
+            ++endpointIndex;
+            return kj::READY_NOW;
+        }
+        auto dial = io->provider->getNetwork()
+                        .parseAddress(host, port)
+                        .then([](kj::Own<kj::NetworkAddress> addr) {
+                            return addr->connect().attach(kj::mv(addr));
+                        })
+                        .then([this, endpoint](kj::Own<kj::AsyncIoStream> stream) {
+                            conn = kj::refcounted<Conn>(kj::mv(stream), endpoint, ++nextGen);
+                            uint64_t gen = conn->gen;
+                            tasks->add(conn->rpc.onDisconnect().then(
+                                [this, gen] { markBroken(gen); },
+                                [this, gen](kj::Exception&&) { markBroken(gen); }));
+                        });
+        return dial
+            .exclusiveJoin(timer().afterDelay(toKj(options.dialTimeout)).then([endpoint]() {
+                KJ_FAIL_REQUIRE("dial timed out", endpoint);
+            }))
+            .catch_([this, endpoint](kj::Exception&& e) {
+                lastError = endpoint + ": " + std::string(e.getDescription().cStr());
+                ++endpointIndex;
+            });
+    }
+
+    // A live connection, dialing (one dial at a time for all callers) until the deadline.
+    kj::Promise<kj::Own<Conn>> connection(Deadline deadline, unsigned attempt = 0) {
+        if (conn && !conn->broken) return kj::addRef(*conn);
+        if (Clock::now() >= deadline) {
+            return KJ_EXCEPTION(DISCONNECTED, "no member reachable", lastError);
+        }
+        if (!dialing) {
+            dialing = true;
+            tasks->add(dialOnce().then([this] {
+                dialing = false;
+                auto waiters = std::move(dialWaiters);
+                dialWaiters.clear();
+                for (auto& f : waiters)
+                    f->fulfill();
+            }));
+        }
+        auto paf = kj::newPromiseAndFulfiller<void>();
+        dialWaiters.push_back(kj::mv(paf.fulfiller));
+        return paf.promise.then([this, deadline, attempt]() -> kj::Promise<kj::Own<Conn>> {
+            if (conn && !conn->broken) return kj::addRef(*conn);
+            // Every endpoint tried once: back off before the next round.
+            auto pause = (attempt + 1) % options.endpoints.size() == 0 ? backoff(attempt)
+                                                                        : 0 * kj::MILLISECONDS;
+            return timer().afterDelay(pause).then(
+                [this, deadline, attempt] { return connection(deadline, attempt + 1); });
+        });
+    }
+
+    // ---- calls with failover ----
+
+    template <typename T>
+    using Attempt = std::function<kj::Promise<Step<T>>(Conn&)>;
+
+    template <typename T>
+    kj::Promise<Box<Expected<T>>> call(Deadline deadline, bool isWrite, Attempt<T> attempt) {
+        auto sent = std::make_shared<bool>(false);
+        auto loop = callLoop<T>(deadline, isWrite, std::move(attempt), 0, sent);
+        auto expiry = timer().afterDelay(toKj(deadline - Clock::now())).then([this, isWrite, sent] {
+            if (isWrite && *sent) {
+                return Expected<T>(fail(unknownOutcome(
+                    "deadline exceeded after the write was sent; it may have been applied")));
+            }
+            return Expected<T>(fail(unavailable(
+                "deadline exceeded" + (lastError.empty() ? "" : " (last error: " + lastError + ")"))));
+        });
+        return loop.exclusiveJoin(kj::mv(expiry)).then([](Expected<T> e) {
+            return Box<Expected<T>>{std::move(e)};
+        });
+    }
+
+    template <typename T>
+    kj::Promise<Expected<T>> callLoop(Deadline deadline, bool isWrite, Attempt<T> attempt,
+                                      unsigned n, std::shared_ptr<bool> sent) {
+        return connection(deadline).then(
+            [this, deadline, isWrite, attempt, n, sent](
+                kj::Own<Conn> c) mutable -> kj::Promise<Expected<T>> {
+                uint64_t gen = c->gen;
+                *sent = true;
+                auto p = attempt(*c).attach(kj::mv(c));
+                return p.then(
+                    [this, deadline, isWrite, attempt, n, sent,
+                     gen](Step<T> step) mutable -> kj::Promise<Expected<T>> {
+                        if (step.done) return std::move(*step.done);
+                        lastError = step.why;
+                        *sent = false;  // this try was refused before anything was applied
+                        if (step.rotate) markBroken(gen);
+                        return timer().afterDelay(backoff(n)).then(
+                            [this, deadline, isWrite, attempt, n, sent]() mutable {
+                                return callLoop<T>(deadline, isWrite, attempt, n + 1, sent);
+                            });
+                    },
+                    [this, deadline, isWrite, attempt, n, sent,
+                     gen](kj::Exception&& e) mutable -> kj::Promise<Expected<T>> {
+                        std::string what = e.getDescription().cStr();
+                        if (e.getType() != kj::Exception::Type::DISCONNECTED) {
+                            // The member refused the request itself (malformed, too large).
+                            return Expected<T>(fail(Error{Error::Kind::Store,
+                                                          kv::ErrorCode::InvalidArgument,
+                                                          "request refused: " + what, 0}));
+                        }
+                        markBroken(gen);
+                        lastError = what;
+                        if (isWrite) {
+                            return Expected<T>(fail(unknownOutcome(
+                                "connection lost after the write was sent: " + what)));
+                        }
+                        return callLoop<T>(deadline, isWrite, attempt, n + 1, sent);
+                    });
+            },
+            [this](kj::Exception&&) -> kj::Promise<Expected<T>> {
+                return Expected<T>(fail(unavailable("no member reachable: " + lastError)));
+            });
+    }
+
+    static Step<kv::Response> writeStep(s::WriteResult::Reader result, unsigned) {
+        switch (result.getUnavailable()) {
+            case s::Unavailable::NONE: {
+                auto r = rpc::responseFromCapnp(result.getResponse());
+                if (!r.ok()) return Step<kv::Response>::finish(fail(storeError(r.error())));
+                return Step<kv::Response>::finish(std::move(r).value());
+            }
+            case s::Unavailable::NO_LEADER:
+                return Step<kv::Response>::retry("no leader", true);
+            case s::Unavailable::NOT_LEADER:
+                return Step<kv::Response>::retry("not the leader", true);
+            default:
+                return Step<kv::Response>::finish(
+                    fail(unknownOutcome(unavailableText(result.getUnavailable()))));
+        }
+    }
+
+    kj::Promise<Box<Expected<kv::Response>>> write(kv::Request request, Deadline deadline) {
+        auto shared = std::make_shared<kv::Request>(std::move(request));
+        return call<kv::Response>(deadline, true, [shared](Conn& c) {
+            auto req = c.kv.writeRequest();
+            rpc::requestToCapnp(*shared, req.initRequest());
+            return req.send().then([](capnp::Response<s::KV::WriteResults>&& r) {
+                return writeStep(r.getResult(), 0);
+            });
+        });
+    }
+
+    // ---- runners (watches, keep-alives) ----
+
+    uint64_t addRunner(kj::Own<Runner> r) {
+        uint64_t id = nextRunner++;
+        runners.emplace(id, kj::mv(r));
+        return id;
+    }
+
+    void removeRunner(uint64_t id) {
+        auto it = runners.find(id);
+        if (it == runners.end()) return;
+        it->second->stopped = true;
+        // A runner may be removed from its own callback: destroy it from a fresh turn.
+        tasks->add(kj::evalLater([this, id] { runners.erase(id); }));
+    }
+
+    class RunnerHandle final : public Handle {
+      public:
+        RunnerHandle(Impl& impl, uint64_t id) : impl_(impl), id_(id) {}
+        ~RunnerHandle() override {
+            if (std::this_thread::get_id() == impl_.loopThread) {
+                impl_.removeRunner(id_);
+                return;
+            }
+            std::lock_guard lock(impl_.aliveMu);
+            if (!impl_.alive) return;
+            impl_.executor->executeSync([this] { impl_.removeRunner(id_); });
+        }
+
+      private:
+        Impl& impl_;
+        uint64_t id_;
+    };
+
+    ClientOptions options;
+    std::thread thread;
+    std::thread::id loopThread;
+    const kj::Executor* executor = nullptr;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
+    std::mutex aliveMu;
+    bool alive = true;
+
+    // Loop-thread state.
+    kj::AsyncIoContext* io = nullptr;
+    kj::TaskSet* tasks = nullptr;
+    kj::Own<Conn> conn;
+    uint64_t nextGen = 0;
+    size_t endpointIndex = 0;
+    bool dialing = false;
+    std::vector<kj::Own<kj::PromiseFulfiller<void>>> dialWaiters;
+    std::string lastError;
+    std::map<uint64_t, kj::Own<Runner>> runners;
+    uint64_t nextRunner = 1;
+};
+
+// ---- watch ----
+
+namespace {
+
+struct WatchRunner;
+
+class SinkImpl final : public s::WatchSink::Server {
+  public:
+    SinkImpl(WatchRunner& runner, uint64_t epoch) : runner_(runner), epoch_(epoch) {}
+
+  protected:
+    kj::Promise<void> events(EventsContext context) override;
+    kj::Promise<void> progress(ProgressContext context) override;
+    kj::Promise<void> canceled(CanceledContext context) override;
+
+  private:
+    WatchRunner& runner_;
+    uint64_t epoch_;
+};
+
+struct WatchRunner final : Runner {
+    WatchRunner(Client::Impl& i, WatchRequest r, WatchCallbacks cb)
+        : impl(i), request(std::move(r)), callbacks(std::move(cb)) {}
+
+    // Watches from `request.startRevision` at the current member; when the member goes away,
+    // backs off and resumes at another from the next undelivered revision.
+    kj::Promise<void> run(unsigned attempt) {
+        if (stopped) return kj::READY_NOW;
+        auto deadline = Clock::now() + impl.options.requestTimeout;
+        return impl.connection(deadline).then(
+            [this, attempt](kj::Own<Conn> c) -> kj::Promise<void> {
+                uint64_t e = ++epoch;
+                auto req = c->watch.watchRequest();
+                rpc::toCapnp(request, req.initRequest());
+                req.setSink(kj::heap<SinkImpl>(*this, e));
+                auto disconnected = c->abandoned.addBranch();
+                uint64_t gen = c->gen;
+                return req.send()
+                    .then([this, e, gen, disconnected = kj::mv(disconnected)](
+                              capnp::Response<s::Watch::WatchResults>&& r) mutable
+                          -> kj::Promise<void> {
+                        auto result = r.getResult();
+                        if (result.which() == s::WatchResult::ERROR) {
+                            finish(storeError(rpc::fromCapnp(result.getError())));
+                            return kj::READY_NOW;
+                        }
+                        if (request.startRevision <= 0) {
+                            request.startRevision = r.getHeader().getRevision() + 1;
+                        }
+                        handle = result.getHandle();
+                        // Runs until the member goes away or cancels the watch.
+                        auto ended = kj::newPromiseAndFulfiller<void>();
+                        endedFulfiller = kj::mv(ended.fulfiller);
+                        return disconnected.exclusiveJoin(kj::mv(ended.promise))
+                            .then([this, e, gen] {
+                                if (epoch == e) handle = nullptr;
+                                impl.markBroken(gen);
+                            });
+                    })
+                    .then([this] { return impl.timer().afterDelay(impl.backoff(0)); })
+                    .then([this] { return run(0); },
+                          [this, attempt](kj::Exception&&) {
+                              return impl.timer().afterDelay(impl.backoff(attempt)).then(
+                                  [this, attempt] { return run(attempt + 1); });
+                          });
+            },
+            [this, attempt](kj::Exception&&) {
+                return impl.timer().afterDelay(impl.backoff(attempt)).then(
+                    [this, attempt] { return run(attempt + 1); });
+            });
+    }
+
+    void onEvents(uint64_t e, std::vector<Event> events, int64_t revision) {
+        if (stopped || e != epoch) return;
+        // Never deliver a revision twice (a resumed watch starts exactly after the last one).
+        std::erase_if(events, [&](const Event& ev) { return ev.kv.modRevision < request.startRevision; });
+        if (revision >= request.startRevision) request.startRevision = revision + 1;
+        if (!events.empty() && callbacks.onEvents) callbacks.onEvents(events, revision);
+    }
+
+    void onProgress(uint64_t e, int64_t revision) {
+        if (stopped || e != epoch) return;
+        if (revision >= request.startRevision) request.startRevision = revision + 1;
+        if (callbacks.onProgress) callbacks.onProgress(revision);
+    }
+
+    void onCanceled(uint64_t e, const kv::Error& error) {
+        if (stopped || e != epoch) return;
+        if (error.code == kv::ErrorCode::Compacted) {
+            finish(storeError(error));
+            return;
+        }
+        // Any other end (the member stopping): resume elsewhere.
+        if (endedFulfiller) endedFulfiller->fulfill();
+    }
+
+    void finish(const Error& error) {
+        if (stopped) return;
+        stopped = true;
+        handle = nullptr;
+        if (endedFulfiller) endedFulfiller->fulfill();
+        if (callbacks.onError) callbacks.onError(error);
+    }
+
+    Client::Impl& impl;
+    WatchRequest request;  // startRevision: the next revision to deliver
+    WatchCallbacks callbacks;
+    uint64_t epoch = 0;
+    s::WatchHandle::Client handle = nullptr;
+    kj::Own<kj::PromiseFulfiller<void>> endedFulfiller;
+};
+
+kj::Promise<void> SinkImpl::events(EventsContext context) {
+    std::vector<Event> events;
+    for (auto e : context.getParams().getEvents())
+        events.push_back(rpc::fromCapnp(e));
+    runner_.onEvents(epoch_, std::move(events), context.getParams().getRevision());
+    return kj::READY_NOW;
+}
+
+kj::Promise<void> SinkImpl::progress(ProgressContext context) {
+    runner_.onProgress(epoch_, context.getParams().getRevision());
+    return kj::READY_NOW;
+}
+
+kj::Promise<void> SinkImpl::canceled(CanceledContext context) {
+    runner_.onCanceled(epoch_, rpc::fromCapnp(context.getParams().getError()));
+    return kj::READY_NOW;
+}
+
+// ---- keep-alive ----
+
+struct KeepAliveRunner final : Runner {
+    KeepAliveRunner(Client::Impl& i, int64_t leaseId, int64_t ttl,
+                    std::function<void(const Error&)> lost)
+        : impl(i), id(leaseId), ttlSeconds(std::max<int64_t>(ttl, 1)), onLost(std::move(lost)),
+          expiry(Clock::now() + std::chrono::seconds(ttlSeconds)) {}
+
+    kj::Promise<void> run() {
+        if (stopped) return kj::READY_NOW;
+        auto sentAt = Clock::now();
+        if (sentAt >= expiry) {
+            lost(unavailable("lease " + std::to_string(id) +
+                             " could not be renewed before it expired: " + impl.lastError));
+            return kj::READY_NOW;
+        }
+        // Keep trying until the lease would expire on its own.
+        return impl
+            .call<int64_t>(expiry, false,
+                           [leaseId = id](Conn& c) {
+                               auto req = c.lease.keepAliveRequest();
+                               req.setId(leaseId);
+                               return req.send().then(
+                                   [](capnp::Response<s::Lease::KeepAliveResults>&& r) {
+                                       return keepAliveStep(r.getResult());
+                                   });
+                           })
+            .then([this, sentAt](Box<Expected<int64_t>> box) -> kj::Promise<void> {
+                if (stopped) return kj::READY_NOW;
+                auto& r = *box.value;
+                if (!r.ok()) {
+                    if (r.error().kind == Error::Kind::Store) {
+                        lost(r.error());
+                        return kj::READY_NOW;
+                    }
+                    return run();  // past the expiry now: reports the loss
+                }
+                // The leader restarted its countdown no earlier than we sent the request.
+                expiry = sentAt + std::chrono::seconds(*r);
+                auto pause = std::chrono::milliseconds(*r * 1000 / 3);
+                return impl.timer().afterDelay(toKj(pause)).then([this] { return run(); });
+            });
+    }
+
+    static Step<int64_t> keepAliveStep(s::LeaseKeepAliveResult::Reader result) {
+        if (result.getUnavailable() != s::Unavailable::NONE) {
+            bool rotate = result.getUnavailable() == s::Unavailable::NOT_LEADER ||
+                          result.getUnavailable() == s::Unavailable::NO_LEADER;
+            return Step<int64_t>::retry(unavailableText(result.getUnavailable()), rotate);
+        }
+        if (result.which() == s::LeaseKeepAliveResult::ERROR) {
+            return Step<int64_t>::finish(fail(storeError(rpc::fromCapnp(result.getError()))));
+        }
+        return Step<int64_t>::finish(result.getTtlSeconds());
+    }
+
+    void lost(const Error& e) {
+        if (stopped) return;
+        stopped = true;
+        if (onLost) onLost(e);
+    }
+
+    Client::Impl& impl;
+    int64_t id;
+    int64_t ttlSeconds;
+    std::function<void(const Error&)> onLost;
+    Deadline expiry;
+};
+
+template <typename T>
+Expected<T> pick(Expected<kv::Response> r) {
+    if (!r.ok()) return fail(r.error());
+    if (auto* v = std::get_if<T>(&r.value())) return std::move(*v);
+    return fail(unavailable("unexpected response type"));
+}
+
+}  // namespace
+
+// ---- the public API ----
+
+Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Client::~Client() = default;
+
+const ClientOptions& Client::options() const { return impl_->options; }
+
+Expected<RangeResponse> Client::range(const RangeRequest& request, bool serializable,
+                                      Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    return impl_->sync<RangeResponse>([&] {
+        return impl_->call<RangeResponse>(
+            deadline, false, [request, serializable](Conn& c) {
+                auto req = c.kv.rangeRequest();
+                rpc::toCapnp(request, req.initRequest());
+                req.setSerializable(serializable);
+                return req.send().then([](capnp::Response<s::KV::RangeResults>&& r) {
+                    auto result = r.getResult();
+                    if (result.getUnavailable() != s::Unavailable::NONE) {
+                        return Step<RangeResponse>::retry(
+                            unavailableText(result.getUnavailable()), true);
+                    }
+                    if (result.which() == s::RangeResult::ERROR) {
+                        return Step<RangeResponse>::finish(
+                            fail(storeError(rpc::fromCapnp(result.getError()))));
+                    }
+                    return Step<RangeResponse>::finish(rpc::fromCapnp(result.getOk()));
+                });
+            });
+    });
+}
+
+Expected<std::optional<KeyValue>> Client::get(const std::string& key, Deadline deadline) {
+    RangeRequest r;
+    r.key = key;
+    auto out = range(r, false, deadline);
+    if (!out.ok()) return fail(out.error());
+    if (out->kvs.empty()) return std::optional<KeyValue>{};
+    return std::optional<KeyValue>{std::move(out->kvs.front())};
+}
+
+Expected<kv::Response> Client::write(const kv::Request& request, Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    return impl_->sync<kv::Response>([&] { return impl_->write(request, deadline); });
+}
+
+Expected<PutResponse> Client::put(const std::string& key, const std::string& value,
+                                  int64_t lease, Deadline deadline) {
+    PutRequest p;
+    p.key = key;
+    p.value = value;
+    p.lease = lease;
+    return pick<PutResponse>(write(p, deadline));
+}
+
+Expected<DeleteRangeResponse> Client::del(const DeleteRangeRequest& request, Deadline deadline) {
+    return pick<DeleteRangeResponse>(write(request, deadline));
+}
+
+Expected<TxnResponse> Client::txn(const TxnRequest& request, Deadline deadline) {
+    return pick<TxnResponse>(write(request, deadline));
+}
+
+Expected<kv::CompactResponse> Client::compact(int64_t revision, Deadline deadline) {
+    return pick<kv::CompactResponse>(write(kv::CompactRequest{revision}, deadline));
+}
+
+Expected<kv::LeaseGrantResponse> Client::leaseGrant(int64_t ttlSeconds, int64_t id,
+                                                    Deadline deadline) {
+    return pick<kv::LeaseGrantResponse>(write(kv::LeaseGrantRequest{id, ttlSeconds}, deadline));
+}
+
+Expected<kv::LeaseRevokeResponse> Client::leaseRevoke(int64_t id, Deadline deadline) {
+    return pick<kv::LeaseRevokeResponse>(write(kv::LeaseRevokeRequest{id}, deadline));
+}
+
+Expected<int64_t> Client::leaseKeepAliveOnce(int64_t id, Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    return impl_->sync<int64_t>([&] {
+        return impl_->call<int64_t>(deadline, false, [id](Conn& c) {
+            auto req = c.lease.keepAliveRequest();
+            req.setId(id);
+            return req.send().then([](capnp::Response<s::Lease::KeepAliveResults>&& r) {
+                return KeepAliveRunner::keepAliveStep(r.getResult());
+            });
+        });
+    });
+}
+
+namespace {
+LeaseInfo leaseInfoFromCapnp(s::LeaseInfo::Reader in) {
+    LeaseInfo info;
+    info.id = in.getId();
+    info.ttlSeconds = in.getTtlSeconds();
+    for (auto k : in.getKeys())
+        info.keys.emplace_back(reinterpret_cast<const char*>(k.begin()), k.size());
+    return info;
+}
+}  // namespace
+
+Expected<std::optional<LeaseInfo>> Client::leaseTimeToLive(int64_t id, Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    using T = std::optional<LeaseInfo>;
+    return impl_->sync<T>([&] {
+        return impl_->call<T>(deadline, false, [id](Conn& c) {
+            auto req = c.lease.timeToLiveRequest();
+            req.setId(id);
+            return req.send().then([](capnp::Response<s::Lease::TimeToLiveResults>&& r) {
+                if (!r.getFound()) return Step<T>::finish(T{});
+                return Step<T>::finish(T{leaseInfoFromCapnp(r.getInfo())});
+            });
+        });
+    });
+}
+
+Expected<std::vector<LeaseInfo>> Client::leaseList(Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    using T = std::vector<LeaseInfo>;
+    return impl_->sync<T>([&] {
+        return impl_->call<T>(deadline, false, [](Conn& c) {
+            return c.lease.listRequest().send().then(
+                [](capnp::Response<s::Lease::ListResults>&& r) {
+                    T out;
+                    for (auto l : r.getLeases())
+                        out.push_back(leaseInfoFromCapnp(l));
+                    return Step<T>::finish(std::move(out));
+                });
+        });
+    });
+}
+
+std::unique_ptr<Handle> Client::keepAlive(int64_t id, int64_t ttlSeconds,
+                                          std::function<void(const Error&)> onLost) {
+    uint64_t runnerId = 0;
+    auto r = impl_->sync<Ok>([&] {
+        auto runner = kj::heap<KeepAliveRunner>(*impl_, id, ttlSeconds, std::move(onLost));
+        auto* raw = runner.get();
+        raw->task = kj::evalLater([raw] { return raw->run(); }).eagerlyEvaluate(nullptr);
+        runnerId = impl_->addRunner(kj::mv(runner));
+        return kj::Promise<Box<Expected<Ok>>>(Box<Expected<Ok>>{Ok{}});
+    });
+    if (!r.ok()) return nullptr;
+    return std::make_unique<Impl::RunnerHandle>(*impl_, runnerId);
+}
+
+std::unique_ptr<Handle> Client::watch(const WatchRequest& request, WatchCallbacks callbacks) {
+    uint64_t runnerId = 0;
+    auto r = impl_->sync<Ok>([&] {
+        auto runner = kj::heap<WatchRunner>(*impl_, request, std::move(callbacks));
+        auto* raw = runner.get();
+        raw->task = kj::evalLater([raw] { return raw->run(0); }).eagerlyEvaluate(nullptr);
+        runnerId = impl_->addRunner(kj::mv(runner));
+        return kj::Promise<Box<Expected<Ok>>>(Box<Expected<Ok>>{Ok{}});
+    });
+    if (!r.ok()) return nullptr;
+    return std::make_unique<Impl::RunnerHandle>(*impl_, runnerId);
+}
+
+Expected<MemberStatus> Client::status(const std::string& endpoint, Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    auto [host, port] = splitEndpoint(endpoint);
+    if (port == 0) return fail(unavailable("bad endpoint '" + endpoint + "' (want host:port)"));
+    return impl_->sync<MemberStatus>([&, host = host, port = port] {
+        auto& impl = *impl_;
+        auto work =
+            impl.io->provider->getNetwork()
+                .parseAddress(host, port)
+                .then([](kj::Own<kj::NetworkAddress> addr) {
+                    return addr->connect().attach(kj::mv(addr));
+                })
+                .then([endpoint](kj::Own<kj::AsyncIoStream> stream) {
+                    auto rpc = kj::heap<capnp::TwoPartyClient>(*stream);
+                    auto m = rpc->bootstrap()
+                                 .castAs<s::Coord>()
+                                 .maintenanceRequest()
+                                 .send()
+                                 .getMaintenance();
+                    return m.statusRequest()
+                        .send()
+                        .then([endpoint](capnp::Response<s::Maintenance::StatusResults>&& r) {
+                            auto st = r.getStatus();
+                            MemberStatus out;
+                            out.endpoint = endpoint;
+                            out.clusterId = st.getHeader().getClusterId();
+                            out.memberId = st.getHeader().getMemberId();
+                            out.raftTerm = st.getHeader().getRaftTerm();
+                            out.revision = st.getHeader().getRevision();
+                            out.leader = st.getLeader();
+                            out.appliedIndex = st.getAppliedIndex();
+                            out.compactedRevision = st.getCompactedRevision();
+                            out.dbSizeBytes = st.getDbSizeBytes();
+                            out.watchers = st.getWatchers();
+                            out.version = st.getVersion();
+                            return Box<Expected<MemberStatus>>{out};
+                        })
+                        .attach(kj::mv(rpc), kj::mv(stream));
+                })
+                .catch_([endpoint](kj::Exception&& e) {
+                    return Box<Expected<MemberStatus>>{
+                        fail(unavailable(endpoint + ": " + e.getDescription().cStr()))};
+                });
+        return work.exclusiveJoin(impl.timer().afterDelay(toKj(deadline - Clock::now())).then([] {
+            return Box<Expected<MemberStatus>>{fail(unavailable("deadline exceeded"))};
+        }));
+    });
+}
+
+}  // namespace coord
