@@ -1,29 +1,40 @@
-// coordctl: the command-line client (first verbs: put, get, del).
+// coordctl: the command-line client, built on coord::Client.
 //
-//   coordctl [--endpoints 127.0.0.1:2379,...] put KEY VALUE
-//   coordctl get KEY [--prefix] [--rev N] [--limit N] [--keys-only] [--count-only] [--serializable]
-//   coordctl del KEY [--prefix]
-//   coordctl compaction REV
-//   coordctl lease grant TTL | revoke ID | keep-alive ID [--once] | timetolive ID [--keys] | list
+//   coordctl [--endpoints 127.0.0.1:2379,...] [-w simple|json] VERB ...
+//   put KEY VALUE [--lease ID]
+//   get KEY [--prefix] [--from-key] [--range-end END] [--rev N] [--limit N] [--keys-only]
+//           [--count-only] [--serializable]
+//   del KEY [--prefix] [--prev-kv]
+//   txn                      (compares, success ops, failure ops from stdin; see docs)
+//   watch KEY [--prefix] [--rev N] [--prev-kv]
+//   compaction REV
+//   lease grant TTL | revoke ID | keep-alive ID [--once] | timetolive ID [--keys] | list
+//   endpoint status | health
 //
-// Each call tries the endpoints in order and moves on when a member is unreachable or has no
-// leader, for up to --command-timeout. Exit codes: 0 success, 1 the store refused the request
-// (the message says why), 3 no member could answer, 105+ bad usage (CLI11).
-#include <capnp/ez-rpc.h>
+// Exit codes: 0 success (a txn whose compares failed prints FAILURE and still exits 0); 1 the
+// store refused the request (the message says why); 2 unreadable input (txn); 3 no member could
+// answer, or a write's outcome is unknown (the message says which); 105+ bad usage (CLI11).
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <csignal>
 #include <cstdio>
+#include <iostream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
 
-#include "rpc/codec.h"
+#include "cli/output.h"
+#include "cli/txn_parser.h"
+#include "rpc/client.h"
 
 namespace {
 
 using namespace coord;
-namespace s = coord::rpc::schema;
+using namespace coord::cli;
 
 constexpr int kRefused = 1;
 constexpr int kUnavailable = 3;
@@ -38,68 +49,21 @@ std::vector<std::string> splitEndpoints(const std::string& list) {
     return out;
 }
 
-capnp::Data::Reader bytes(const std::string& s) {
-    return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+int report(const Error& e) {
+    std::fprintf(stderr, "coordctl: %s\n", e.describe().c_str());
+    return e.kind == Error::Kind::Store ? kRefused : kUnavailable;
 }
 
-// Runs `call` against each endpoint in turn until one answers (returns an exit code) or the
-// deadline passes; `call` returns nullopt for "unavailable here, try another member". `pick`
-// obtains the capability from the member's bootstrap (pipelined: one round trip).
-template <typename Cap>
-int withEndpoints(const std::vector<std::string>& endpoints, int timeoutMs,
-                  const std::function<Cap(s::Coord::Client)>& pick,
-                  const std::function<std::optional<int>(Cap&, kj::WaitScope&)>& call) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
-    std::string lastError = "no endpoint tried";
-    for (int round = 0; std::chrono::steady_clock::now() < deadline; ++round) {
-        for (const auto& ep : endpoints) {
-            try {
-                capnp::EzRpcClient client(ep);
-                Cap cap = pick(client.getMain<s::Coord>());
-                if (auto code = call(cap, client.getWaitScope())) return *code;
-                lastError = ep + ": no leader here";
-            } catch (const kj::Exception& e) {
-                lastError = ep + ": " + e.getDescription().cStr();
-            }
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (round + 1), 500)));
-    }
-    std::fprintf(stderr, "coordctl: no member answered: %s\n", lastError.c_str());
-    return kUnavailable;
-}
+std::atomic<bool> interrupted{false};
 
-int withFailover(const std::vector<std::string>& endpoints, int timeoutMs,
-                 const std::function<std::optional<int>(s::KV::Client&, kj::WaitScope&)>& call) {
-    return withEndpoints<s::KV::Client>(
-        endpoints, timeoutMs, [](s::Coord::Client c) { return c.kvRequest().send().getKv(); },
-        call);
-}
-
-int withLease(const std::vector<std::string>& endpoints, int timeoutMs,
-              const std::function<std::optional<int>(s::Lease::Client&, kj::WaitScope&)>& call) {
-    return withEndpoints<s::Lease::Client>(
-        endpoints, timeoutMs, [](s::Coord::Client c) { return c.leaseRequest().send().getLease(); },
-        call);
-}
-
-int storeError(s::Error::Reader e) {
-    std::fprintf(stderr, "coordctl: %s\n", e.getMessage().cStr());
-    return kRefused;
-}
-
-// Sends one write built by `fill`; prints its outcome with `onOk`. nullopt: try elsewhere.
-std::optional<int> sendWrite(s::KV::Client& kvc, kj::WaitScope& ws,
-                             const std::function<void(s::WriteRequest::Builder)>& fill,
-                             const std::function<void(s::WriteResponse::Reader)>& onOk) {
-    auto req = kvc.writeRequest();
-    fill(req.initRequest());
-    auto response = req.send().wait(ws);
-    auto result = response.getResult();
-    if (result.getUnavailable() != s::Unavailable::NONE) return std::nullopt;
-    auto r = result.getResponse();
-    if (r.which() == s::WriteResponse::ERROR) return storeError(r.getError());
-    onOk(r);
-    return 0;
+void waitForSignal() {
+    static std::mutex mu;
+    static std::condition_variable cv;
+    std::signal(SIGINT, [](int) { interrupted = true; });
+    std::signal(SIGTERM, [](int) { interrupted = true; });
+    std::unique_lock lock(mu);
+    while (!interrupted)
+        cv.wait_for(lock, std::chrono::milliseconds(50));
 }
 
 }  // namespace
@@ -107,16 +71,22 @@ std::optional<int> sendWrite(s::KV::Client& kvc, kj::WaitScope& ws,
 int main(int argc, char** argv) {
     CLI::App app{"coordctl: talk to a coord cluster"};
     app.require_subcommand(1);
+    app.fallthrough();  // --endpoints, -w, ... may also follow the verb
     std::string endpointList = "127.0.0.1:2379";
     int timeoutMs = 5000;
+    std::string format = "simple";
     app.add_option("--endpoints", endpointList, "comma-separated member client addresses")
         ->capture_default_str();
     app.add_option("--command-timeout", timeoutMs, "milliseconds to keep trying")
         ->check(CLI::Range(1, 3600000))
         ->capture_default_str();
+    app.add_option("-w,--write-out", format, "output format")
+        ->check(CLI::IsMember({"simple", "json"}))
+        ->capture_default_str();
 
-    std::string key, value;
-    bool prefix = false, keysOnly = false, countOnly = false, serializable = false;
+    std::string key, value, rangeEnd;
+    bool prefix = false, fromKey = false, keysOnly = false, countOnly = false, serializable = false,
+         prevKv = false;
     int64_t rev = 0, limit = 0;
 
     auto* put = app.add_subcommand("put", "store a value");
@@ -126,8 +96,10 @@ int main(int argc, char** argv) {
     auto* get = app.add_subcommand("get", "read a key, a prefix or a range");
     get->add_option("key", key)->required();
     get->add_flag("--prefix", prefix, "every key starting with KEY");
+    get->add_flag("--from-key", fromKey, "every key >= KEY");
+    get->add_option("--range-end", rangeEnd, "the keys in [KEY, END)");
     get->add_option("--rev", rev, "read at this revision");
-    get->add_option("--limit", limit, "at most this many keys");
+    get->add_option("--limit", limit, "at most this many keys")->check(CLI::NonNegativeNumber);
     get->add_flag("--keys-only", keysOnly, "print keys only");
     get->add_flag("--count-only", countOnly, "print the number of keys only");
     get->add_flag("--serializable", serializable,
@@ -136,6 +108,26 @@ int main(int argc, char** argv) {
     int64_t leaseId = 0, ttl = 0;
     bool once = false, withKeys = false;
     put->add_option("--lease", leaseId, "attach the key to this lease");
+
+    auto* del = app.add_subcommand("del", "delete a key, a prefix or a range");
+    del->add_option("key", key)->required();
+    del->add_flag("--prefix", prefix, "every key starting with KEY");
+    del->add_flag("--from-key", fromKey, "every key >= KEY");
+    del->add_option("--range-end", rangeEnd, "the keys in [KEY, END)");
+    del->add_flag("--prev-kv", prevKv, "print the deleted key-values");
+
+    auto* txn = app.add_subcommand(
+        "txn",
+        "run a transaction read from stdin: compares, a blank line, success ops, a blank "
+        "line, failure ops");
+
+    auto* watch = app.add_subcommand("watch", "print changes to a key, prefix or range");
+    watch->add_option("key", key)->required();
+    watch->add_flag("--prefix", prefix, "every key starting with KEY");
+    watch->add_flag("--from-key", fromKey, "every key >= KEY");
+    watch->add_option("--range-end", rangeEnd, "the keys in [KEY, END)");
+    watch->add_option("--rev", rev, "start at this revision (default: now)");
+    watch->add_flag("--prev-kv", prevKv, "print the previous value with each event");
 
     auto* lease = app.add_subcommand("lease", "grant, revoke, keep alive and inspect leases");
     lease->require_subcommand(1);
@@ -156,9 +148,11 @@ int main(int argc, char** argv) {
     int64_t compactRev = 0;
     compaction->add_option("revision", compactRev)->required()->check(CLI::PositiveNumber);
 
-    auto* del = app.add_subcommand("del", "delete a key or a prefix");
-    del->add_option("key", key)->required();
-    del->add_flag("--prefix", prefix, "every key starting with KEY");
+    auto* endpoint = app.add_subcommand("endpoint", "inspect the members of --endpoints");
+    endpoint->require_subcommand(1);
+    auto* status = endpoint->add_subcommand("status", "each member's view of the cluster");
+    auto* health = endpoint->add_subcommand(
+        "health", "whether each member serves a linearizable read within --command-timeout");
 
     CLI11_PARSE(app, argc, argv);
     auto endpoints = splitEndpoints(endpointList);
@@ -166,137 +160,192 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "coordctl: --endpoints is empty\n");
         return 2;
     }
+    bool json = format == "json";
+    ClientOptions options;
+    options.endpoints = endpoints;
+    options.requestTimeout = std::chrono::milliseconds(timeoutMs);
+    options.dialTimeout = std::min(options.requestTimeout, std::chrono::milliseconds(1000));
+    Client client(options);
 
-    // Every write verb: what to send and what to print when it succeeds.
-    std::function<void(s::WriteRequest::Builder)> fill;
-    std::function<void(s::WriteResponse::Reader)> onOk;
-    if (*compaction) {
-        fill = [&](s::WriteRequest::Builder w) { w.initCompact().setRevision(compactRev); };
-        onOk = [&](s::WriteResponse::Reader) {
-            std::printf("compacted revision %lld\n", static_cast<long long>(compactRev));
-        };
-    } else if (*grant) {
-        fill = [&](s::WriteRequest::Builder w) { w.initLeaseGrant().setTtlSeconds(ttl); };
-        onOk = [&](s::WriteResponse::Reader r) {
-            std::printf("lease %lld granted with TTL %llds\n",
-                        static_cast<long long>(r.getLeaseGrant().getId()),
-                        static_cast<long long>(ttl));
-        };
-    } else if (*revoke) {
-        fill = [&](s::WriteRequest::Builder w) { w.initLeaseRevoke().setId(leaseId); };
-        onOk = [&](s::WriteResponse::Reader) {
-            std::printf("lease %lld revoked\n", static_cast<long long>(leaseId));
-        };
-    } else if (*put) {
-        fill = [&](s::WriteRequest::Builder w) {
-            auto p = w.initPut();
-            p.setKey(bytes(key));
-            p.setValue(bytes(value));
-            p.setLease(leaseId);
-        };
-        onOk = [](s::WriteResponse::Reader) { std::printf("OK\n"); };
-    } else if (*del) {
-        fill = [&](s::WriteRequest::Builder w) {
-            auto d = w.initDeleteRange();
-            d.setKey(bytes(key));
-            if (prefix) d.setRangeEnd(bytes(kv::prefixEnd(key)));
-        };
-        onOk = [](s::WriteResponse::Reader r) {
-            std::printf("%lld\n", static_cast<long long>(r.getDeleteRange().getDeleted()));
-        };
+    auto rangeEndFor = [&]() -> std::string {
+        if (prefix) return kv::prefixEnd(key);
+        if (fromKey) return kv::kFromKey;
+        return rangeEnd;
+    };
+
+    // put and del leave the same state when applied twice, so coordctl retries them when an
+    // attempt's outcome is unknown (the member died or timed out after the write was sent).
+    auto retryUnknown = [&](auto attempt) {
+        auto deadline = Clock::now() + options.requestTimeout;
+        for (;;) {
+            auto r = attempt(deadline);
+            if (r.ok() || r.error().kind != Error::Kind::Unknown || Clock::now() >= deadline) {
+                return r;
+            }
+        }
+    };
+
+    if (*put) {
+        auto r = retryUnknown([&](Deadline d) { return client.put(key, value, leaseId, d); });
+        if (!r.ok()) return report(r.error());
+        json ? printJson(*r) : (void)std::printf("OK\n");
+        return 0;
     }
-    if (fill) {
-        return withFailover(endpoints, timeoutMs, [&](s::KV::Client& kvc, kj::WaitScope& ws) {
-            return sendWrite(kvc, ws, fill, onOk);
-        });
+    if (*get) {
+        RangeRequest r;
+        r.key = key;
+        r.rangeEnd = rangeEndFor();
+        r.revision = rev;
+        r.limit = limit;
+        r.keysOnly = keysOnly;
+        r.countOnly = countOnly;
+        auto got = client.range(r, serializable);
+        if (!got.ok()) return report(got.error());
+        if (json) {
+            printJson(*got);
+        } else if (countOnly) {
+            std::printf("%lld\n", static_cast<long long>(got->count));
+        } else {
+            for (const auto& kv : got->kvs)
+                printSimple(kv, !keysOnly);
+        }
+        return 0;
+    }
+    if (*del) {
+        DeleteRangeRequest d;
+        d.key = key;
+        d.rangeEnd = rangeEndFor();
+        d.prevKv = prevKv;
+        auto r = retryUnknown([&](Deadline dl) { return client.del(d, dl); });
+        if (!r.ok()) return report(r.error());
+        if (json) {
+            printJson(*r);
+        } else {
+            std::printf("%lld\n", static_cast<long long>(r->deleted));
+            for (const auto& kv : r->prevKvs)
+                printSimple(kv, true);
+        }
+        return 0;
+    }
+    if (*txn) {
+        std::string text((std::istreambuf_iterator<char>(std::cin)),
+                         std::istreambuf_iterator<char>());
+        auto parsed = parseTxn(text);
+        if (!parsed.ok()) {
+            std::fprintf(stderr, "coordctl: txn: %s\n", parsed.error().c_str());
+            return 2;
+        }
+        auto r = client.txn(*parsed);
+        if (!r.ok()) return report(r.error());
+        json ? printJson(*r) : printSimple(*r);
+        return 0;
+    }
+    if (*watch) {
+        WatchRequest w;
+        w.key = key;
+        w.rangeEnd = rangeEndFor();
+        w.startRevision = rev;
+        w.prevKv = prevKv;
+        std::atomic<int> failed{0};
+        WatchCallbacks cb;
+        cb.onEvents = [&](std::span<const Event> events, int64_t) {
+            for (const auto& e : events)
+                json ? printJson(e) : printSimple(e, prevKv);
+            std::fflush(stdout);
+        };
+        cb.onError = [&](const Error& e) {
+            std::fprintf(stderr, "coordctl: watch ended: %s\n", e.describe().c_str());
+            failed = e.kind == Error::Kind::Store ? kRefused : kUnavailable;
+            interrupted = true;
+        };
+        auto handle = client.watch(w, cb);
+        waitForSignal();
+        return failed.load();
+    }
+    if (*compaction) {
+        auto r = client.compact(compactRev);
+        if (!r.ok()) return report(r.error());
+        std::printf("compacted revision %lld\n", static_cast<long long>(compactRev));
+        return 0;
+    }
+    if (*grant) {
+        auto r = client.leaseGrant(ttl);
+        if (!r.ok()) return report(r.error());
+        std::printf("lease %lld granted with TTL %llds\n", static_cast<long long>(r->id),
+                    static_cast<long long>(r->ttlSeconds));
+        return 0;
+    }
+    if (*revoke) {
+        auto r = client.leaseRevoke(leaseId);
+        if (!r.ok()) return report(r.error());
+        std::printf("lease %lld revoked\n", static_cast<long long>(leaseId));
+        return 0;
     }
     if (*keepAlive) {
         for (;;) {
-            int64_t renewed = 0;
-            int rc = withLease(endpoints, timeoutMs,
-                               [&](s::Lease::Client& l, kj::WaitScope& ws) -> std::optional<int> {
-                                   auto req = l.keepAliveRequest();
-                                   req.setId(leaseId);
-                                   auto response = req.send().wait(ws);
-                                   auto result = response.getResult();
-                                   if (result.getUnavailable() != s::Unavailable::NONE) {
-                                       return std::nullopt;
-                                   }
-                                   if (result.which() == s::LeaseKeepAliveResult::ERROR) {
-                                       return storeError(result.getError());
-                                   }
-                                   renewed = result.getTtlSeconds();
-                                   std::printf("lease %lld keepalived with TTL(%lld)\n",
-                                               static_cast<long long>(leaseId),
-                                               static_cast<long long>(renewed));
-                                   std::fflush(stdout);
-                                   return 0;
-                               });
-            if (rc != 0 || once) return rc;
-            std::this_thread::sleep_for(std::chrono::milliseconds(renewed * 1000 / 3));
+            auto r = client.leaseKeepAliveOnce(leaseId);
+            if (!r.ok()) return report(r.error());
+            std::printf("lease %lld keepalived with TTL(%lld)\n", static_cast<long long>(leaseId),
+                        static_cast<long long>(*r));
+            std::fflush(stdout);
+            if (once) return 0;
+            std::this_thread::sleep_for(std::chrono::milliseconds(*r * 1000 / 3));
         }
     }
-    if (*timeToLive || *list) {
-        return withLease(
-            endpoints, timeoutMs,
-            [&](s::Lease::Client& l, kj::WaitScope& ws) -> std::optional<int> {
-                auto printKeys = [](s::LeaseInfo::Reader info) {
-                    for (auto k : info.getKeys()) {
-                        std::printf("  %.*s\n", static_cast<int>(k.size()),
-                                    reinterpret_cast<const char*>(k.begin()));
-                    }
-                };
-                if (*list) {
-                    auto response = l.listRequest().send().wait(ws);
-                    for (auto info : response.getLeases()) {
-                        std::printf("%lld\n", static_cast<long long>(info.getId()));
-                    }
-                    return 0;
-                }
-                auto req = l.timeToLiveRequest();
-                req.setId(leaseId);
-                auto response = req.send().wait(ws);
-                if (!response.getFound()) {
-                    std::fprintf(stderr, "coordctl: lease %lld not found\n",
-                                 static_cast<long long>(leaseId));
-                    return kRefused;
-                }
-                std::printf("lease %lld granted with TTL(%llds)\n", static_cast<long long>(leaseId),
-                            static_cast<long long>(response.getInfo().getTtlSeconds()));
-                if (withKeys) printKeys(response.getInfo());
-                return 0;
-            });
+    if (*timeToLive) {
+        auto r = client.leaseTimeToLive(leaseId);
+        if (!r.ok()) return report(r.error());
+        if (!r->has_value()) {
+            std::fprintf(stderr, "coordctl: lease %lld not found\n",
+                         static_cast<long long>(leaseId));
+            return kRefused;
+        }
+        std::printf("lease %lld granted with TTL(%llds)\n", static_cast<long long>(leaseId),
+                    static_cast<long long>((*r)->ttlSeconds));
+        if (withKeys) {
+            for (const auto& k : (*r)->keys)
+                std::printf("  %s\n", k.c_str());
+        }
+        return 0;
     }
-
-    return withFailover(endpoints, timeoutMs,
-                        [&](s::KV::Client& kvc, kj::WaitScope& ws) -> std::optional<int> {
-                            auto req = kvc.rangeRequest();
-                            kv::RangeRequest r;
-                            r.key = key;
-                            if (prefix) r.rangeEnd = kv::prefixEnd(key);
-                            r.revision = rev;
-                            r.limit = limit;
-                            r.keysOnly = keysOnly;
-                            r.countOnly = countOnly;
-                            rpc::toCapnp(r, req.initRequest());
-                            req.setSerializable(serializable);
-                            auto response = req.send().wait(ws);
-                            auto result = response.getResult();
-                            if (result.getUnavailable() != s::Unavailable::NONE) {
-                                return std::nullopt;
-                            }
-                            if (result.which() == s::RangeResult::ERROR) {
-                                return storeError(result.getError());
-                            }
-                            auto got = rpc::fromCapnp(result.getOk());
-                            if (countOnly) {
-                                std::printf("%lld\n", static_cast<long long>(got.count));
-                                return 0;
-                            }
-                            for (const auto& kv : got.kvs) {
-                                std::printf("%s\n", kv.key.c_str());
-                                if (!keysOnly) std::printf("%s\n", kv.value.c_str());
-                            }
-                            return 0;
-                        });
+    if (*list) {
+        auto r = client.leaseList();
+        if (!r.ok()) return report(r.error());
+        for (const auto& l : *r)
+            std::printf("%lld\n", static_cast<long long>(l.id));
+        return 0;
+    }
+    if (*status) {
+        int rc = 0;
+        for (const auto& ep : endpoints) {
+            auto st = client.status(ep);
+            if (!st.ok()) {
+                rc = report(st.error());
+                continue;
+            }
+            json ? printJson(*st) : printSimple(*st);
+        }
+        return rc;
+    }
+    if (*health) {
+        int rc = 0;
+        for (const auto& ep : endpoints) {
+            ClientOptions one = options;
+            one.endpoints = {ep};
+            Client single(one);
+            auto begin = std::chrono::steady_clock::now();
+            auto r = single.get("health");
+            auto took =
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin)
+                    .count();
+            if (r.ok()) {
+                std::printf("%s is healthy: linearizable read took %.1f ms\n", ep.c_str(), took);
+            } else {
+                std::printf("%s is unhealthy: %s\n", ep.c_str(), r.error().describe().c_str());
+                rc = kUnavailable;
+            }
+        }
+        return rc;
+    }
+    return 0;
 }

@@ -101,9 +101,7 @@ struct Box {
 
 class ErrorHandler final : public kj::TaskSet::ErrorHandler {
   public:
-    void taskFailed(kj::Exception&& e) override {
-        KJ_LOG(WARNING, "coord client task failed", e);
-    }
+    void taskFailed(kj::Exception&& e) override { KJ_LOG(WARNING, "coord client task failed", e); }
 };
 
 }  // namespace
@@ -112,9 +110,14 @@ class ErrorHandler final : public kj::TaskSet::ErrorHandler {
 
 struct Conn : public kj::Refcounted {
     Conn(kj::Own<kj::AsyncIoStream> s, std::string ep, uint64_t g)
-        : stream(kj::mv(s)), rpc(*stream), coord(rpc.bootstrap().castAs<s::Coord>()),
-          kv(coord.kvRequest().send().getKv()), lease(coord.leaseRequest().send().getLease()),
-          watch(coord.watchRequest().send().getWatch()), endpoint(std::move(ep)), gen(g) {
+        : stream(kj::mv(s)),
+          rpc(*stream),
+          coord(rpc.bootstrap().castAs<s::Coord>()),
+          kv(coord.kvRequest().send().getKv()),
+          lease(coord.leaseRequest().send().getLease()),
+          watch(coord.watchRequest().send().getWatch()),
+          endpoint(std::move(ep)),
+          gen(g) {
         auto paf = kj::newPromiseAndFulfiller<void>();
         brokenFulfiller = kj::mv(paf.fulfiller);
         abandoned = paf.promise.fork();
@@ -269,7 +272,7 @@ struct Client::Impl {
             if (conn && !conn->broken) return kj::addRef(*conn);
             // Every endpoint tried once: back off before the next round.
             auto pause = (attempt + 1) % options.endpoints.size() == 0 ? backoff(attempt)
-                                                                        : 0 * kj::MILLISECONDS;
+                                                                       : 0 * kj::MILLISECONDS;
             return timer().afterDelay(pause).then(
                 [this, deadline, attempt] { return connection(deadline, attempt + 1); });
         });
@@ -289,8 +292,9 @@ struct Client::Impl {
                 return Expected<T>(fail(unknownOutcome(
                     "deadline exceeded after the write was sent; it may have been applied")));
             }
-            return Expected<T>(fail(unavailable(
-                "deadline exceeded" + (lastError.empty() ? "" : " (last error: " + lastError + ")"))));
+            return Expected<T>(
+                fail(unavailable("deadline exceeded" +
+                                 (lastError.empty() ? "" : " (last error: " + lastError + ")"))));
         });
         return loop.exclusiveJoin(kj::mv(expiry)).then([](Expected<T> e) {
             return Box<Expected<T>>{std::move(e)};
@@ -301,8 +305,8 @@ struct Client::Impl {
     kj::Promise<Expected<T>> callLoop(Deadline deadline, bool isWrite, Attempt<T> attempt,
                                       unsigned n, std::shared_ptr<bool> sent) {
         return connection(deadline).then(
-            [this, deadline, isWrite, attempt, n, sent](
-                kj::Own<Conn> c) mutable -> kj::Promise<Expected<T>> {
+            [this, deadline, isWrite, attempt, n,
+             sent](kj::Own<Conn> c) mutable -> kj::Promise<Expected<T>> {
                 uint64_t gen = c->gen;
                 *sent = true;
                 auto p = attempt(*c).attach(kj::mv(c));
@@ -313,8 +317,9 @@ struct Client::Impl {
                         lastError = step.why;
                         *sent = false;  // this try was refused before anything was applied
                         if (step.rotate) markBroken(gen);
-                        return timer().afterDelay(backoff(n)).then(
-                            [this, deadline, isWrite, attempt, n, sent]() mutable {
+                        return timer()
+                            .afterDelay(backoff(n))
+                            .then([this, deadline, isWrite, attempt, n, sent]() mutable {
                                 return callLoop<T>(deadline, isWrite, attempt, n + 1, sent);
                             });
                     },
@@ -323,9 +328,9 @@ struct Client::Impl {
                         std::string what = e.getDescription().cStr();
                         if (e.getType() != kj::Exception::Type::DISCONNECTED) {
                             // The member refused the request itself (malformed, too large).
-                            return Expected<T>(fail(Error{Error::Kind::Store,
-                                                          kv::ErrorCode::InvalidArgument,
-                                                          "request refused: " + what, 0}));
+                            return Expected<T>(
+                                fail(Error{Error::Kind::Store, kv::ErrorCode::InvalidArgument,
+                                           "request refused: " + what, 0}));
                         }
                         markBroken(gen);
                         lastError = what;
@@ -486,20 +491,23 @@ struct WatchRunner final : Runner {
                     .then([this] { return impl.timer().afterDelay(impl.backoff(0)); })
                     .then([this] { return run(0); },
                           [this, attempt](kj::Exception&&) {
-                              return impl.timer().afterDelay(impl.backoff(attempt)).then(
-                                  [this, attempt] { return run(attempt + 1); });
+                              return impl.timer()
+                                  .afterDelay(impl.backoff(attempt))
+                                  .then([this, attempt] { return run(attempt + 1); });
                           });
             },
             [this, attempt](kj::Exception&&) {
-                return impl.timer().afterDelay(impl.backoff(attempt)).then(
-                    [this, attempt] { return run(attempt + 1); });
+                return impl.timer().afterDelay(impl.backoff(attempt)).then([this, attempt] {
+                    return run(attempt + 1);
+                });
             });
     }
 
     void onEvents(uint64_t e, std::vector<Event> events, int64_t revision) {
         if (stopped || e != epoch) return;
         // Never deliver a revision twice (a resumed watch starts exactly after the last one).
-        std::erase_if(events, [&](const Event& ev) { return ev.kv.modRevision < request.startRevision; });
+        std::erase_if(events,
+                      [&](const Event& ev) { return ev.kv.modRevision < request.startRevision; });
         if (revision >= request.startRevision) request.startRevision = revision + 1;
         if (!events.empty() && callbacks.onEvents) callbacks.onEvents(events, revision);
     }
@@ -559,7 +567,10 @@ kj::Promise<void> SinkImpl::canceled(CanceledContext context) {
 struct KeepAliveRunner final : Runner {
     KeepAliveRunner(Client::Impl& i, int64_t leaseId, int64_t ttl,
                     std::function<void(const Error&)> lost)
-        : impl(i), id(leaseId), ttlSeconds(std::max<int64_t>(ttl, 1)), onLost(std::move(lost)),
+        : impl(i),
+          id(leaseId),
+          ttlSeconds(std::max<int64_t>(ttl, 1)),
+          onLost(std::move(lost)),
           expiry(Clock::now() + std::chrono::seconds(ttlSeconds)) {}
 
     kj::Promise<void> run() {
@@ -572,15 +583,15 @@ struct KeepAliveRunner final : Runner {
         }
         // Keep trying until the lease would expire on its own.
         return impl
-            .call<int64_t>(expiry, false,
-                           [leaseId = id](Conn& c) {
-                               auto req = c.lease.keepAliveRequest();
-                               req.setId(leaseId);
-                               return req.send().then(
-                                   [](capnp::Response<s::Lease::KeepAliveResults>&& r) {
-                                       return keepAliveStep(r.getResult());
-                                   });
-                           })
+            .call<int64_t>(
+                expiry, false,
+                [leaseId = id](Conn& c) {
+                    auto req = c.lease.keepAliveRequest();
+                    req.setId(leaseId);
+                    return req.send().then([](capnp::Response<s::Lease::KeepAliveResults>&& r) {
+                        return keepAliveStep(r.getResult());
+                    });
+                })
             .then([this, sentAt](Box<Expected<int64_t>> box) -> kj::Promise<void> {
                 if (stopped) return kj::READY_NOW;
                 auto& r = *box.value;
@@ -637,30 +648,31 @@ Expected<T> pick(Expected<kv::Response> r) {
 Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Client::~Client() = default;
 
-const ClientOptions& Client::options() const { return impl_->options; }
+const ClientOptions& Client::options() const {
+    return impl_->options;
+}
 
 Expected<RangeResponse> Client::range(const RangeRequest& request, bool serializable,
                                       Deadline deadline) {
     deadline = impl_->deadlineOr(deadline);
     return impl_->sync<RangeResponse>([&] {
-        return impl_->call<RangeResponse>(
-            deadline, false, [request, serializable](Conn& c) {
-                auto req = c.kv.rangeRequest();
-                rpc::toCapnp(request, req.initRequest());
-                req.setSerializable(serializable);
-                return req.send().then([](capnp::Response<s::KV::RangeResults>&& r) {
-                    auto result = r.getResult();
-                    if (result.getUnavailable() != s::Unavailable::NONE) {
-                        return Step<RangeResponse>::retry(
-                            unavailableText(result.getUnavailable()), true);
-                    }
-                    if (result.which() == s::RangeResult::ERROR) {
-                        return Step<RangeResponse>::finish(
-                            fail(storeError(rpc::fromCapnp(result.getError()))));
-                    }
-                    return Step<RangeResponse>::finish(rpc::fromCapnp(result.getOk()));
-                });
+        return impl_->call<RangeResponse>(deadline, false, [request, serializable](Conn& c) {
+            auto req = c.kv.rangeRequest();
+            rpc::toCapnp(request, req.initRequest());
+            req.setSerializable(serializable);
+            return req.send().then([](capnp::Response<s::KV::RangeResults>&& r) {
+                auto result = r.getResult();
+                if (result.getUnavailable() != s::Unavailable::NONE) {
+                    return Step<RangeResponse>::retry(unavailableText(result.getUnavailable()),
+                                                      true);
+                }
+                if (result.which() == s::RangeResult::ERROR) {
+                    return Step<RangeResponse>::finish(
+                        fail(storeError(rpc::fromCapnp(result.getError()))));
+                }
+                return Step<RangeResponse>::finish(rpc::fromCapnp(result.getOk()));
             });
+        });
     });
 }
 
@@ -678,8 +690,8 @@ Expected<kv::Response> Client::write(const kv::Request& request, Deadline deadli
     return impl_->sync<kv::Response>([&] { return impl_->write(request, deadline); });
 }
 
-Expected<PutResponse> Client::put(const std::string& key, const std::string& value,
-                                  int64_t lease, Deadline deadline) {
+Expected<PutResponse> Client::put(const std::string& key, const std::string& value, int64_t lease,
+                                  Deadline deadline) {
     PutRequest p;
     p.key = key;
     p.value = value;

@@ -17,17 +17,23 @@
 
 #include "tests/support/cluster.h"
 
+#include <fstream>
+#include <sstream>
+
 using coord::test::Cluster;
 using coord::test::freePort;
 
 namespace {
 
 // Runs coordctl and returns (exit code, stdout).
-std::pair<int, std::string> coordctl(const std::vector<std::string>& args) {
+// Runs coordctl (stdin from `inputFile` when given) and returns (exit code, stdout).
+std::pair<int, std::string> coordctl(const std::vector<std::string>& args,
+                                     const std::string& inputFile = "") {
     std::string cmd = COORDCTL;
     for (const auto& a : args)
         cmd += " '" + a + "'";
     cmd += " 2>/dev/null";
+    if (!inputFile.empty()) cmd += " <'" + inputFile + "'";
     FILE* p = popen(cmd.c_str(), "r");
     REQUIRE(p != nullptr);
     std::string out;
@@ -125,4 +131,60 @@ TEST_CASE("coordctl compaction discards history and reads below it fail clearly"
     CHECK(run({"get", "h", "--rev", "3"}).first == 1);
     CHECK(run({"get", "h", "--rev", "5"}).second == "h\n3\n");
     CHECK(run({"compaction", "4"}).first == 1);  // already compacted past it
+}
+
+TEST_CASE("coordctl runs txns from stdin, watches, prints JSON and checks endpoints",
+          "[cli][cluster]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args, const std::string& input = "") {
+        std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
+        all.insert(all.end(), args.begin(), args.end());
+        std::string file;
+        if (!input.empty()) {
+            file = c.dir.file("txn.in");
+            std::ofstream(file) << input;
+        }
+        return coordctl(all, file);
+    };
+    // A watcher process, started before the writes.
+    std::string watchLog = c.dir.file("watch.out");
+    pid_t watcher = coord::test::spawn(
+        {COORDCTL, "--endpoints", c.endpoints, "watch", "t", "--prefix", "-w", "json"}, watchLog);
+    REQUIRE(run({"endpoint", "health"}).first == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+    std::string txn = "create(\"t/lock\") = \"0\"\n\nput t/lock \"me and you\"\n\nget t/lock\n";
+    auto [rc1, first] = run({"txn"}, txn);
+    REQUIRE(rc1 == 0);
+    CHECK(first == "SUCCESS\n\nOK\n");
+    auto [rc2, second] = run({"txn"}, txn);
+    REQUIRE(rc2 == 0);
+    CHECK(second == "FAILURE\n\nt/lock\nme and you\n");
+    CHECK(run({"txn"}, "bogus(\"k\") = \"1\"\n").first == 2);
+
+    auto [rc3, json] = run({"get", "t/lock", "-w", "json"});
+    REQUIRE(rc3 == 0);
+    CHECK(json.find("\"kvs\":[{\"key\":\"t/lock\",\"value\":\"me and you\"") != std::string::npos);
+    REQUIRE(run({"del", "t/lock"}).second == "1\n");
+
+    // The watcher printed the put and the delete, one JSON object per line.
+    std::string seen;
+    for (int i = 0; i < 100; ++i) {
+        std::ifstream in(watchLog);
+        std::stringstream buf;
+        buf << in.rdbuf();
+        seen = buf.str();
+        if (seen.find("DELETE") != std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    kill(watcher, SIGTERM);
+    int status = 0;
+    waitpid(watcher, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(seen.find("{\"type\":\"PUT\",\"kv\":{\"key\":\"t/lock\"") != std::string::npos);
+    CHECK(seen.find("{\"type\":\"DELETE\",\"kv\":{\"key\":\"t/lock\"") != std::string::npos);
+
+    auto [rc4, status4] = run({"endpoint", "status", "-w", "json"});
+    REQUIRE(rc4 == 0);
+    CHECK(std::count(status4.begin(), status4.end(), '\n') == 3);
 }

@@ -1,0 +1,150 @@
+#include "cli/output.h"
+
+#include <cstdio>
+
+namespace coord::cli {
+
+namespace {
+std::string num(int64_t v) {
+    return std::to_string(v);
+}
+std::string unum(uint64_t v) {
+    return std::to_string(v);
+}
+
+std::string kvsJson(const std::vector<KeyValue>& kvs) {
+    std::string out = "[";
+    for (size_t i = 0; i < kvs.size(); ++i)
+        out += (i ? "," : "") + toJson(kvs[i]);
+    return out + "]";
+}
+}  // namespace
+
+std::string jsonString(const std::string& bytes) {
+    std::string out = "\"";
+    for (unsigned char c : bytes) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        }
+    }
+    return out + "\"";
+}
+
+std::string toJson(const KeyValue& kv) {
+    return "{\"key\":" + jsonString(kv.key) + ",\"value\":" + jsonString(kv.value) +
+           ",\"create_revision\":" + num(kv.createRevision) +
+           ",\"mod_revision\":" + num(kv.modRevision) + ",\"version\":" + num(kv.version) +
+           ",\"lease\":" + num(kv.lease) + "}";
+}
+
+std::string toJson(const RangeResponse& r) {
+    return "{\"revision\":" + num(r.revision) + ",\"kvs\":" + kvsJson(r.kvs) +
+           ",\"more\":" + (r.more ? "true" : "false") + ",\"count\":" + num(r.count) + "}";
+}
+
+std::string toJson(const PutResponse& r) {
+    std::string out = "{\"revision\":" + num(r.revision);
+    if (r.prevKv) out += ",\"prev_kv\":" + toJson(*r.prevKv);
+    return out + "}";
+}
+
+std::string toJson(const DeleteRangeResponse& r) {
+    return "{\"revision\":" + num(r.revision) + ",\"deleted\":" + num(r.deleted) +
+           ",\"prev_kvs\":" + kvsJson(r.prevKvs) + "}";
+}
+
+std::string toJson(const TxnResponse& r) {
+    std::string out = "{\"revision\":" + num(r.revision) +
+                      ",\"succeeded\":" + (r.succeeded ? "true" : "false") + ",\"responses\":[";
+    for (size_t i = 0; i < r.responses.size(); ++i) {
+        out += i ? "," : "";
+        std::visit(
+            [&](const auto& resp) {
+                using T = std::decay_t<decltype(resp)>;
+                if constexpr (std::is_same_v<T, RangeResponse>) {
+                    out += "{\"range\":" + toJson(resp) + "}";
+                } else if constexpr (std::is_same_v<T, PutResponse>) {
+                    out += "{\"put\":" + toJson(resp) + "}";
+                } else if constexpr (std::is_same_v<T, DeleteRangeResponse>) {
+                    out += "{\"delete_range\":" + toJson(resp) + "}";
+                } else {
+                    out += "{\"txn\":" + toJson(resp) + "}";
+                }
+            },
+            r.responses[i].op);
+    }
+    return out + "]}";
+}
+
+std::string toJson(const Event& e) {
+    std::string out = std::string("{\"type\":\"") +
+                      (e.type == Event::Type::Put ? "PUT" : "DELETE") + "\",\"kv\":" + toJson(e.kv);
+    if (e.prevKv) out += ",\"prev_kv\":" + toJson(*e.prevKv);
+    return out + "}";
+}
+
+std::string toJson(const MemberStatus& s) {
+    return "{\"endpoint\":" + jsonString(s.endpoint) + ",\"cluster_id\":" + unum(s.clusterId) +
+           ",\"member_id\":" + unum(s.memberId) + ",\"leader\":" + unum(s.leader) +
+           ",\"raft_term\":" + unum(s.raftTerm) + ",\"revision\":" + num(s.revision) +
+           ",\"compacted_revision\":" + num(s.compactedRevision) +
+           ",\"applied_index\":" + unum(s.appliedIndex) + ",\"db_size\":" + unum(s.dbSizeBytes) +
+           ",\"watchers\":" + unum(s.watchers) + ",\"version\":" + jsonString(s.version) + "}";
+}
+
+void printSimple(const KeyValue& kv, bool withValue) {
+    std::fwrite(kv.key.data(), 1, kv.key.size(), stdout);
+    std::fputc('\n', stdout);
+    if (withValue) {
+        std::fwrite(kv.value.data(), 1, kv.value.size(), stdout);
+        std::fputc('\n', stdout);
+    }
+}
+
+void printSimple(const Event& e, bool withPrevKv) {
+    std::printf("%s\n", e.type == Event::Type::Put ? "PUT" : "DELETE");
+    if (withPrevKv && e.prevKv) printSimple(*e.prevKv, true);
+    printSimple(e.kv, e.type == Event::Type::Put);
+}
+
+void printSimple(const TxnResponse& r) {
+    std::printf("%s\n", r.succeeded ? "SUCCESS" : "FAILURE");
+    for (const auto& op : r.responses) {
+        std::printf("\n");
+        std::visit(
+            [](const auto& resp) {
+                using T = std::decay_t<decltype(resp)>;
+                if constexpr (std::is_same_v<T, RangeResponse>) {
+                    for (const auto& kv : resp.kvs)
+                        printSimple(kv, true);
+                } else if constexpr (std::is_same_v<T, PutResponse>) {
+                    std::printf("OK\n");
+                } else if constexpr (std::is_same_v<T, DeleteRangeResponse>) {
+                    std::printf("%lld\n", static_cast<long long>(resp.deleted));
+                } else {
+                    printSimple(resp);
+                }
+            },
+            op.op);
+    }
+}
+
+void printSimple(const MemberStatus& s) {
+    std::printf(
+        "%s, member %llx, leader %llx, term %llu, revision %lld, applied index %llu, "
+        "db %.1f MiB, watchers %llu, version %s\n",
+        s.endpoint.c_str(), static_cast<unsigned long long>(s.memberId),
+        static_cast<unsigned long long>(s.leader), static_cast<unsigned long long>(s.raftTerm),
+        static_cast<long long>(s.revision), static_cast<unsigned long long>(s.appliedIndex),
+        static_cast<double>(s.dbSizeBytes) / (1 << 20), static_cast<unsigned long long>(s.watchers),
+        s.version.c_str());
+}
+
+}  // namespace coord::cli

@@ -1,0 +1,31 @@
+// What coordctl prints: the simple form (etcdctl's: key and value on their own lines) and JSON
+// (one object per line; keys and values as JSON strings, bytes that are not printable ASCII
+// escaped as \u00XX).
+#pragma once
+
+#include <string>
+
+#include "rpc/client.h"
+
+namespace coord::cli {
+
+std::string jsonString(const std::string& bytes);
+std::string toJson(const KeyValue& kv);
+std::string toJson(const RangeResponse& r);
+std::string toJson(const PutResponse& r);
+std::string toJson(const DeleteRangeResponse& r);
+std::string toJson(const TxnResponse& r);
+std::string toJson(const Event& e);
+std::string toJson(const MemberStatus& s);
+
+template <typename T>
+void printJson(const T& value) {
+    std::printf("%s\n", toJson(value).c_str());
+}
+
+void printSimple(const KeyValue& kv, bool withValue);
+void printSimple(const Event& e, bool withPrevKv);
+void printSimple(const TxnResponse& r);
+void printSimple(const MemberStatus& s);
+
+}  // namespace coord::cli
