@@ -1,0 +1,401 @@
+#include "recipes/detail.h"
+
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <random>
+
+namespace coord {
+
+std::string RecipeError::describe() const {
+    switch (kind) {
+        case Kind::Timeout:
+            return "timed out: " + message;
+        case Kind::Canceled:
+            return "canceled: " + message;
+        case Kind::SessionLost:
+            return "session lost: " + message;
+        case Kind::NotHeld:
+            return "not held: " + message;
+        case Kind::Busy:
+            return "busy: " + message;
+        case Kind::Client:
+            return client.describe();
+    }
+    return message;
+}
+
+namespace detail {
+
+std::string ownKey(const std::string& prefix, int64_t lease) {
+    static std::mutex mu;
+    static std::mt19937_64 rng(std::random_device{}());
+    uint64_t nonce;
+    {
+        std::lock_guard lock(mu);
+        nonce = rng();
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "/%016llx_%016llx", static_cast<unsigned long long>(lease),
+                  static_cast<unsigned long long>(nonce));
+    return prefix + buf;
+}
+
+Deadline callDeadline(const Client& client, Deadline overall) {
+    auto bounded = Clock::now() + client.options().requestTimeout;
+    return std::min(bounded, overall);
+}
+
+RecipeError clientError(const Error& e) {
+    return RecipeError{RecipeError::Kind::Client, e.describe(), e};
+}
+
+RecipeError timeoutError(const std::string& what) {
+    return RecipeError{RecipeError::Kind::Timeout, what, {}};
+}
+
+std::optional<RecipeError> WaitContext::interrupted() const {
+    if (cancel && cancel->canceled(token)) {
+        return RecipeError{RecipeError::Kind::Canceled, "canceled by another thread", {}};
+    }
+    if (session && session->isLost()) {
+        return RecipeError{RecipeError::Kind::SessionLost,
+                           "lease " + std::to_string(session->lease()) + " is gone",
+                           {}};
+    }
+    if (Clock::now() >= deadline) return timeoutError("deadline passed");
+    return std::nullopt;
+}
+
+RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
+                              const std::function<bool(const Event&)>& accept,
+                              const WaitContext& ctx) {
+    struct State {
+        std::mutex mu;
+        std::condition_variable cv;
+        bool hit = false;
+        std::optional<Error> error;
+    };
+    auto st = std::make_shared<State>();
+    WatchCallbacks cb;
+    cb.onEvents = [st, accept](std::span<const Event> events, int64_t) {
+        for (const auto& e : events) {
+            if (accept(e)) {
+                std::lock_guard lock(st->mu);
+                st->hit = true;
+                st->cv.notify_all();
+                return;
+            }
+        }
+    };
+    cb.onError = [st](const Error& e) {
+        std::lock_guard lock(st->mu);
+        st->error = e;
+        st->cv.notify_all();
+    };
+    auto handle = client.watch(request, cb);
+    if (!handle) return fail(clientError(Error{Error::Kind::Canceled, {}, "client closed", 0}));
+    // Cancellation and session loss are polled; events wake the wait at once.
+    constexpr auto kPoll = std::chrono::milliseconds(20);
+    std::unique_lock lock(st->mu);
+    for (;;) {
+        if (st->hit) return Ok{};
+        if (st->error) {
+            if (st->error->is(kv::ErrorCode::Compacted)) return Ok{};  // re-check from now
+            return fail(clientError(*st->error));
+        }
+        if (auto stop = ctx.interrupted()) return fail(*stop);
+        st->cv.wait_until(lock, std::min(ctx.deadline, Clock::now() + kPoll));
+    }
+}
+
+RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t myRev,
+                               const std::string& blockKey, const std::string& blockEnd,
+                               int64_t slots, bool ownInRange, const WaitContext& ctx, bool wait) {
+    for (;;) {
+        std::vector<KeyValue> blockers;
+        int64_t at = 0;
+        RangeRequest q;
+        q.key = blockKey;
+        q.rangeEnd = blockEnd;
+        q.sortOrder = kv::SortOrder::Descend;
+        q.sortTarget = kv::SortTarget::Create;
+        q.keysOnly = true;
+        bool ownMissing = false;
+        if (ownInRange) {
+            // One read: my key and the (slots) keys created just before it.
+            q.maxCreateRevision = myRev;
+            q.limit = slots + 1;
+            auto r = retry<RangeResponse>(client, ctx,
+                                          [&](Deadline d) { return client.range(q, false, d); });
+            if (!r.ok()) return fail(r.error());
+            at = r->revision;
+            if (r->kvs.empty() || r->kvs.front().key != myKey) {
+                ownMissing = true;
+            } else {
+                blockers.assign(r->kvs.begin() + 1, r->kvs.end());
+            }
+        } else {
+            RangeRequest own;
+            own.key = myKey;
+            own.keysOnly = true;
+            auto o = retry<RangeResponse>(client, ctx,
+                                          [&](Deadline d) { return client.range(own, false, d); });
+            if (!o.ok()) return fail(o.error());
+            at = o->revision;
+            ownMissing = o->kvs.empty();
+            if (!ownMissing) {
+                q.maxCreateRevision = myRev - 1;
+                q.limit = slots;
+                q.revision = at;  // the same snapshot as the read of my key
+                auto r = retry<RangeResponse>(
+                    client, ctx, [&](Deadline d) { return client.range(q, false, d); });
+                if (!r.ok()) return fail(r.error());
+                blockers = std::move(r->kvs);
+            }
+        }
+        if (ownMissing) {
+            if (ctx.session && ctx.session->isLost()) {
+                return fail(RecipeError{RecipeError::Kind::SessionLost,
+                                        "the waiter key " + myKey + " expired with its lease",
+                                        {}});
+            }
+            return fail(RecipeError{
+                RecipeError::Kind::NotHeld, "the waiter key " + myKey + " was deleted", {}});
+        }
+        if (static_cast<int64_t>(blockers.size()) < slots) return at;
+        if (!wait) return fail(RecipeError{RecipeError::Kind::Busy, "held by another", {}});
+
+        // Wait for a blocker to go: with one slot, only the immediate predecessor matters (no
+        // herd); with several, any deletion in the range may free a slot.
+        WatchRequest w;
+        w.startRevision = at + 1;
+        w.noPut = true;
+        if (slots == 1) {
+            w.key = blockers.front().key;
+        } else {
+            w.key = blockKey;
+            w.rangeEnd = blockEnd;
+        }
+        auto waited = waitForEvent(
+            client, w, [](const Event&) { return true; }, ctx);
+        if (!waited.ok()) return fail(waited.error());
+    }
+}
+
+RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev) {
+    TxnRequest t;
+    Compare c;
+    c.key = key;
+    c.target = Compare::Target::Create;
+    c.op = Compare::Op::Equal;
+    c.number = createRev;
+    t.compare.push_back(c);
+    DeleteRangeRequest d;
+    d.key = key;
+    t.success.push_back(RequestOp{d});
+    WaitContext ctx;
+    ctx.deadline = Clock::now() + client.options().requestTimeout;
+    auto r = retry<TxnResponse>(client, ctx, [&](Deadline dl) { return client.txn(t, dl); });
+    if (!r.ok()) return fail(r.error());
+    return Ok{};
+}
+
+RecipeResult<std::pair<int64_t, bool>> createIfAbsent(Client& client, const std::string& key,
+                                                      const std::string& value, int64_t lease,
+                                                      const WaitContext& ctx) {
+    TxnRequest t;
+    Compare c;
+    c.key = key;
+    c.target = Compare::Target::Create;
+    c.op = Compare::Op::Equal;
+    c.number = 0;
+    t.compare.push_back(c);
+    PutRequest p;
+    p.key = key;
+    p.value = value;
+    p.lease = lease;
+    t.success.push_back(RequestOp{p});
+    RangeRequest g;
+    g.key = key;
+    t.failure.push_back(RequestOp{g});
+    auto r = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
+    if (!r.ok()) return fail(r.error());
+    if (r->succeeded) return std::pair<int64_t, bool>{r->revision, true};
+    const auto& got = std::get<RangeResponse>(r->responses.front().op);
+    if (got.kvs.empty()) {
+        // Deleted between the compare and... cannot happen inside one txn; be explicit anyway.
+        return fail(RecipeError{RecipeError::Kind::NotHeld, "key vanished: " + key, {}});
+    }
+    return std::pair<int64_t, bool>{got.kvs.front().createRevision, false};
+}
+
+// ---- Holder ----
+
+struct Holder::State {
+    std::mutex mu;
+    bool held = false;
+    bool lost = false;
+    int64_t revision = 0;
+    uint64_t epoch = 0;  // one per acquisition: stale loss reports are ignored
+    std::vector<std::function<void(const RecipeError&)>> callbacks;
+    std::unique_ptr<Handle> ownerWatch;
+
+    void markLost(uint64_t forEpoch, const RecipeError& why) {
+        std::vector<std::function<void(const RecipeError&)>> cbs;
+        {
+            std::lock_guard lock(mu);
+            if (!held || lost || forEpoch != epoch) return;
+            lost = true;
+            cbs = callbacks;
+        }
+        for (auto& cb : cbs)
+            cb(why);
+    }
+};
+
+Holder::Holder(Session& session, std::string keyPrefix)
+    : session_(session), key_(ownKey(keyPrefix, session.lease())), st_(std::make_shared<State>()) {
+    std::weak_ptr<State> weak = st_;
+    session.onLost([weak](const Error& e) {
+        if (auto st = weak.lock()) {
+            uint64_t epoch;
+            {
+                std::lock_guard lock(st->mu);
+                epoch = st->epoch;
+            }
+            st->markLost(epoch, RecipeError{RecipeError::Kind::SessionLost, e.describe(), e});
+        }
+    });
+}
+
+Holder::~Holder() {
+    std::unique_ptr<Handle> watch;
+    {
+        std::lock_guard lock(st_->mu);
+        watch = std::move(st_->ownerWatch);
+    }
+}
+
+bool Holder::isHeld() const {
+    std::lock_guard lock(st_->mu);
+    return st_->held && !st_->lost && !session_.isLost();
+}
+
+int64_t Holder::revision() const {
+    std::lock_guard lock(st_->mu);
+    return st_->held ? st_->revision : 0;
+}
+
+Compare Holder::ownerCompare() const {
+    Compare c;
+    c.key = key_;
+    c.target = Compare::Target::Create;
+    c.op = Compare::Op::Equal;
+    c.number = revision();
+    if (c.number == 0) c.number = -1;  // never matches: not held
+    return c;
+}
+
+void Holder::onLost(std::function<void(const RecipeError&)> callback) {
+    std::lock_guard lock(st_->mu);
+    st_->callbacks.push_back(std::move(callback));
+}
+
+RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Deadline deadline,
+                                 bool wait) {
+    {
+        std::lock_guard lock(st_->mu);
+        if (st_->held) {
+            return fail(RecipeError{RecipeError::Kind::Busy, "already held by this object", {}});
+        }
+    }
+    WaitContext ctx{&session_, &cancel_, cancel_.token(), deadline};
+    if (auto stop = ctx.interrupted(); stop && stop->kind == RecipeError::Kind::SessionLost) {
+        return fail(*stop);
+    }
+    Client& client = session_.client();
+    auto created = createIfAbsent(client, key_, value, session_.lease(), ctx);
+    if (!created.ok()) return fail(created.error());
+    int64_t myRev = created->first;
+    auto turn_ = waitTurn(client, key_, myRev, turn.blockKey, turn.blockEnd, turn.slots,
+                          turn.ownInRange, ctx, wait);
+    if (!turn_.ok()) {
+        // Gave up (deadline, cancel, busy) or lost: never leave a key that blocks others.
+        if (turn_.error().kind != RecipeError::Kind::SessionLost)
+            (void)deleteOwned(client, key_, myRev);
+        return fail(turn_.error());
+    }
+    uint64_t epoch;
+    {
+        std::lock_guard lock(st_->mu);
+        st_->held = true;
+        st_->lost = false;
+        st_->revision = myRev;
+        epoch = ++st_->epoch;
+    }
+    // Ownership ends if the key goes (revoked lease, deleted by an operator).
+    WatchRequest w;
+    w.key = key_;
+    w.startRevision = *turn_ + 1;
+    w.noPut = true;
+    WatchCallbacks cb;
+    std::weak_ptr<State> weak = st_;
+    std::string key = key_;
+    cb.onEvents = [weak, epoch, key](std::span<const Event>, int64_t) {
+        if (auto st = weak.lock()) {
+            st->markLost(epoch, RecipeError{RecipeError::Kind::NotHeld, key + " was deleted", {}});
+        }
+    };
+    auto handle = client.watch(w, cb);
+    std::unique_ptr<Handle> old;
+    {
+        std::lock_guard lock(st_->mu);
+        old = std::move(st_->ownerWatch);
+        st_->ownerWatch = std::move(handle);
+    }
+    if (session_.isLost()) {
+        st_->markLost(epoch, RecipeError{RecipeError::Kind::SessionLost, "session lost", {}});
+    }
+    return Ok{};
+}
+
+RecipeResult<Ok> Holder::release(Deadline deadline) {
+    int64_t rev;
+    std::unique_ptr<Handle> watch;
+    {
+        std::lock_guard lock(st_->mu);
+        if (!st_->held) return fail(RecipeError{RecipeError::Kind::NotHeld, "not held", {}});
+        st_->held = false;
+        rev = st_->revision;
+        st_->revision = 0;
+        ++st_->epoch;
+        watch = std::move(st_->ownerWatch);
+    }
+    watch.reset();
+    (void)deadline;
+    return deleteOwned(session_.client(), key_, rev);
+}
+
+RecipeResult<Ok> Holder::update(const std::string& value, Deadline deadline) {
+    int64_t rev = revision();
+    if (rev == 0 || !isHeld()) return fail(RecipeError{RecipeError::Kind::NotHeld, "not held", {}});
+    TxnRequest t;
+    t.compare.push_back(ownerCompare());
+    PutRequest p;
+    p.key = key_;
+    p.value = value;
+    p.lease = session_.lease();
+    t.success.push_back(RequestOp{p});
+    WaitContext ctx{&session_, nullptr, 0, deadline};
+    auto r = retry<TxnResponse>(session_.client(), ctx,
+                                [&](Deadline d) { return session_.client().txn(t, d); });
+    if (!r.ok()) return fail(r.error());
+    if (!r->succeeded) {
+        return fail(RecipeError{RecipeError::Kind::NotHeld, key_ + " is no longer ours", {}});
+    }
+    return Ok{};
+}
+
+}  // namespace detail
+}  // namespace coord

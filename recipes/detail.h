@@ -1,0 +1,131 @@
+// Shared machinery of the recipes: unique key names, bounded per-call deadlines, retries of
+// calls whose outcome does not matter twice, and the wait for a watched event that also ends on
+// a deadline, a cancel() from another thread or the loss of the session.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "recipes/errors.h"
+#include "recipes/session.h"
+#include "rpc/client.h"
+
+namespace coord::detail {
+
+inline constexpr Deadline kForever = Deadline::max();
+
+// "<prefix>/<lease hex>_<nonce hex>": unique per recipe object, so two objects on one session
+// never share (and never release each other's) key.
+std::string ownKey(const std::string& prefix, int64_t lease);
+
+// The deadline of one client call inside a longer wait.
+Deadline callDeadline(const Client& client, Deadline overall);
+
+RecipeError clientError(const Error& e);
+RecipeError timeoutError(const std::string& what);
+
+// cancel() from any thread ends the blocking calls that started before it.
+class CancelPoint {
+  public:
+    uint64_t token() const { return generation_.load(); }
+    bool canceled(uint64_t token) const { return generation_.load() != token; }
+    void cancel() { generation_.fetch_add(1); }
+
+  private:
+    std::atomic<uint64_t> generation_{0};
+};
+
+struct WaitContext {
+    const Session* session = nullptr;
+    const CancelPoint* cancel = nullptr;
+    uint64_t token = 0;
+    Deadline deadline = kForever;
+
+    // Why the wait must stop now, if it must.
+    std::optional<RecipeError> interrupted() const;
+};
+
+// Runs `call` (returning Expected<T>) until it gives a result that is not Unavailable/Unknown,
+// backing off between tries, until the context stops it. Only for calls that are safe to repeat.
+template <typename T>
+RecipeResult<T> retry(const Client& client, const WaitContext& ctx,
+                      const std::function<Expected<T>(Deadline)>& call) {
+    auto pause = std::chrono::milliseconds(10);
+    for (;;) {
+        if (auto stop = ctx.interrupted()) return fail(*stop);
+        auto r = call(callDeadline(client, ctx.deadline));
+        if (r.ok()) return std::move(r).value();
+        if (r.error().kind == Error::Kind::Store || r.error().kind == Error::Kind::Canceled) {
+            return fail(clientError(r.error()));
+        }
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(500));
+    }
+}
+
+// Blocks until an event of `request` satisfies `accept`, or the context stops the wait. A watch
+// refused because its start revision was compacted counts as an event (the caller re-checks).
+RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
+                              const std::function<bool(const Event&)>& accept,
+                              const WaitContext& ctx);
+
+// The common wait of locks, semaphores and elections: the waiter's key `myKey` was created at
+// `myRev`; it holds its turn when fewer than `slots` keys in [blockKey, blockEnd) were created
+// before it. `ownInRange` says whether myKey itself lies in that range. Returns the revision
+// at which the turn was confirmed. Fails with SessionLost (or NotHeld) when myKey disappears, and
+// with Busy when the turn is not there yet and `wait` is false.
+RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t myRev,
+                               const std::string& blockKey, const std::string& blockEnd,
+                               int64_t slots, bool ownInRange, const WaitContext& ctx,
+                               bool wait = true);
+
+// Deletes `key` if it still has create revision `createRev`, retrying (for up to the client's
+// request timeout beyond `ctx`) so a waiter that gives up never leaves its key behind.
+RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev);
+
+// Creates `key` with `value` on `lease` unless it exists; returns (its create revision, whether
+// this call created it). Repeating it after an unknown outcome is safe.
+RecipeResult<std::pair<int64_t, bool>> createIfAbsent(Client& client, const std::string& key,
+                                                      const std::string& value, int64_t lease,
+                                                      const WaitContext& ctx);
+
+// One waiter/holder key of a lock, semaphore slot or candidacy, attached to a session: acquire
+// (create the key, wait for the turn), release (guarded delete), and loss tracking — the key
+// deleted, or the session lost — with callbacks. Thread-safe.
+class Holder {
+  public:
+    Holder(Session& session, std::string keyPrefix);
+    ~Holder();
+    Holder(const Holder&) = delete;
+    Holder& operator=(const Holder&) = delete;
+
+    struct Turn {
+        std::string blockKey, blockEnd;  // the keys that go first
+        int64_t slots = 1;
+        bool ownInRange = true;
+    };
+    RecipeResult<Ok> acquire(const std::string& value, const Turn& turn, Deadline deadline,
+                             bool wait);
+    RecipeResult<Ok> release(Deadline deadline);
+    // Replaces the value while held (guarded by the create revision).
+    RecipeResult<Ok> update(const std::string& value, Deadline deadline);
+
+    bool isHeld() const;
+    int64_t revision() const;  // the key's create revision while held, else 0
+    const std::string& key() const { return key_; }
+    Compare ownerCompare() const;
+    void onLost(std::function<void(const RecipeError&)> callback);
+    void cancel() { cancel_.cancel(); }
+    Session& session() const { return session_; }
+
+  private:
+    struct State;
+    Session& session_;
+    std::string key_;
+    CancelPoint cancel_;
+    std::shared_ptr<State> st_;
+};
+
+}  // namespace coord::detail

@@ -1,0 +1,75 @@
+// Work queues.
+//
+// Queue: items are keys `<prefix>/items/<name>` (a unique name unless given), taken in the order
+// of their create revisions (FIFO). dequeue() claims the oldest item with one txn that deletes it
+// only if unchanged, and records the claim in `<prefix>/claims/<consumer>` in the same txn, so
+// each item goes to exactly one consumer — even when the claim's reply is lost and the consumer
+// has to find out whether its claim was applied. An empty queue blocks dequeue() until an item
+// arrives or the deadline passes.
+//
+// ConditionQueue: the same items, released only while the condition at `<prefix>/condition`
+// holds. The condition is re-checked inside every claim txn, so no item is taken while it is
+// false. Conditions (set by a controller with setCondition):
+//   count >= N      at least N items were ever enqueued (the counter `<prefix>/count`)
+//   exists NAME     the key `<prefix>/NAME` exists (e.g. `exists items/job-7`, `exists go`)
+//   equals NAME V   the key `<prefix>/NAME` holds the value V
+// No condition key means "closed".
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "recipes/detail.h"
+
+namespace coord {
+
+class Queue {
+  public:
+    Queue(Client& client, std::string prefix);
+    virtual ~Queue();
+
+    // Adds an item; returns its key. `name` must be unique among queued items when given.
+    RecipeResult<std::string> enqueue(const std::string& value, const std::string& name = "");
+    // Takes the oldest item, waiting up to `deadline` for one.
+    RecipeResult<KeyValue> dequeue(Deadline deadline = detail::kForever);
+    void cancel() { cancel_.cancel(); }
+    const std::string& prefix() const { return prefix_; }
+
+  protected:
+    // Extra compares a claim must pass (none for a plain queue) and the keys to watch while
+    // waiting; false: closed now (wait for a change).
+    virtual bool releaseCompares(std::vector<Compare>& compares, int64_t& readRevision,
+                                 const detail::WaitContext& ctx);
+    virtual bool countsEnqueues() const { return false; }
+
+    Client& client_;
+    std::string prefix_;
+    std::string items_;
+    std::string claimKey_;
+    detail::CancelPoint cancel_;
+};
+
+struct QueueCondition {
+    enum class Kind { CountAtLeast, Exists, Equals } kind = Kind::CountAtLeast;
+    int64_t count = 0;
+    std::string name;   // relative to the queue's prefix
+    std::string value;  // for Equals
+
+    std::string encode() const;
+    static std::optional<QueueCondition> parse(const std::string& text);
+};
+
+class ConditionQueue : public Queue {
+  public:
+    ConditionQueue(Client& client, std::string prefix);
+
+    RecipeResult<Ok> setCondition(const QueueCondition& condition, Deadline deadline = {});
+    RecipeResult<Ok> clearCondition(Deadline deadline = {});
+
+  protected:
+    bool releaseCompares(std::vector<Compare>& compares, int64_t& readRevision,
+                         const detail::WaitContext& ctx) override;
+    bool countsEnqueues() const override { return true; }
+};
+
+}  // namespace coord

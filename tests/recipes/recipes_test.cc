@@ -1,0 +1,442 @@
+// The recipes against a real 3-member coordd cluster: mutual exclusion, fencing, FIFO order,
+// clean give-up paths, loss; RW and semaphore; election and lossless observe; barriers; queues.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+
+#include "recipes/barrier.h"
+#include "recipes/election.h"
+#include "recipes/mutex.h"
+#include "recipes/queue.h"
+#include "tests/support/cluster.h"
+
+using namespace coord;
+using namespace std::chrono_literals;
+using coord::test::Cluster;
+
+namespace {
+
+ClientOptions optionsFor(const Cluster& c) {
+    ClientOptions o;
+    o.endpoints = {c.ep(0), c.ep(1), c.ep(2)};
+    o.requestTimeout = 10s;
+    return o;
+}
+
+int64_t countKeys(Client& client, const std::string& prefix) {
+    RangeRequest q;
+    q.key = prefix;
+    q.rangeEnd = kv::prefixEnd(prefix);
+    q.countOnly = true;
+    auto r = client.range(q);
+    REQUIRE(r.ok());
+    return r->count;
+}
+
+// Polls `done` for up to `timeout`.
+template <typename Fn>
+bool eventually(Fn done, std::chrono::milliseconds timeout = 10s) {
+    auto until = Clock::now() + timeout;
+    while (Clock::now() < until) {
+        if (done()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return done();
+}
+
+}  // namespace
+
+TEST_CASE("a mutex excludes across clients and its fencing tokens increase", "[recipes][mutex]") {
+    Cluster c;
+    constexpr int kThreads = 6, kRounds = 10;
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 2; ++i)
+        clients.push_back(std::make_unique<Client>(optionsFor(c)));
+    REQUIRE(clients[0]->put("counter", "0").ok());
+
+    std::mutex tokensMu;
+    std::vector<int64_t> tokens;
+    std::atomic<int> inside{0}, overlaps{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            Client& client = *clients[t % 2];
+            Session session(client, {5});
+            Mutex m(session, "locks/counter");
+            for (int i = 0; i < kRounds; ++i) {
+                std::lock_guard guard(m);
+                if (inside.fetch_add(1) != 0) ++overlaps;
+                {
+                    std::lock_guard lock(tokensMu);
+                    tokens.push_back(m.fencingToken());
+                }
+                // A read-modify-write that only mutual exclusion keeps exact.
+                auto got = client.get("counter");
+                int n = std::stoi((*got)->value);
+                TxnRequest t2;
+                t2.compare.push_back(m.ownerCompare());
+                PutRequest p;
+                p.key = "counter";
+                p.value = std::to_string(n + 1);
+                t2.success.push_back(RequestOp{p});
+                auto w = client.txn(t2);
+                REQUIRE(w.ok());
+                REQUIRE(w->succeeded);
+                inside.fetch_sub(1);
+            }
+        });
+    }
+    for (auto& th : threads)
+        th.join();
+    CHECK(overlaps == 0);
+    auto final = clients[0]->get("counter");
+    REQUIRE(final.ok());
+    CHECK((*final)->value == std::to_string(kThreads * kRounds));
+    for (size_t i = 1; i < tokens.size(); ++i)
+        CHECK(tokens[i] > tokens[i - 1]);
+    CHECK(countKeys(*clients[0], "locks/counter/") == 0);
+}
+
+TEST_CASE("a holder whose session is lost is fenced off and told so", "[recipes][mutex]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session a(client, {30});
+    Session b(client, {30});
+    Mutex ma(a, "locks/f");
+    Mutex mb(b, "locks/f");
+    std::atomic<bool> told{false};
+    ma.onLost([&](const RecipeError&) { told = true; });
+    REQUIRE(ma.acquire().ok());
+    auto staleGuard = ma.ownerCompare();
+    int64_t firstToken = ma.fencingToken();
+
+    // The lease goes behind the holder's back (as after a long pause or a partition).
+    REQUIRE(client.leaseRevoke(a.lease()).ok());
+    REQUIRE(mb.acquire(Clock::now() + 10s).ok());
+    CHECK(mb.fencingToken() > firstToken);
+    CHECK(eventually([&] { return told.load(); }));
+    CHECK_FALSE(ma.isHeld());
+
+    TxnRequest t;
+    t.compare.push_back(staleGuard);
+    PutRequest p;
+    p.key = "guarded";
+    p.value = "stale write";
+    t.success.push_back(RequestOp{p});
+    auto r = client.txn(t);
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->succeeded);
+    CHECK_FALSE(client.get("guarded")->has_value());
+}
+
+TEST_CASE("mutex waiters acquire in arrival order, and giving up leaves no key",
+          "[recipes][mutex]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session s(client, {30});
+    Mutex holder(s, "locks/q");
+    REQUIRE(holder.acquire().ok());
+
+    // tryLock and a timed wait fail without leaving a key.
+    Mutex other(s, "locks/q");
+    CHECK_FALSE(other.try_lock());
+    CHECK_FALSE(other.try_lock_for(200ms));
+    CHECK(countKeys(client, "locks/q/") == 1);
+
+    // A canceled wait leaves none either.
+    std::thread canceler([&] {
+        std::this_thread::sleep_for(200ms);
+        other.cancel();
+    });
+    auto canceled = other.acquire();
+    canceler.join();
+    REQUIRE_FALSE(canceled.ok());
+    CHECK(canceled.error().kind == RecipeError::Kind::Canceled);
+    CHECK(countKeys(client, "locks/q/") == 1);
+
+    // Three waiters queue one after another and are served in that order.
+    std::mutex orderMu;
+    std::vector<int> order;
+    std::vector<std::unique_ptr<Mutex>> waiters;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i) {
+        waiters.push_back(std::make_unique<Mutex>(s, "locks/q"));
+        threads.emplace_back([&, i] {
+            REQUIRE(waiters[i]->acquire(Clock::now() + 20s).ok());
+            {
+                std::lock_guard lock(orderMu);
+                order.push_back(i);
+            }
+            REQUIRE(waiters[i]->release().ok());
+        });
+        REQUIRE(eventually([&] { return countKeys(client, "locks/q/") == i + 2; }));
+    }
+    REQUIRE(holder.release().ok());
+    for (auto& t : threads)
+        t.join();
+    CHECK(order == std::vector<int>{0, 1, 2});
+    CHECK(countKeys(client, "locks/q/") == 0);
+}
+
+TEST_CASE("rw mutex: readers share, writers exclude, a waiting writer is not starved",
+          "[recipes][rwmutex]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session s(client, {30});
+    RWMutex r1(s, "rw"), r2(s, "rw"), w(s, "rw"), r3(s, "rw");
+    REQUIRE(r1.acquireRead().ok());
+    REQUIRE(r2.acquireRead(Clock::now() + 5s).ok());  // readers share
+    CHECK_FALSE(w.try_lock());                        // a writer does not get in
+
+    std::atomic<bool> writerIn{false}, readerIn{false};
+    std::atomic<bool> writerFirst{false};
+    std::thread writer([&] {
+        REQUIRE(w.acquireWrite(Clock::now() + 20s).ok());
+        writerIn = true;
+        std::this_thread::sleep_for(200ms);
+        writerFirst = !readerIn;
+        REQUIRE(w.releaseWrite().ok());
+    });
+    REQUIRE(eventually([&] { return countKeys(client, "rw/write/") == 1; }));
+    // A reader arriving after the waiting writer queues behind it.
+    std::thread reader([&] {
+        std::shared_lock lock(r3);
+        readerIn = true;
+    });
+    std::this_thread::sleep_for(300ms);
+    CHECK_FALSE(readerIn);
+    CHECK_FALSE(writerIn);
+    REQUIRE(r1.releaseRead().ok());
+    REQUIRE(r2.releaseRead().ok());
+    writer.join();
+    reader.join();
+    CHECK(writerFirst);
+    CHECK(readerIn);
+}
+
+TEST_CASE("a semaphore admits N holders and queues the rest", "[recipes][semaphore]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session s(client, {30});
+    Semaphore a(s, "sem", 2), b(s, "sem", 2), d(s, "sem", 2);
+    REQUIRE(a.acquire().ok());
+    REQUIRE(b.acquire(Clock::now() + 5s).ok());
+    CHECK_FALSE(d.try_lock());
+    std::atomic<bool> got{false};
+    std::thread t([&] {
+        REQUIRE(d.acquire(Clock::now() + 20s).ok());
+        got = true;
+    });
+    std::this_thread::sleep_for(300ms);
+    CHECK_FALSE(got);
+    REQUIRE(a.release().ok());
+    t.join();
+    CHECK(got);
+    CHECK(b.isHeld());
+    CHECK(d.isHeld());
+}
+
+TEST_CASE("election: one leader at a time, and observe sees every change in order",
+          "[recipes][election]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session s1(client, {30}), s2(client, {30});
+    Election e1(s1, "elect/svc"), e2(s2, "elect/svc");
+
+    std::mutex mu;
+    std::vector<LeaderEvent> seen;
+    auto observer = Election::observe(client, "elect/svc", [&](const LeaderEvent& e) {
+        std::lock_guard lock(mu);
+        seen.push_back(e);
+    });
+    REQUIRE(observer);
+
+    REQUIRE(e1.campaign("one").ok());
+    CHECK(e1.isLeader());
+    std::atomic<bool> second{false};
+    std::thread t([&] {
+        REQUIRE(e2.campaign("two", Clock::now() + 20s).ok());
+        second = true;
+    });
+    REQUIRE(e1.proclaim("one-b").ok());
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(second);
+    auto leader = Election::leader(client, "elect/svc");
+    REQUIRE(leader.ok());
+    CHECK(leader->value == "one-b");
+    REQUIRE(e1.resign().ok());
+    t.join();
+    CHECK(e2.isLeader());
+    CHECK(e2.term() > e1.term());
+    auto notLeader = e1.proclaim("late");
+    REQUIRE_FALSE(notLeader.ok());
+    CHECK(notLeader.error().kind == RecipeError::Kind::NotHeld);
+    REQUIRE(e2.resign().ok());
+
+    REQUIRE(eventually([&] {
+        std::lock_guard lock(mu);
+        return !seen.empty() && !seen.back().hasLeader && seen.size() >= 5;
+    }));
+    std::lock_guard lock(mu);
+    // Start (no leader), one, one-b, two, no leader — no change skipped, none repeated.
+    std::vector<std::string> values;
+    for (const auto& e : seen)
+        values.push_back(e.hasLeader ? e.value : "-");
+    CHECK(values == std::vector<std::string>{"-", "one", "one-b", "two", "-"});
+    for (size_t i = 1; i < seen.size(); ++i)
+        CHECK(seen[i].revision > seen[i - 1].revision);
+
+    // Resuming from a revision replays from there.
+    std::vector<std::string> replay;
+    std::mutex rmu;
+    auto again = Election::observe(
+        client, "elect/svc",
+        [&](const LeaderEvent& e) {
+            std::lock_guard l(rmu);
+            replay.push_back(e.hasLeader ? e.value : "-");
+        },
+        seen[2].revision);
+    REQUIRE(eventually([&] {
+        std::lock_guard l(rmu);
+        return replay.size() >= 3;
+    }));
+    std::lock_guard l(rmu);
+    CHECK(replay == std::vector<std::string>{"one", "one-b", "two", "-"});
+}
+
+TEST_CASE("barrier and double barrier", "[recipes][barrier]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Barrier b(client, "barrier/go");
+    REQUIRE(b.hold().ok());
+    CHECK_FALSE(b.hold().ok());  // already held
+    std::atomic<bool> passed{false};
+    std::thread waiter([&] {
+        REQUIRE(b.wait(Clock::now() + 20s).ok());
+        passed = true;
+    });
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(passed);
+    REQUIRE(b.release().ok());
+    waiter.join();
+    CHECK(passed);
+
+    constexpr int kN = 3;
+    Session s(client, {30});
+    std::atomic<int> entered{0}, left{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kN; ++i) {
+        threads.emplace_back([&] {
+            DoubleBarrier d(s, "dbl", kN);
+            REQUIRE(d.enter(Clock::now() + 20s).ok());
+            CHECK(entered.fetch_add(1) < kN);
+            // Nobody passes enter before all have arrived: everyone sees all entered later.
+            REQUIRE(d.leave(Clock::now() + 20s).ok());
+            ++left;
+        });
+        if (i < kN - 1) {
+            std::this_thread::sleep_for(100ms);
+            CHECK(entered == 0);
+        }
+    }
+    for (auto& t : threads)
+        t.join();
+    CHECK(entered == kN);
+    CHECK(left == kN);
+    CHECK(countKeys(client, "dbl/") == 0);
+}
+
+TEST_CASE("queue: every item to exactly one consumer, FIFO per producer", "[recipes][queue]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    constexpr int kProducers = 3, kItems = 20, kConsumers = 3;
+    std::mutex mu;
+    std::vector<std::string> taken;
+    std::vector<std::thread> threads;
+    for (int p = 0; p < kProducers; ++p) {
+        threads.emplace_back([&, p] {
+            Queue q(client, "jobs");
+            for (int i = 0; i < kItems; ++i)
+                REQUIRE(q.enqueue(std::to_string(p) + ":" + std::to_string(i)).ok());
+        });
+    }
+    for (int k = 0; k < kConsumers; ++k) {
+        threads.emplace_back([&] {
+            Queue q(client, "jobs");
+            for (;;) {
+                auto item = q.dequeue(Clock::now() + 2s);
+                if (!item.ok()) {
+                    REQUIRE(item.error().kind == RecipeError::Kind::Timeout);
+                    return;
+                }
+                std::lock_guard lock(mu);
+                taken.push_back(item->value);
+            }
+        });
+    }
+    for (auto& t : threads)
+        t.join();
+    REQUIRE(taken.size() == kProducers * kItems);
+    std::set<std::string> unique(taken.begin(), taken.end());
+    CHECK(unique.size() == taken.size());
+    // Per producer, items were taken in the order they were enqueued (by claim order, which
+    // follows the queue's create-revision order).
+    std::vector<int> next(kProducers, 0);
+    for (const auto& v : taken) {
+        int p = std::stoi(v.substr(0, v.find(':')));
+        int i = std::stoi(v.substr(v.find(':') + 1));
+        CHECK(i == next[p]);
+        next[p] = i + 1;
+    }
+}
+
+TEST_CASE("condition queue releases nothing before its condition and everything after",
+          "[recipes][queue]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    ConditionQueue q(client, "cq");
+    for (int i = 0; i < 4; ++i)
+        REQUIRE(q.enqueue("item" + std::to_string(i)).ok());
+    // No condition: closed.
+    auto closed = q.dequeue(Clock::now() + 300ms);
+    REQUIRE_FALSE(closed.ok());
+    CHECK(closed.error().kind == RecipeError::Kind::Timeout);
+
+    QueueCondition five;
+    five.kind = QueueCondition::Kind::CountAtLeast;
+    five.count = 5;
+    REQUIRE(q.setCondition(five).ok());
+    CHECK_FALSE(q.dequeue(Clock::now() + 300ms).ok());  // 4 of 5
+
+    // A consumer blocked on the condition is released when the fifth item arrives.
+    std::vector<std::string> got;
+    std::thread consumer([&] {
+        for (int i = 0; i < 5; ++i) {
+            auto item = q.dequeue(Clock::now() + 20s);
+            REQUIRE(item.ok());
+            got.push_back(item->value);
+        }
+    });
+    std::this_thread::sleep_for(200ms);
+    CHECK(got.empty());
+    REQUIRE(q.enqueue("item4").ok());
+    consumer.join();
+    CHECK(got == std::vector<std::string>{"item0", "item1", "item2", "item3", "item4"});
+
+    // A flag set by a controller.
+    QueueCondition flag;
+    flag.kind = QueueCondition::Kind::Equals;
+    flag.name = "flag";
+    flag.value = "open";
+    REQUIRE(q.setCondition(flag).ok());
+    REQUIRE(q.enqueue("late").ok());
+    CHECK_FALSE(q.dequeue(Clock::now() + 300ms).ok());
+    REQUIRE(client.put("cq/flag", "open").ok());
+    auto late = q.dequeue(Clock::now() + 5s);
+    REQUIRE(late.ok());
+    CHECK(late->value == "late");
+}
