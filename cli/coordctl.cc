@@ -10,10 +10,16 @@
 //   compaction REV
 //   lease grant TTL | revoke ID | keep-alive ID [--once] | timetolive ID [--keys] | list
 //   endpoint status | health
+//   lock NAME [--ttl S] [--timeout MS] [-- CMD ARGS...]
+//   elect NAME VALUE | elect --listen NAME
+//   queue push NAME VALUE | queue pop NAME [--timeout MS]
+//   barrier hold|release|wait NAME
 //
 // Exit codes: 0 success (a txn whose compares failed prints FAILURE and still exits 0); 1 the
 // store refused the request (the message says why); 2 unreadable input (txn); 3 no member could
-// answer, or a write's outcome is unknown (the message says which); 105+ bad usage (CLI11).
+// answer, or a write's outcome is unknown (the message says which); 4 a lock or leadership was
+// lost while held (lock -- CMD: the command's process group was killed); 5 --timeout passed
+// while waiting; 105+ bad usage (CLI11). lock -- CMD otherwise exits with CMD's status.
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -28,6 +34,7 @@
 #include <thread>
 
 #include "cli/output.h"
+#include "cli/recipe_verbs.h"
 #include "cli/txn_parser.h"
 #include "rpc/client.h"
 
@@ -52,18 +59,6 @@ std::vector<std::string> splitEndpoints(const std::string& list) {
 int report(const Error& e) {
     std::fprintf(stderr, "coordctl: %s\n", e.describe().c_str());
     return e.kind == Error::Kind::Store ? kRefused : kUnavailable;
-}
-
-std::atomic<bool> interrupted{false};
-
-void waitForSignal() {
-    static std::mutex mu;
-    static std::condition_variable cv;
-    std::signal(SIGINT, [](int) { interrupted = true; });
-    std::signal(SIGTERM, [](int) { interrupted = true; });
-    std::unique_lock lock(mu);
-    while (!interrupted)
-        cv.wait_for(lock, std::chrono::milliseconds(50));
 }
 
 }  // namespace
@@ -154,6 +149,67 @@ int main(int argc, char** argv) {
     auto* health = endpoint->add_subcommand(
         "health", "whether each member serves a linearizable read within --command-timeout");
 
+    LockArgs lockArgs;
+    auto* lockCmd = app.add_subcommand(
+        "lock", "acquire a lock; hold it until interrupted, or while running -- CMD ARGS...");
+    lockCmd->add_option("name", lockArgs.name, "the lock's key prefix")->required();
+    lockCmd->add_option("command", lockArgs.command,
+                        "run this (after --) while holding the lock, in its own process group, "
+                        "with COORD_LOCK_KEY and COORD_FENCING_TOKEN set");
+    lockCmd->add_option("--ttl", lockArgs.ttlSeconds, "session TTL in seconds")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    lockCmd
+        ->add_option("--timeout", lockArgs.timeoutMs,
+                     "milliseconds to wait for the lock (0: forever); exit 5 when it passes")
+        ->check(CLI::NonNegativeNumber);
+    lockCmd
+        ->add_option("--kill-grace", lockArgs.graceMs,
+                     "milliseconds between SIGTERM and SIGKILL when the lock is lost")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+
+    ElectArgs electArgs;
+    auto* electCmd = app.add_subcommand(
+        "elect", "campaign with VALUE and hold leadership until interrupted; or --listen");
+    electCmd->add_option("name", electArgs.name, "the election's key prefix")->required();
+    electCmd->add_option("value", electArgs.value, "this candidate's value");
+    electCmd->add_flag("-l,--listen", electArgs.listen, "print every leader change");
+    electCmd->add_option("--ttl", electArgs.ttlSeconds, "session TTL in seconds")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    electCmd
+        ->add_option("--timeout", electArgs.timeoutMs,
+                     "milliseconds to wait for leadership (0: forever)")
+        ->check(CLI::NonNegativeNumber);
+
+    std::string recipeName;
+    int64_t waitMs = 0;
+    auto* queueCmd = app.add_subcommand("queue", "a FIFO work queue");
+    queueCmd->require_subcommand(1);
+    auto* push = queueCmd->add_subcommand("push", "add an item; prints its key");
+    push->add_option("name", recipeName)->required();
+    push->add_option("value", value)->required();
+    auto* pop = queueCmd->add_subcommand("pop", "take the oldest item, waiting for one");
+    pop->add_option("name", recipeName)->required();
+    pop->add_option("--timeout", waitMs, "milliseconds to wait (0: forever); exit 5 when it passes")
+        ->check(CLI::NonNegativeNumber);
+
+    auto* barrierCmd = app.add_subcommand("barrier", "a barrier key");
+    barrierCmd->require_subcommand(1);
+    std::string barrierVerb;
+    for (const char* verb : {"hold", "release", "wait"}) {
+        auto* sub = barrierCmd->add_subcommand(verb, std::string(verb) == "wait"
+                                                         ? "block while the barrier is held"
+                                                         : std::string(verb) + " the barrier");
+        sub->add_option("name", recipeName)->required();
+        if (std::string(verb) == "wait") {
+            sub->add_option("--timeout", waitMs, "milliseconds (0: forever)")
+                ->check(CLI::NonNegativeNumber);
+        }
+        sub->callback([&barrierVerb, verb] { barrierVerb = verb; });
+    }
+
     CLI11_PARSE(app, argc, argv);
     auto endpoints = splitEndpoints(endpointList);
     if (endpoints.empty()) {
@@ -184,6 +240,22 @@ int main(int argc, char** argv) {
             }
         }
     };
+
+    if (*lockCmd) {
+        lockArgs.json = json;
+        return runLock(client, lockArgs);
+    }
+    if (*electCmd) {
+        if (!electArgs.listen && electArgs.value.empty()) {
+            std::fprintf(stderr, "coordctl: elect needs a VALUE (or --listen)\n");
+            return 2;
+        }
+        electArgs.json = json;
+        return runElect(client, electArgs);
+    }
+    if (*push) return runQueuePush(client, recipeName, value);
+    if (*pop) return runQueuePop(client, recipeName, waitMs);
+    if (!barrierVerb.empty()) return runBarrier(client, barrierVerb, recipeName, waitMs);
 
     if (*put) {
         auto r = retryUnknown([&](Deadline d) { return client.put(key, value, leaseId, d); });
@@ -246,7 +318,9 @@ int main(int argc, char** argv) {
         w.rangeEnd = rangeEndFor();
         w.startRevision = rev;
         w.prevKv = prevKv;
+        installInterruptHandlers();
         std::atomic<int> failed{0};
+        std::atomic<bool> ended{false};
         WatchCallbacks cb;
         cb.onEvents = [&](std::span<const Event> events, int64_t) {
             for (const auto& e : events)
@@ -256,10 +330,11 @@ int main(int argc, char** argv) {
         cb.onError = [&](const Error& e) {
             std::fprintf(stderr, "coordctl: watch ended: %s\n", e.describe().c_str());
             failed = e.kind == Error::Kind::Store ? kRefused : kUnavailable;
-            interrupted = true;
+            ended = true;
         };
         auto handle = client.watch(w, cb);
-        waitForSignal();
+        while (!cli::interrupted() && !ended)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
         return failed.load();
     }
     if (*compaction) {

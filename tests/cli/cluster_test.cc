@@ -188,3 +188,121 @@ TEST_CASE("coordctl runs txns from stdin, watches, prints JSON and checks endpoi
     REQUIRE(rc4 == 0);
     CHECK(std::count(status4.begin(), status4.end(), '\n') == 3);
 }
+
+namespace {
+
+std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream buf;
+    buf << in.rdbuf();
+    return buf.str();
+}
+
+// The keys under a prefix (coordctl get --prefix --keys-only), one per line.
+std::vector<std::string> keysUnder(const Cluster& c, const std::string& prefix) {
+    auto [rc, out] =
+        coordctl({"--endpoints", c.endpoints, "get", prefix, "--prefix", "--keys-only"});
+    std::vector<std::string> keys;
+    std::stringstream in(out);
+    std::string line;
+    while (std::getline(in, line))
+        if (!line.empty()) keys.push_back(line);
+    return keys;
+}
+
+bool waitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return done();
+}
+
+int waitExit(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool processGone(pid_t pid) {
+    // Gone, or a zombie nobody reaped yet.
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    if (!stat) return true;
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto paren = text.rfind(')');
+    return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z';
+}
+
+}  // namespace
+
+TEST_CASE("coordctl lock -- CMD excludes a second invocation and passes the fencing token",
+          "[cli][lock]") {
+    Cluster c;
+    std::string log = c.dir.file("critical.log");
+    std::string script = "echo start $COORD_FENCING_TOKEN >> " + log + "; sleep 0.3; echo end >> " +
+                         log + "; exit 3";
+    std::vector<pid_t> pids;
+    for (int i = 0; i < 3; ++i) {
+        pids.push_back(coord::test::spawn(
+            {COORDCTL, "--endpoints", c.endpoints, "lock", "cli-lock", "--", "sh", "-c", script},
+            c.dir.file("lock" + std::to_string(i) + ".out")));
+    }
+    for (pid_t p : pids)
+        CHECK(waitExit(p) == 3);  // the command's own status
+    std::stringstream in(readFile(log));
+    std::string word, token;
+    std::vector<std::string> lines;
+    int64_t lastToken = 0;
+    for (int i = 0; i < 3; ++i) {
+        in >> word >> token;
+        CHECK(word == "start");
+        CHECK(std::stoll(token) > lastToken);
+        lastToken = std::stoll(token);
+        in >> word;
+        CHECK(word == "end");  // never two starts in a row: exclusion
+    }
+    CHECK(keysUnder(c, "cli-lock/").empty());
+}
+
+TEST_CASE("coordctl lock kills the command's process group when the lock is lost", "[cli][lock]") {
+    Cluster c;
+    std::string pidFile = c.dir.file("grandchild.pid");
+    pid_t holder = coord::test::spawn(
+        {COORDCTL, "--endpoints", c.endpoints, "lock", "lost-lock", "--kill-grace", "300", "--",
+         "sh", "-c", "sleep 120 & echo $! > " + pidFile + "; wait"},
+        c.dir.file("holder.out"));
+    REQUIRE(waitFor(
+        [&] { return keysUnder(c, "lost-lock/").size() == 1 && !readFile(pidFile).empty(); },
+        std::chrono::seconds(10)));
+    pid_t grandchild = std::stoi(readFile(pidFile));
+    // The holder's lease is revoked behind its back: the key names the lease in hex.
+    std::string key = keysUnder(c, "lost-lock/").front();
+    std::string leaseHex = key.substr(key.find('/') + 1, 16);
+    std::string lease = std::to_string(std::stoll(leaseHex, nullptr, 16));
+    REQUIRE(coordctl({"--endpoints", c.endpoints, "lease", "revoke", lease}).first == 0);
+    CHECK(waitExit(holder) == 4);  // lock lost
+    CHECK(waitFor([&] { return processGone(grandchild); }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("after a holder is kill -9'd the next waiter acquires within TTL + 1 s", "[cli][lock]") {
+    Cluster c;
+    pid_t holder = coord::test::spawn(
+        {COORDCTL, "--endpoints", c.endpoints, "lock", "crash-lock", "--ttl", "2"},
+        c.dir.file("holder.out"));
+    REQUIRE(
+        waitFor([&] { return keysUnder(c, "crash-lock/").size() == 1; }, std::chrono::seconds(10)));
+    std::string acquired = c.dir.file("acquired");
+    pid_t waiter = coord::test::spawn({COORDCTL, "--endpoints", c.endpoints, "lock", "crash-lock",
+                                       "--ttl", "2", "--", "touch", acquired},
+                                      c.dir.file("waiter.out"));
+    REQUIRE(
+        waitFor([&] { return keysUnder(c, "crash-lock/").size() == 2; }, std::chrono::seconds(10)));
+    auto killedAt = std::chrono::steady_clock::now();
+    kill(holder, SIGKILL);
+    waitpid(holder, nullptr, 0);
+    REQUIRE(waitFor([&] { return std::ifstream(acquired).good(); }, std::chrono::seconds(10)));
+    auto took = std::chrono::steady_clock::now() - killedAt;
+    CHECK(took < std::chrono::milliseconds(3000));
+    CHECK(waitExit(waiter) == 0);
+}
