@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh                 # release build with warnings as errors, in build/
 #   scripts/test.sh --sanitize      # ASan+UBSan build of the unit tests, in build-asan/
-#   scripts/test.sh --tsan          # ThreadSanitizer build of the threaded tests, in build-tsan/
+#   scripts/test.sh --tsan          # ThreadSanitizer build of the threaded tests (and of the
+#                                   # coordd they start), in build-tsan/
 #
 # Extra arguments after the mode go to ctest (for example `-R lease` or `-L kv`).
 set -euo pipefail
@@ -36,9 +37,11 @@ tsan)
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCOORD_WERROR=ON \
         -DCOORD_SANITIZE=thread >/dev/null
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-    # Only the tests that run several threads; the rest are single-threaded.
-    cmake --build "$dir" -j "$jobs" --target kv_thread_tests rpc_driver_tests
-    ctest --test-dir "$dir" --output-on-failure -j "$jobs" -L threads "$@"
+    # Only the tests that run several threads (the store's readers, the server's threads, the
+    # client's loop thread under concurrent callers, the recipes); the rest are single-threaded.
+    cmake --build "$dir" -j "$jobs" --target kv_thread_tests rpc_driver_tests client_tests \
+        recipes_tests coordd
+    ctest --test-dir "$dir" --output-on-failure -j "$jobs" -L 'threads|client|recipes' "$@"
     exit 0
     ;;
 esac
