@@ -1,6 +1,8 @@
 // coordbench: coord's benchmark tool. Prints medians of several runs; never asserts targets.
 //
 //   coordbench kv [--runs 5] [--dir /tmp] [--keys 100000]
+//   coordbench raft [--runs 5]
+//   coordbench put|range|txn|lock|elect-resign --endpoints ... [--clients N --conns M ...]
 //
 // The kv mode measures the storage engine in-process (no network): durable put throughput with
 // one put per commit and with group commits, point gets and 100-key ranges at the head and at a
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/client_bench.h"
 #include "kv/store.h"
 #include "raft/raft.h"
 
@@ -366,7 +369,56 @@ int main(int argc, char** argv) {
     kv->add_option("--keys", keys, "key space")->check(CLI::Range(1000, 10'000'000));
     auto* raftCmd = app.add_subcommand("raft", "the Raft core alone: 3 members in one thread");
     raftCmd->add_option("--runs", runs, "repetitions per measurement")->check(CLI::Range(1, 100));
+
+    // Cluster modes (closed loop through coord::Client against running members).
+    coord::bench::ClusterArgs a;
+    std::string endpoints = "127.0.0.1:2379";
+    std::string consistency = "l";
+    auto common = [&](CLI::App* sub) {
+        sub->add_option("--endpoints", endpoints, "comma-separated member addresses");
+        sub->add_option("--label", a.label, "name printed with the result");
+        sub->add_option("--clients", a.clients, "concurrent closed-loop clients")
+            ->check(CLI::Range(1, 4096));
+        sub->add_option("--conns", a.conns, "client connections shared by the clients")
+            ->check(CLI::Range(1, 1024));
+        sub->add_option("--duration-ms", a.durationMs, "measuring time")
+            ->check(CLI::Range(100, 600000));
+        sub->add_option("--val-size", a.valueSize, "value bytes")->check(CLI::Range(0, 1 << 20));
+        sub->add_option("--key-space", a.keySpace, "distinct keys")
+            ->check(CLI::Range(1, 100'000'000));
+    };
+    auto* put = app.add_subcommand("put", "puts (random keys unless --seq)");
+    common(put);
+    put->add_flag("--seq", a.sequential, "sequential new keys");
+    auto* range = app.add_subcommand("range", "single-key gets of preloaded keys");
+    common(range);
+    range->add_option("--consistency", consistency, "l (linearizable) or s (serializable)")
+        ->check(CLI::IsMember({"l", "s"}));
+    auto* txn = app.add_subcommand("txn", "compare-and-swap txns");
+    common(txn);
+    txn->add_flag("--shared-key", a.sharedKey, "every client on one key (contended)");
+    auto* lock = app.add_subcommand("lock", "coord::Mutex lock/unlock cycles");
+    common(lock);
+    lock->add_flag("--shared", a.sharedKey, "one mutex for all clients (else one each)");
+    lock->add_option("--ttl", a.ttlSeconds, "session TTL");
+    auto* elect = app.add_subcommand("elect-resign", "resign -> next leader latency");
+    common(elect);
+    elect->add_option("--rounds", a.rounds)->check(CLI::Range(1, 10000));
+    elect->add_option("--settle-ms", a.settleMs, "0: the waiter just queued");
     CLI11_PARSE(app, argc, argv);
+    a.endpoints.clear();
+    for (size_t pos = 0; pos <= endpoints.size();) {
+        size_t comma = endpoints.find(',', pos);
+        if (comma == std::string::npos) comma = endpoints.size();
+        if (comma > pos) a.endpoints.push_back(endpoints.substr(pos, comma - pos));
+        pos = comma + 1;
+    }
+    a.serializable = consistency == "s";
+    if (*put) return coord::bench::runPut(a);
+    if (*range) return coord::bench::runRange(a);
+    if (*txn) return coord::bench::runTxn(a);
+    if (*lock) return coord::bench::runLock(a);
+    if (*elect) return coord::bench::runElectResign(a);
     if (*kv) return runKv(runs, dir, keys);
     if (*raftCmd) return runRaft(runs);
     return 0;

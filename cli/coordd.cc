@@ -187,6 +187,9 @@ int main(int argc, char** argv) {
         nc.heartbeatTicks = 1;
         nc.electionTicks = electionMs / heartbeatMs;
         nc.snapshotCount = snapshotCount;
+        // Entries kept behind a compaction for slow followers: up to 1000, never more than the
+        // compaction interval itself.
+        nc.snapshotCatchUpEntries = std::min<uint64_t>(1000, snapshotCount);
         nc.store.quotaBytes = quotaBytes;
         nc.store.maxValueBytes = maxRequestBytes;
         nc.store.maxTxnOps = maxTxnOps;

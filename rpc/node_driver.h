@@ -107,12 +107,14 @@ class NodeDriver {
         int64_t deadlineMs;
     };
     struct PendingRead {
-        std::function<void(Result<Ok, Unavailable>)> done;
+        std::vector<std::function<void(Result<Ok, Unavailable>)>> done;
         int64_t deadlineMs;
         raft::Index index = 0;  // set once the read state arrives
     };
 
     void scheduleTick();
+    void scheduleReady();
+    void flushReads();
     void processReady();
     void applyAndPersist(const raft::Ready& rd);
     void serveReads();
@@ -134,6 +136,8 @@ class NodeDriver {
     uint64_t nextRequest_ = 1;
     std::map<uint64_t, PendingWrite> writes_;
     std::map<std::string, PendingRead> reads_;
+    std::vector<std::function<void(Result<Ok, Unavailable>)>> readBatch_;  // not yet asked
+    bool readyScheduled_ = false;
     uint64_t lastCompactIndex_ = 0;
     // Lease deadlines, kept by the leader only. Expired leases are revoked through Raft.
     SteadyClock clock_;

@@ -62,8 +62,9 @@ struct Cluster {
     std::array<int, 3> client{}, peer{};
     std::array<pid_t, 3> pid{-1, -1, -1};
     std::string initial, endpoints;
+    std::vector<std::string> extraArgs;  // appended to every member's command line
 
-    Cluster() {
+    explicit Cluster(std::vector<std::string> extra = {}) : extraArgs(std::move(extra)) {
         for (int i = 0; i < 3; ++i) {
             client[i] = freePort();
             peer[i] = freePort();
@@ -80,12 +81,23 @@ struct Cluster {
     }
     void start(int i) {
         std::string name = "n" + std::to_string(i + 1);
-        pid[i] = spawn(
-            {COORDD, "--name", name, "--data-dir", dir.file(name + ".coord"),
-             "--listen-client-urls", "127.0.0.1:" + std::to_string(client[i]), "--listen-peer-urls",
-             "127.0.0.1:" + std::to_string(peer[i]), "--initial-cluster", initial,
-             "--heartbeat-interval", "20", "--election-timeout", "200"},
-            dir.file(name + ".log"));
+        std::vector<std::string> args{COORDD,
+                                      "--name",
+                                      name,
+                                      "--data-dir",
+                                      dir.file(name + ".coord"),
+                                      "--listen-client-urls",
+                                      "127.0.0.1:" + std::to_string(client[i]),
+                                      "--listen-peer-urls",
+                                      "127.0.0.1:" + std::to_string(peer[i]),
+                                      "--initial-cluster",
+                                      initial,
+                                      "--heartbeat-interval",
+                                      "20",
+                                      "--election-timeout",
+                                      "200"};
+        args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+        pid[i] = spawn(args, dir.file(name + ".log"));
     }
     void kill9(int i) {
         if (pid[i] <= 0) return;

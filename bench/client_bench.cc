@@ -1,0 +1,283 @@
+// coordbench's cluster modes: closed-loop load through coord::Client against running members,
+// with the workload shapes of the etcd baseline (../shared/bench/etcd): N clients over M
+// connections, value size, key pattern, fixed duration. Prints one JSON line and a table row.
+#include "bench/client_bench.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "recipes/election.h"
+#include "recipes/mutex.h"
+
+namespace coord::bench {
+
+namespace {
+
+struct Samples {
+    std::mutex mu;
+    std::vector<double> ms;  // one latency per completed operation
+    uint64_t errors = 0;
+    uint64_t extra = 0;  // mode-specific count (txn successes)
+
+    void add(std::vector<double>& local, uint64_t errs, uint64_t ex) {
+        std::lock_guard lock(mu);
+        ms.insert(ms.end(), local.begin(), local.end());
+        errors += errs;
+        extra += ex;
+    }
+};
+
+double pct(std::vector<double>& v, double p) {
+    if (v.empty()) return 0;
+    size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
+    return v[i];
+}
+
+void report(const std::string& label, Samples& s, double seconds, const char* extraName) {
+    auto& v = s.ms;
+    double avg = 0;
+    for (double x : v)
+        avg += x;
+    avg = v.empty() ? 0 : avg / static_cast<double>(v.size());
+    double ops = static_cast<double>(v.size()) / seconds;
+    double p50 = pct(v, 0.50), p90 = pct(v, 0.90), p99 = pct(v, 0.99);
+    std::printf(
+        "{\"label\":\"%s\",\"ops_per_s\":%.0f,\"avg_ms\":%.2f,\"p50_ms\":%.2f,"
+        "\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"errors\":%llu",
+        label.c_str(), ops, avg, p50, p90, p99, static_cast<unsigned long long>(s.errors));
+    if (extraName) {
+        std::printf(",\"%s\":%.0f", extraName, static_cast<double>(s.extra) / seconds);
+    }
+    std::printf("}\n");
+    std::fflush(stdout);
+}
+
+std::string valueOf(size_t n) {
+    return std::string(n, 'v');
+}
+
+std::string keyOf(uint64_t i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "bench/%08llu", static_cast<unsigned long long>(i));
+    return buf;
+}
+
+// Runs `op(clientIndex, client, rng) -> (ok, extra)` in `clients` threads over `conns` Client
+// objects until the duration passes.
+template <typename Op>
+void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
+    std::vector<std::unique_ptr<Client>> conns;
+    ClientOptions o;
+    o.endpoints = a.endpoints;
+    for (int i = 0; i < std::max(1, a.conns); ++i)
+        conns.push_back(std::make_unique<Client>(o));
+    std::atomic<bool> stop{false};
+    auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (int c = 0; c < a.clients; ++c) {
+        threads.emplace_back([&, c] {
+            std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + 1);
+            std::vector<double> local;
+            local.reserve(1 << 14);
+            uint64_t errs = 0, extra = 0;
+            Client& client = *conns[static_cast<size_t>(c) % conns.size()];
+            while (!stop.load(std::memory_order_relaxed)) {
+                auto t0 = std::chrono::steady_clock::now();
+                auto [ok, ex] = op(c, client, rng);
+                auto t1 = std::chrono::steady_clock::now();
+                if (ok) {
+                    local.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+                } else {
+                    ++errs;
+                }
+                extra += ex;
+            }
+            samples.add(local, errs, extra);
+        });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(a.durationMs));
+    stop = true;
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (auto& t : threads)
+        t.join();
+}
+
+void preload(const ClusterArgs& a, uint64_t keys) {
+    ClientOptions o;
+    o.endpoints = a.endpoints;
+    Client client(o);
+    std::string v = valueOf(a.valueSize);
+    std::vector<std::thread> threads;
+    std::atomic<uint64_t> next{0};
+    for (int t = 0; t < 16; ++t) {
+        threads.emplace_back([&] {
+            for (uint64_t i; (i = next.fetch_add(1)) < keys;)
+                (void)client.put(keyOf(i), v);
+        });
+    }
+    for (auto& t : threads)
+        t.join();
+}
+
+}  // namespace
+
+int runPut(const ClusterArgs& a) {
+    Samples s;
+    double secs = 0;
+    std::string v = valueOf(a.valueSize);
+    std::atomic<uint64_t> seq{0};
+    closedLoop(
+        a, s,
+        [&](int, Client& c, std::mt19937_64& rng) {
+            uint64_t k = a.sequential ? seq.fetch_add(1) : rng() % a.keySpace;
+            return std::pair<bool, uint64_t>{c.put(keyOf(k), v).ok(), 0};
+        },
+        secs);
+    report(a.label, s, secs, nullptr);
+    return 0;
+}
+
+int runRange(const ClusterArgs& a) {
+    preload(a, a.keySpace);
+    Samples s;
+    double secs = 0;
+    closedLoop(
+        a, s,
+        [&](int, Client& c, std::mt19937_64& rng) {
+            RangeRequest r;
+            r.key = keyOf(rng() % a.keySpace);
+            return std::pair<bool, uint64_t>{c.range(r, a.serializable).ok(), 0};
+        },
+        secs);
+    report(a.label, s, secs, nullptr);
+    return 0;
+}
+
+int runTxn(const ClusterArgs& a) {
+    // Compare-and-swap on the client's own key (or one shared key): if mod == last then put
+    // else get. Each thread tracks the mod revision it last saw.
+    Samples s;
+    double secs = 0;
+    std::vector<int64_t> last(static_cast<size_t>(a.clients), 0);
+    std::string v = valueOf(a.valueSize);
+    closedLoop(
+        a, s,
+        [&](int c, Client& client, std::mt19937_64&) {
+            std::string key = a.sharedKey ? "bench/cas" : "bench/cas/" + std::to_string(c);
+            TxnRequest t;
+            Compare cmp;
+            cmp.key = key;
+            cmp.target = Compare::Target::Mod;
+            cmp.number = last[static_cast<size_t>(c)];
+            t.compare.push_back(cmp);
+            PutRequest p;
+            p.key = key;
+            p.value = v;
+            t.success.push_back(RequestOp{p});
+            RangeRequest g;
+            g.key = key;
+            t.failure.push_back(RequestOp{g});
+            auto r = client.txn(t);
+            if (!r.ok()) return std::pair<bool, uint64_t>{false, 0};
+            if (r->succeeded) {
+                last[static_cast<size_t>(c)] = r->revision;
+            } else {
+                const auto& got = std::get<RangeResponse>(r->responses.front().op);
+                last[static_cast<size_t>(c)] = got.kvs.empty() ? 0 : got.kvs.front().modRevision;
+            }
+            return std::pair<bool, uint64_t>{true, r->succeeded ? 1u : 0u};
+        },
+        secs);
+    report(a.label, s, secs, "succ_per_s");
+    return 0;
+}
+
+int runLock(const ClusterArgs& a) {
+    // Lock then unlock, no hold time; one client connection and session per client thread.
+    Samples s;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    auto start = std::chrono::steady_clock::now();
+    for (int c = 0; c < a.clients; ++c) {
+        threads.emplace_back([&, c] {
+            ClientOptions o;
+            o.endpoints = a.endpoints;
+            Client client(o);
+            Session session(client, {a.ttlSeconds});
+            Mutex m(session, a.sharedKey ? "bench/lock" : "bench/lock/" + std::to_string(c));
+            std::vector<double> local;
+            uint64_t errs = 0;
+            while (!stop) {
+                auto t0 = std::chrono::steady_clock::now();
+                auto r = m.acquire(Clock::now() + std::chrono::seconds(10));
+                auto t1 = std::chrono::steady_clock::now();
+                if (!r.ok()) {
+                    ++errs;
+                    continue;
+                }
+                local.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+                if (!m.release().ok()) ++errs;
+            }
+            s.add(local, errs, 0);
+        });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(a.durationMs));
+    stop = true;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (auto& t : threads)
+        t.join();
+    report(a.label, s, secs, nullptr);
+    return 0;
+}
+
+int runElectResign(const ClusterArgs& a) {
+    // Resign → the next candidate's campaign returns. "settled": the waiter queued long before;
+    // otherwise it queued just before the resign.
+    ClientOptions o;
+    o.endpoints = a.endpoints;
+    Client c1(o), c2(o);
+    Session s1(c1, {a.ttlSeconds}), s2(c2, {a.ttlSeconds});
+    Samples s;
+    for (int round = 0; round < a.rounds; ++round) {
+        Election leader(s1, "bench/elect"), next(s2, "bench/elect");
+        if (!leader.campaign("a", Clock::now() + std::chrono::seconds(10)).ok()) return 3;
+        std::atomic<bool> won{false};
+        std::chrono::steady_clock::time_point wonAt;
+        std::thread waiter([&] {
+            if (next.campaign("b", Clock::now() + std::chrono::seconds(10)).ok()) {
+                wonAt = std::chrono::steady_clock::now();
+                won = true;
+            }
+        });
+        if (a.settleMs > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(a.settleMs));
+        } else {
+            // Just queued: resign as soon as the waiter's key exists.
+            RangeRequest q;
+            q.key = "bench/elect/";
+            q.rangeEnd = kv::prefixEnd(q.key);
+            q.countOnly = true;
+            for (int i = 0; i < 10000; ++i) {
+                auto r = c1.range(q, true);
+                if (r.ok() && r->count >= 2) break;
+            }
+        }
+        auto t0 = std::chrono::steady_clock::now();
+        (void)leader.resign();
+        waiter.join();
+        if (won) {
+            std::vector<double> one{std::chrono::duration<double, std::milli>(wonAt - t0).count()};
+            s.add(one, 0, 0);
+        }
+        (void)next.resign();
+    }
+    report(a.label, s, 1.0, nullptr);
+    return 0;
+}
+
+}  // namespace coord::bench

@@ -1,0 +1,33 @@
+// coordbench's modes that load a running cluster through coord::Client.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "rpc/client.h"
+
+namespace coord::bench {
+
+struct ClusterArgs {
+    std::vector<std::string> endpoints{"127.0.0.1:2379"};
+    std::string label = "run";
+    int clients = 1;
+    int conns = 1;
+    int durationMs = 3000;
+    size_t valueSize = 256;
+    uint64_t keySpace = 100000;
+    bool sequential = false;
+    bool serializable = false;
+    bool sharedKey = false;
+    int64_t ttlSeconds = 10;
+    int rounds = 20;
+    int settleMs = 300;
+};
+
+int runPut(const ClusterArgs& a);
+int runRange(const ClusterArgs& a);
+int runTxn(const ClusterArgs& a);
+int runLock(const ClusterArgs& a);
+int runElectResign(const ClusterArgs& a);
+
+}  // namespace coord::bench

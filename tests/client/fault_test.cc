@@ -1,0 +1,277 @@
+// Failures with real coordd processes: the leader kill -9'd under a steady write load, a follower
+// restarted after the log was compacted past it, watches across a leader change, read-after-write
+// across members, leases across a leader change, and hostile bytes on the client and peer ports.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "rpc/client.h"
+#include "tests/support/cluster.h"
+
+using namespace coord;
+using namespace std::chrono_literals;
+using coord::test::Cluster;
+
+namespace {
+
+ClientOptions optionsFor(const Cluster& c, std::vector<int> members = {0, 1, 2}) {
+    ClientOptions o;
+    for (int i : members)
+        o.endpoints.push_back(c.ep(i));
+    o.requestTimeout = 10s;
+    return o;
+}
+
+// The index (0..2) of the member that is leader, as the live members see it.
+int leaderIndex(Client& client, const Cluster& c) {
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        std::array<uint64_t, 3> ids{};
+        uint64_t leader = 0;
+        for (int i = 0; i < 3; ++i) {
+            if (c.pid[i] <= 0) continue;
+            auto st = client.status(c.ep(i), Clock::now() + 1s);
+            if (!st.ok()) continue;
+            ids[i] = st->memberId;
+            if (st->leader) leader = st->leader;
+        }
+        for (int i = 0; i < 3; ++i)
+            if (leader && ids[i] == leader) return i;
+        std::this_thread::sleep_for(20ms);
+    }
+    FAIL("no leader found");
+    return -1;
+}
+
+// Sends raw bytes to a TCP port and closes.
+void sendRaw(int port, const std::string& bytes) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        (void)!write(fd, bytes.data(), bytes.size());
+        std::this_thread::sleep_for(20ms);
+    }
+    close(fd);
+}
+
+}  // namespace
+
+TEST_CASE("leader kill -9 under steady writes: a new leader serves fast and no ack is lost",
+          "[faults]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    REQUIRE(client.put("warmup", "x").ok());
+    int leader = leaderIndex(client, c);
+
+    std::mutex mu;
+    std::set<std::string> acked;
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> lastAckNs{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < 4; ++w) {
+        writers.emplace_back([&, w] {
+            for (int i = 0; !stop; ++i) {
+                std::string key = "load/" + std::to_string(w) + "/" + std::to_string(i);
+                auto r = client.put(key, "v", 0, Clock::now() + 5s);
+                if (r.ok()) {
+                    std::lock_guard lock(mu);
+                    acked.insert(key);
+                    lastAckNs = Clock::now().time_since_epoch().count();
+                }
+            }
+        });
+    }
+    std::this_thread::sleep_for(500ms);
+    auto killedAt = Clock::now();
+    c.kill9(leader);
+    // The first write acknowledged after the kill.
+    bool served = false;
+    for (int i = 0; i < 500 && !served; ++i) {
+        std::this_thread::sleep_for(5ms);
+        served = lastAckNs.load() > killedAt.time_since_epoch().count();
+    }
+    auto recovered = Clock::now() - killedAt;
+    std::this_thread::sleep_for(300ms);
+    stop = true;
+    for (auto& t : writers)
+        t.join();
+    REQUIRE(served);
+    // Election timeout (200 ms here) + 1 s.
+    CHECK(recovered < 1200ms);
+
+    c.start(leader);
+    RangeRequest all;
+    all.key = "load/";
+    all.rangeEnd = kv::prefixEnd("load/");
+    all.keysOnly = true;
+    auto r = client.range(all);
+    REQUIRE(r.ok());
+    std::set<std::string> present;
+    for (const auto& kv : r->kvs)
+        present.insert(kv.key);
+    for (const auto& k : acked)
+        CHECK(present.count(k) == 1);
+}
+
+TEST_CASE("a follower restarted after the log was compacted past it catches up from a snapshot",
+          "[faults]") {
+    Cluster c({"--snapshot-count", "100"});
+    Client client(optionsFor(c));
+    REQUIRE(client.put("start", "x").ok());
+    int leader = leaderIndex(client, c);
+    int follower = (leader + 1) % 3;
+    c.kill9(follower);
+    std::vector<std::thread> writers;
+    for (int w = 0; w < 4; ++w) {
+        writers.emplace_back([&, w] {
+            for (int i = 0; i < 100; ++i)
+                REQUIRE(
+                    client.put("snap/" + std::to_string(w) + "/" + std::to_string(i), "v").ok());
+        });
+    }
+    for (auto& t : writers)
+        t.join();
+    c.start(follower);
+    // Read the restarted member alone, serializably: it must reach every key.
+    Client direct(optionsFor(c, {follower}));
+    bool caughtUp = false;
+    for (int i = 0; i < 500 && !caughtUp; ++i) {
+        RangeRequest q;
+        q.key = "snap/";
+        q.rangeEnd = kv::prefixEnd("snap/");
+        q.countOnly = true;
+        auto r = direct.range(q, true, Clock::now() + 1s);
+        caughtUp = r.ok() && r->count == 400;
+        if (!caughtUp) std::this_thread::sleep_for(20ms);
+    }
+    CHECK(caughtUp);
+    // And it takes part in new writes.
+    REQUIRE(client.put("after", "y").ok());
+    bool sawAfter = false;
+    for (int i = 0; i < 200 && !sawAfter; ++i) {
+        RangeRequest q;
+        q.key = "after";
+        auto r = direct.range(q, true, Clock::now() + 1s);
+        sawAfter = r.ok() && r->kvs.size() == 1;
+        if (!sawAfter) std::this_thread::sleep_for(20ms);
+    }
+    CHECK(sawAfter);
+}
+
+TEST_CASE("a watch on a follower survives a leader change without gap or duplicate", "[faults]") {
+    Cluster c;
+    Client writer(optionsFor(c));
+    auto first = writer.put("wl/0", "x");
+    REQUIRE(first.ok());
+    int leader = leaderIndex(writer, c);
+    int follower = (leader + 1) % 3;
+    Client watcherClient(optionsFor(c, {follower}));
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<int64_t> revisions;
+    WatchRequest w;
+    w.key = "wl/";
+    w.rangeEnd = kv::prefixEnd("wl/");
+    w.startRevision = first->revision;
+    WatchCallbacks cb;
+    cb.onEvents = [&](std::span<const Event> events, int64_t) {
+        std::lock_guard lock(mu);
+        for (const auto& e : events)
+            revisions.push_back(e.kv.modRevision);
+        cv.notify_all();
+    };
+    auto handle = watcherClient.watch(w, cb);
+    for (int i = 1; i <= 20; ++i)
+        REQUIRE(writer.put("wl/" + std::to_string(i), "x").ok());
+    c.kill9(leader);
+    int acked = 21;
+    for (int i = 21; i <= 40; ++i) {
+        auto r = writer.put("wl/" + std::to_string(i), "x", 0, Clock::now() + 10s);
+        if (r.ok()) ++acked;
+    }
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 15s, [&] { return static_cast<int>(revisions.size()) >= acked; });
+    CHECK(static_cast<int>(revisions.size()) >= acked);
+    for (size_t i = 1; i < revisions.size(); ++i)
+        CHECK(revisions[i] > revisions[i - 1]);
+}
+
+TEST_CASE("a linearizable read on one member sees a write acknowledged by another", "[faults]") {
+    Cluster c;
+    Client a(optionsFor(c, {0}));
+    Client b(optionsFor(c, {2}));
+    for (int i = 0; i < 50; ++i) {
+        std::string v = std::to_string(i);
+        REQUIRE(a.put("raw", v).ok());
+        auto got = b.get("raw");
+        REQUIRE(got.ok());
+        REQUIRE(got->has_value());
+        CHECK((*got)->value == v);
+    }
+}
+
+TEST_CASE("kept-alive leases survive a leader change; unattended ones expire", "[faults]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    auto kept = client.leaseGrant(2);
+    auto dropped = client.leaseGrant(2);
+    REQUIRE(kept.ok());
+    REQUIRE(dropped.ok());
+    std::atomic<bool> lost{false};
+    auto keeper = client.keepAlive(kept->id, 2, [&](const Error&) { lost = true; });
+    c.kill9(leaderIndex(client, c));
+    std::this_thread::sleep_for(4s);
+    auto k = client.leaseTimeToLive(kept->id);
+    REQUIRE(k.ok());
+    CHECK(k->has_value());
+    CHECK_FALSE(lost);
+    auto d = client.leaseTimeToLive(dropped->id);
+    REQUIRE(d.ok());
+    CHECK_FALSE(d->has_value());
+}
+
+TEST_CASE("garbage and hostile frames on the client and peer ports only close that connection",
+          "[faults]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    REQUIRE(client.put("before", "x").ok());
+    std::mt19937 rng(7);
+    std::vector<std::string> payloads;
+    for (int i = 0; i < 20; ++i) {
+        std::string junk(1 + rng() % 4096, '\0');
+        for (auto& ch : junk)
+            ch = static_cast<char>(rng());
+        payloads.push_back(junk);
+    }
+    // A segment table announcing 2^30 words, then nothing; and one announcing 511 segments.
+    payloads.push_back(std::string("\x00\x00\x00\x00\x00\x00\x00\x40", 8));
+    payloads.push_back(std::string("\xfe\x01\x00\x00", 4) + std::string(64, '\xff'));
+    // A well-formed single-segment message whose root is a list pointer with a huge count.
+    payloads.push_back(std::string("\x00\x00\x00\x00\x02\x00\x00\x00", 8) +
+                       std::string("\x01\x00\x00\x00\xff\xff\xff\xff", 8) + std::string(8, '\0'));
+    for (const auto& p : payloads) {
+        for (int i = 0; i < 3; ++i) {
+            sendRaw(c.client[i], p);
+            sendRaw(c.peer[i], p);
+        }
+    }
+    // Every member is alive and serves.
+    for (int i = 0; i < 3; ++i) {
+        CHECK(kill(c.pid[i], 0) == 0);
+        Client direct(optionsFor(c, {i}));
+        auto got = direct.get("before");
+        REQUIRE(got.ok());
+        CHECK(got->has_value());
+    }
+    REQUIRE(client.put("after", "y").ok());
+}
