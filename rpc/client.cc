@@ -4,6 +4,7 @@
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
+#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
@@ -151,8 +152,56 @@ struct Runner {
     kj::Promise<void> task = nullptr;
 };
 
+// Work handed to the loop thread by other threads. The work items travel under a std::mutex and
+// results come back through std::promise, so ThreadSanitizer sees every hand-off; KJ's
+// cross-thread fulfiller only wakes the loop (see rpc/handoff.h). Shared with handles, which may
+// outlive the client: posting to a closed inbox fails.
+struct Inbox {
+    std::mutex mu;
+    std::deque<std::function<void()>> work;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake;
+    bool closed = false;
+
+    bool post(std::function<void()> fn) {
+        kj::Own<kj::CrossThreadPromiseFulfiller<void>> w;
+        {
+            std::lock_guard lock(mu);
+            if (closed) return false;
+            work.push_back(std::move(fn));
+            w = kj::mv(wake);
+        }
+        if (w) w->fulfill();
+        return true;
+    }
+
+    // On the loop thread: runs what was posted, forever.
+    kj::Promise<void> drain() {
+        std::deque<std::function<void()>> batch;
+        {
+            std::lock_guard lock(mu);
+            if (work.empty()) {
+                auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+                wake = kj::mv(paf.fulfiller);
+                return paf.promise.then([this] { return drain(); });
+            }
+            batch.swap(work);
+        }
+        for (auto& fn : batch)
+            fn();
+        return kj::evalLater([this] { return drain(); });
+    }
+
+    // Refuses further posts and drops what is queued (their waiters see a broken promise).
+    void close() {
+        std::deque<std::function<void()>> dropped;
+        std::lock_guard lock(mu);
+        closed = true;
+        dropped.swap(work);
+    }
+};
+
 struct Client::Impl {
-    explicit Impl(ClientOptions o) : options(std::move(o)) {
+    explicit Impl(ClientOptions o) : options(std::move(o)), inbox(std::make_shared<Inbox>()) {
         if (options.endpoints.empty()) options.endpoints.push_back("127.0.0.1:2379");
         std::promise<void> ready;
         thread = std::thread([this, &ready] { run(ready); });
@@ -160,11 +209,7 @@ struct Client::Impl {
     }
 
     ~Impl() {
-        {
-            std::lock_guard lock(aliveMu);
-            alive = false;
-        }
-        stopFulfiller->fulfill();
+        inbox->post([this] { stopping->fulfill(); });
         thread.join();
     }
 
@@ -174,29 +219,41 @@ struct Client::Impl {
         ErrorHandler handler;
         kj::TaskSet taskSet(handler);
         tasks = &taskSet;
-        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-        stopFulfiller = kj::mv(paf.fulfiller);
-        executor = &kj::getCurrentThreadExecutor();
+        auto paf = kj::newPromiseAndFulfiller<void>();
+        stopping = kj::mv(paf.fulfiller);
         loopThread = std::this_thread::get_id();
+        auto drained = inbox->drain().eagerlyEvaluate(nullptr);
         ready.set_value();
         paf.promise.wait(ctx.waitScope);
-        // Tear down on this thread: the runners' promises, the connection, pending dials.
+        // Tear down on this thread: the inbox, the runners' promises, the connection, dials.
+        inbox->close();
         runners.clear();
         dialWaiters.clear();
         conn = nullptr;
         tasks = nullptr;
     }
 
-    // Runs `fn` (returning a kj::Promise<Box<T>>) on the loop thread and waits for it.
+    // Runs `fn` (returning a kj::Promise<Box<Expected<T>>>) on the loop thread and waits for it.
     template <typename T, typename Fn>
     Expected<T> sync(Fn&& fn) {
         if (std::this_thread::get_id() == loopThread) {
             throw std::logic_error("a blocking coord::Client call from a client callback");
         }
-        std::lock_guard lock(aliveMu);
-        if (!alive) return fail(canceled());
-        Box<Expected<T>> box = executor->executeSync(std::forward<Fn>(fn));
-        return std::move(*box.value);
+        auto result = std::make_shared<std::promise<Expected<T>>>();
+        auto future = result->get_future();
+        bool posted = inbox->post([this, result, fn = std::forward<Fn>(fn)]() mutable {
+            tasks->add(fn().then(
+                [result](Box<Expected<T>> box) { result->set_value(std::move(*box.value)); },
+                [result](kj::Exception&& e) {
+                    result->set_value(fail(unavailable(e.getDescription().cStr())));
+                }));
+        });
+        if (!posted) return fail(canceled());
+        try {
+            return future.get();
+        } catch (const std::future_error&) {
+            return fail(canceled());  // the client closed first
+        }
     }
 
     Deadline deadlineOr(Deadline d) const {
@@ -392,29 +449,42 @@ struct Client::Impl {
 
     class RunnerHandle final : public Handle {
       public:
-        RunnerHandle(Impl& impl, uint64_t id) : impl_(impl), id_(id) {}
+        RunnerHandle(Impl& impl, uint64_t id)
+            : impl_(&impl), inbox_(impl.inbox), loopThread_(impl.loopThread), id_(id) {}
         ~RunnerHandle() override {
-            if (std::this_thread::get_id() == impl_.loopThread) {
-                impl_.removeRunner(id_);
+            if (std::this_thread::get_id() == loopThread_) {
+                impl_->removeRunner(id_);
                 return;
             }
-            std::lock_guard lock(impl_.aliveMu);
-            if (!impl_.alive) return;
-            impl_.executor->executeSync([this] { impl_.removeRunner(id_); });
+            // The client may be gone already: then the inbox is closed and nothing runs.
+            auto done = std::make_shared<std::promise<void>>();
+            auto future = done->get_future();
+            Impl* impl = impl_;
+            uint64_t id = id_;
+            if (!inbox_->post([impl, id, done] {
+                    impl->removeRunner(id);
+                    done->set_value();
+                })) {
+                return;
+            }
+            try {
+                future.get();
+            } catch (const std::future_error&) {
+            }
         }
 
       private:
-        Impl& impl_;
+        Impl* impl_;
+        std::shared_ptr<Inbox> inbox_;
+        std::thread::id loopThread_;
         uint64_t id_;
     };
 
     ClientOptions options;
+    std::shared_ptr<Inbox> inbox;
     std::thread thread;
     std::thread::id loopThread;
-    const kj::Executor* executor = nullptr;
-    kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
-    std::mutex aliveMu;
-    bool alive = true;
+    kj::Own<kj::PromiseFulfiller<void>> stopping;
 
     // Loop-thread state.
     kj::AsyncIoContext* io = nullptr;

@@ -663,8 +663,9 @@ void toCapnp(const kv::Error& in, s::Error::Builder out) {
 }
 
 kv::Error fromCapnp(s::Error::Reader in) {
-    return kv::Error{checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(in.getCode()), 13, "error code"),
-                     in.getMessage(), in.getRevision()};
+    return kv::Error{
+        checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(in.getCode()), 13, "error code"),
+        in.getMessage(), in.getRevision()};
 }
 
 }  // namespace coord::rpc

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "rpc/codec.h"
+#include "rpc/handoff.h"
 
 namespace coord::rpc {
 
@@ -25,12 +26,6 @@ s::Unavailable toSchema(Unavailable u) {
     }
     return s::Unavailable::STOPPED;
 }
-
-// Carries a value across threads into a kj promise (kj needs a default-constructible type).
-template <typename T>
-struct Slot {
-    std::optional<T> value;
-};
 
 }  // namespace
 
@@ -61,35 +56,26 @@ kj::Promise<void> KvService::range(RangeContext context) {
         answer();
         return kj::READY_NOW;
     }
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<Slot<Result<Ok, Unavailable>>>();
-    // std::function needs a copyable callback: share the (move-only) fulfiller.
-    auto fulfiller =
-        std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Slot<Result<Ok, Unavailable>>>>>(
-            kj::mv(paf.fulfiller));
-    driver_.linearizableRead([fulfiller](Result<Ok, Unavailable> r) {
-        (*fulfiller)->fulfill(Slot<Result<Ok, Unavailable>>{std::move(r)});
-    });
-    return paf.promise.then([this, context, answer](Slot<Result<Ok, Unavailable>> slot) mutable {
-        if (!slot.value->ok()) {
-            auto result = context.getResults().initResult();
-            fillHeader(result.initHeader(), driver_, clusterId_);
-            result.setUnavailable(toSchema(slot.value->error()));
-            return;
-        }
-        answer();
-    });
+    auto handoff = makeHandoff<Result<Ok, Unavailable>>();
+    driver_.linearizableRead(handoff.send);
+    return handoff.promise.then(
+        [this, context, answer](Slot<Result<Ok, Unavailable>> slot) mutable {
+            if (!slot.value->ok()) {
+                auto result = context.getResults().initResult();
+                fillHeader(result.initHeader(), driver_, clusterId_);
+                result.setUnavailable(toSchema(slot.value->error()));
+                return;
+            }
+            answer();
+        });
 }
 
 kj::Promise<void> KvService::write(WriteContext context) {
     // A malformed request throws here and reaches the client as an error; the server goes on.
     kv::Request request = requestFromCapnp(context.getParams().getRequest());
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<Slot<WriteOutcome>>();
-    auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Slot<WriteOutcome>>>>(
-        kj::mv(paf.fulfiller));
-    driver_.write(std::move(request), [fulfiller](WriteOutcome o) {
-        (*fulfiller)->fulfill(Slot<WriteOutcome>{std::move(o)});
-    });
-    return paf.promise.then([this, context](Slot<WriteOutcome> slot) mutable {
+    auto handoff = makeHandoff<WriteOutcome>();
+    driver_.write(std::move(request), handoff.send);
+    return handoff.promise.then([this, context](Slot<WriteOutcome> slot) mutable {
         auto result = context.getResults().initResult();
         fillHeader(result.initHeader(), driver_, clusterId_);
         if (!slot.value->ok()) {
@@ -114,13 +100,9 @@ void leaseInfoToCapnp(const kv::LeaseInfo& in, s::LeaseInfo::Builder out) {
 
 kj::Promise<void> LeaseService::keepAlive(KeepAliveContext context) {
     using Outcome = Result<kv::KvResult<int64_t>, Unavailable>;
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<Slot<Outcome>>();
-    auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Slot<Outcome>>>>(
-        kj::mv(paf.fulfiller));
-    driver_.leaseKeepAlive(context.getParams().getId(), [fulfiller](Outcome o) {
-        (*fulfiller)->fulfill(Slot<Outcome>{std::move(o)});
-    });
-    return paf.promise.then([this, context](Slot<Outcome> slot) mutable {
+    auto handoff = makeHandoff<Outcome>();
+    driver_.leaseKeepAlive(context.getParams().getId(), handoff.send);
+    return handoff.promise.then([this, context](Slot<Outcome> slot) mutable {
         auto result = context.getResults().initResult();
         fillHeader(result.initHeader(), driver_, clusterId_);
         if (!slot.value->ok()) {
@@ -142,14 +124,9 @@ namespace {
 // Resolves once this member has applied everything committed when the call arrived (ReadIndex),
 // so what it then reads from its store is linearizable.
 kj::Promise<Slot<Result<Ok, Unavailable>>> readBarrier(NodeDriver& driver) {
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<Slot<Result<Ok, Unavailable>>>();
-    auto fulfiller =
-        std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Slot<Result<Ok, Unavailable>>>>>(
-            kj::mv(paf.fulfiller));
-    driver.linearizableRead([fulfiller](Result<Ok, Unavailable> r) {
-        (*fulfiller)->fulfill(Slot<Result<Ok, Unavailable>>{std::move(r)});
-    });
-    return kj::mv(paf.promise);
+    auto handoff = makeHandoff<Result<Ok, Unavailable>>();
+    driver.linearizableRead(handoff.send);
+    return kj::mv(handoff.promise);
 }
 }  // namespace
 

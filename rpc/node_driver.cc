@@ -150,7 +150,8 @@ void NodeDriver::write(kv::Request request, std::function<void(WriteOutcome)> do
         if (result != raft::ProposeResult::Accepted && result != raft::ProposeResult::Forwarded) {
             return done(fail(Unavailable::NoLeader));
         }
-        writes_.emplace(id, PendingWrite{std::move(done), nowMs() + config_.requestTimeoutMs});
+        writes_.emplace(
+            id, PendingWrite{std::move(done), nowMs() + config_.requestTimeoutMs, raft_->leader()});
         scheduleReady();
     });
 }
@@ -191,6 +192,7 @@ void NodeDriver::processReady() {
         }
         applyAndPersist(rd);
         if (rd.softState) {
+            if (rd.softState->leader != leader_.load()) leaderChanged(rd.softState->leader);
             if (rd.softState->role == raft::Role::Leader) {
                 becameLeader();
             } else {
@@ -289,6 +291,26 @@ void NodeDriver::expire() {
             ++it;
         }
     }
+}
+
+void NodeDriver::leaderChanged(raft::NodeId now) {
+    leader_ = now;
+    // Proposals and read requests handed to the old leader are most likely gone with it: fail
+    // them now instead of at their timeout, so clients retry within an election. A write may
+    // still have been committed by the old leader (its outcome is unknown: Timeout); a read
+    // never had an effect (NoLeader: retry).
+    for (auto it = writes_.begin(); it != writes_.end();) {
+        if (it->second.leader != now) {
+            it->second.done(fail(Unavailable::Timeout));
+            it = writes_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto& [ctx, r] : reads_)
+        for (auto& done : r.done)
+            done(fail(Unavailable::NoLeader));
+    reads_.clear();
 }
 
 void NodeDriver::becameLeader() {

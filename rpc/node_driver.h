@@ -105,6 +105,7 @@ class NodeDriver {
     struct PendingWrite {
         std::function<void(WriteOutcome)> done;
         int64_t deadlineMs;
+        raft::NodeId leader;  // the leader when proposed
     };
     struct PendingRead {
         std::vector<std::function<void(Result<Ok, Unavailable>)>> done;
@@ -121,6 +122,7 @@ class NodeDriver {
     void expire();
     void maybeCompact();
     void becameLeader();
+    void leaderChanged(raft::NodeId now);
     void expireLeases();
     int64_t nowMs() const;
 
