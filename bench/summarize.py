@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Summarizes bench/vs-etcd.sh output: median [min .. max] per label and metric.
+
+Reads JSON lines from stdin: coordbench's flat objects and etcd loadgen's {"label", "m": {...}}.
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+runs = defaultdict(lambda: defaultdict(list))
+order = []
+for line in sys.stdin:
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    obj = json.loads(line)
+    label = obj.pop("label")
+    metrics = obj.pop("m", obj)
+    if label not in runs:
+        order.append(label)
+    for name, value in metrics.items():
+        if isinstance(value, (int, float)):
+            runs[label][name].append(value)
+
+print("| label | n | metric: median [min .. max] |")
+print("|---|---|---|")
+for label in order:
+    cells = []
+    n = 0
+    for name, values in runs[label].items():
+        n = max(n, len(values))
+        cells.append(f"{name}: {statistics.median(values):.4g} [{min(values):.4g} .. {max(values):.4g}]")
+    print(f"| {label} | {n} | {'; '.join(cells)} |")

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Side by side: coord and etcd 3.4 (Debian's etcd-server), 3 members each on loopback, the same
+# closed-loop workload shapes as ../shared/bench/etcd (256-byte values; 1 client over 1
+# connection, 64 over 8, 256 over 16), one system at a time, REPS repetitions. Prints one JSON
+# line per run; summarize with bench/summarize.py.
+#
+#   bench/vs-etcd.sh                 # coord and etcd (needs ../shared/bench/etcd/bin/loadgen)
+#   SYSTEMS=coord bench/vs-etcd.sh   # coord only
+#   REPS=3 DUR_MS=3000 ONLY='put|lock' bench/vs-etcd.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-3}
+DUR_MS=${DUR_MS:-3000}
+ONLY=${ONLY:-.}
+SYSTEMS=${SYSTEMS:-"coord etcd"}
+ETCD_BENCH=${ETCD_BENCH:-../shared/bench/etcd}
+CB=build/bench/coordbench
+conns() { case $1 in 1) echo 1 ;; 64) echo 8 ;; 256) echo 16 ;; *) echo 8 ;; esac; }
+want() { [[ $1 =~ $ONLY ]]; }
+
+coord_run() {
+    local start_ms
+    start_ms=$(bench/cluster.sh start 3 | awk '/cold start/ {print $5}')
+    echo "{\"label\":\"coord/coldstart-to-healthy/3node\",\"healthy_ms\":$start_ms}"
+    . bench/.run/cluster.env
+    if want put; then
+        for c in 1 64 256; do
+            $CB put --endpoints "$ENDPOINTS" --clients $c --conns "$(conns $c)" \
+                --duration-ms "$DUR_MS" --label "coord/put-rand/3node/c$c"
+        done
+        echo "{\"label\":\"coord/rss-after-put/3node\",\"rss\":\"$(bench/cluster.sh rss | tr '\n' ' ')\"}"
+    fi
+    if want range; then
+        for cons in l s; do
+            $CB range --endpoints "$ENDPOINTS" --clients 64 --conns 8 --key-space 1000 \
+                --consistency $cons --duration-ms "$DUR_MS" --label "coord/get-$cons/3node/c64"
+        done
+    fi
+    if want txn; then
+        for c in 1 64; do
+            $CB txn --endpoints "$ENDPOINTS" --clients $c --conns "$(conns $c)" \
+                --duration-ms "$DUR_MS" --label "coord/txn-cas-own-key/3node/c$c"
+        done
+    fi
+    if want lock; then
+        for c in 1 8 32; do
+            $CB lock --endpoints "$ENDPOINTS" --clients $c --shared --duration-ms "$DUR_MS" \
+                --label "coord/lock-shared/3node/c$c"
+        done
+        for c in 8 32; do
+            $CB lock --endpoints "$ENDPOINTS" --clients $c --duration-ms "$DUR_MS" \
+                --label "coord/lock-distinct/3node/c$c"
+        done
+    fi
+    if want elect; then
+        $CB elect-resign --endpoints "$ENDPOINTS" --rounds 20 --settle-ms 300 \
+            --label coord/elect-resign-settled/3node
+        $CB elect-resign --endpoints "$ENDPOINTS" --rounds 20 --settle-ms 0 \
+            --label coord/elect-resign-just-queued/3node
+    fi
+    bench/cluster.sh stop
+}
+
+etcd_run() {
+    local L=$ETCD_BENCH/bin/loadgen
+    (cd "$ETCD_BENCH" && ./cluster.sh start 3 > /dev/null)
+    . "$ETCD_BENCH/.run/cluster.env"
+    if want put; then
+        for c in 1 64 256; do
+            $L put -endpoints "$ENDPOINTS" -clients $c -conns "$(conns $c)" -duration "${DUR_MS}ms" \
+                -total 1000000 -val-size 256 -key-space 100000 -label "etcd/put-rand/3node/c$c"
+        done
+    fi
+    if want range; then
+        for cons in l s; do
+            $L range -endpoints "$ENDPOINTS" -clients 64 -conns 8 -duration "${DUR_MS}ms" \
+                -total 1000000 -consistency $cons -key-space 1000 -label "etcd/get-$cons/3node/c64"
+        done
+    fi
+    if want txn; then
+        for c in 1 64; do
+            $L txn -endpoints "$ENDPOINTS" -clients $c -conns "$(conns $c)" -duration "${DUR_MS}ms" \
+                -total 1000000 -label "etcd/txn-cas-own-key/3node/c$c"
+        done
+    fi
+    if want lock; then
+        for c in 1 8 32; do
+            $L lock -endpoints "$ENDPOINTS" -clients $c -shared=true -duration "${DUR_MS}ms" \
+                -label "etcd/lock-shared/3node/c$c"
+        done
+        for c in 8 32; do
+            $L lock -endpoints "$ENDPOINTS" -clients $c -shared=false -duration "${DUR_MS}ms" \
+                -label "etcd/lock-distinct/3node/c$c"
+        done
+    fi
+    (cd "$ETCD_BENCH" && ./cluster.sh stop > /dev/null)
+}
+
+for rep in $(seq 1 "$REPS"); do
+    for sys in $SYSTEMS; do
+        case $sys in
+        coord) coord_run ;;
+        etcd) etcd_run ;;
+        esac
+    done
+done
