@@ -11,6 +11,7 @@
 
 #include "rpc/client.h"
 #include "tests/support/cluster.h"
+#include "tests/support/thread_checks.h"
 
 using namespace coord;
 using namespace std::chrono_literals;

@@ -14,6 +14,7 @@
 
 #include "rpc/client.h"
 #include "tests/support/cluster.h"
+#include "tests/support/thread_checks.h"
 
 using namespace coord;
 using namespace std::chrono_literals;
@@ -135,7 +136,7 @@ TEST_CASE("a follower restarted after the log was compacted past it catches up f
     for (int w = 0; w < 4; ++w) {
         writers.emplace_back([&, w] {
             for (int i = 0; i < 100; ++i)
-                REQUIRE(
+                T_REQUIRE(
                     client.put("snap/" + std::to_string(w) + "/" + std::to_string(i), "v").ok());
         });
     }
@@ -166,6 +167,7 @@ TEST_CASE("a follower restarted after the log was compacted past it catches up f
         if (!sawAfter) std::this_thread::sleep_for(20ms);
     }
     CHECK(sawAfter);
+    CHECK_THREADS();
 }
 
 TEST_CASE("a watch on a follower survives a leader change without gap or duplicate", "[faults]") {

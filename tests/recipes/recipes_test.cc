@@ -13,6 +13,7 @@
 #include "recipes/mutex.h"
 #include "recipes/queue.h"
 #include "tests/support/cluster.h"
+#include "tests/support/thread_checks.h"
 
 using namespace coord;
 using namespace std::chrono_literals;
@@ -84,8 +85,8 @@ TEST_CASE("a mutex excludes across clients and its fencing tokens increase", "[r
                 p.value = std::to_string(n + 1);
                 t2.success.push_back(RequestOp{p});
                 auto w = client.txn(t2);
-                REQUIRE(w.ok());
-                REQUIRE(w->succeeded);
+                T_REQUIRE(w.ok());
+                T_REQUIRE(w->succeeded);
                 inside.fetch_sub(1);
             }
         });
@@ -99,6 +100,7 @@ TEST_CASE("a mutex excludes across clients and its fencing tokens increase", "[r
     for (size_t i = 1; i < tokens.size(); ++i)
         CHECK(tokens[i] > tokens[i - 1]);
     CHECK(countKeys(*clients[0], "locks/counter/") == 0);
+    CHECK_THREADS();
 }
 
 TEST_CASE("a holder whose session is lost is fenced off and told so", "[recipes][mutex]") {
@@ -166,12 +168,12 @@ TEST_CASE("mutex waiters acquire in arrival order, and giving up leaves no key",
     for (int i = 0; i < 3; ++i) {
         waiters.push_back(std::make_unique<Mutex>(s, "locks/q"));
         threads.emplace_back([&, i] {
-            REQUIRE(waiters[i]->acquire(Clock::now() + 20s).ok());
+            T_REQUIRE(waiters[i]->acquire(Clock::now() + 20s).ok());
             {
                 std::lock_guard lock(orderMu);
                 order.push_back(i);
             }
-            REQUIRE(waiters[i]->release().ok());
+            T_REQUIRE(waiters[i]->release().ok());
         });
         REQUIRE(eventually([&] { return countKeys(client, "locks/q/") == i + 2; }));
     }
@@ -180,6 +182,7 @@ TEST_CASE("mutex waiters acquire in arrival order, and giving up leaves no key",
         t.join();
     CHECK(order == std::vector<int>{0, 1, 2});
     CHECK(countKeys(client, "locks/q/") == 0);
+    CHECK_THREADS();
 }
 
 TEST_CASE("rw mutex: readers share, writers exclude, a waiting writer is not starved",
@@ -195,11 +198,11 @@ TEST_CASE("rw mutex: readers share, writers exclude, a waiting writer is not sta
     std::atomic<bool> writerIn{false}, readerIn{false};
     std::atomic<bool> writerFirst{false};
     std::thread writer([&] {
-        REQUIRE(w.acquireWrite(Clock::now() + 20s).ok());
+        T_REQUIRE(w.acquireWrite(Clock::now() + 20s).ok());
         writerIn = true;
         std::this_thread::sleep_for(200ms);
         writerFirst = !readerIn;
-        REQUIRE(w.releaseWrite().ok());
+        T_REQUIRE(w.releaseWrite().ok());
     });
     REQUIRE(eventually([&] { return countKeys(client, "rw/write/") == 1; }));
     // A reader arriving after the waiting writer queues behind it.
@@ -216,6 +219,7 @@ TEST_CASE("rw mutex: readers share, writers exclude, a waiting writer is not sta
     reader.join();
     CHECK(writerFirst);
     CHECK(readerIn);
+    CHECK_THREADS();
 }
 
 TEST_CASE("a semaphore admits N holders and queues the rest", "[recipes][semaphore]") {
@@ -228,7 +232,7 @@ TEST_CASE("a semaphore admits N holders and queues the rest", "[recipes][semapho
     CHECK_FALSE(d.try_lock());
     std::atomic<bool> got{false};
     std::thread t([&] {
-        REQUIRE(d.acquire(Clock::now() + 20s).ok());
+        T_REQUIRE(d.acquire(Clock::now() + 20s).ok());
         got = true;
     });
     std::this_thread::sleep_for(300ms);
@@ -238,6 +242,7 @@ TEST_CASE("a semaphore admits N holders and queues the rest", "[recipes][semapho
     CHECK(got);
     CHECK(b.isHeld());
     CHECK(d.isHeld());
+    CHECK_THREADS();
 }
 
 TEST_CASE("election: one leader at a time, and observe sees every change in order",
@@ -259,7 +264,7 @@ TEST_CASE("election: one leader at a time, and observe sees every change in orde
     CHECK(e1.isLeader());
     std::atomic<bool> second{false};
     std::thread t([&] {
-        REQUIRE(e2.campaign("two", Clock::now() + 20s).ok());
+        T_REQUIRE(e2.campaign("two", Clock::now() + 20s).ok());
         second = true;
     });
     REQUIRE(e1.proclaim("one-b").ok());
@@ -306,6 +311,7 @@ TEST_CASE("election: one leader at a time, and observe sees every change in orde
     }));
     std::lock_guard l(rmu);
     CHECK(replay == std::vector<std::string>{"one", "one-b", "two", "-"});
+    CHECK_THREADS();
 }
 
 TEST_CASE("barrier and double barrier", "[recipes][barrier]") {
@@ -316,7 +322,7 @@ TEST_CASE("barrier and double barrier", "[recipes][barrier]") {
     CHECK_FALSE(b.hold().ok());  // already held
     std::atomic<bool> passed{false};
     std::thread waiter([&] {
-        REQUIRE(b.wait(Clock::now() + 20s).ok());
+        T_REQUIRE(b.wait(Clock::now() + 20s).ok());
         passed = true;
     });
     std::this_thread::sleep_for(200ms);
@@ -332,10 +338,10 @@ TEST_CASE("barrier and double barrier", "[recipes][barrier]") {
     for (int i = 0; i < kN; ++i) {
         threads.emplace_back([&] {
             DoubleBarrier d(s, "dbl", kN);
-            REQUIRE(d.enter(Clock::now() + 20s).ok());
-            CHECK(entered.fetch_add(1) < kN);
+            T_REQUIRE(d.enter(Clock::now() + 20s).ok());
+            T_CHECK(entered.fetch_add(1) < kN);
             // Nobody passes enter before all have arrived: everyone sees all entered later.
-            REQUIRE(d.leave(Clock::now() + 20s).ok());
+            T_REQUIRE(d.leave(Clock::now() + 20s).ok());
             ++left;
         });
         if (i < kN - 1) {
@@ -348,6 +354,7 @@ TEST_CASE("barrier and double barrier", "[recipes][barrier]") {
     CHECK(entered == kN);
     CHECK(left == kN);
     CHECK(countKeys(client, "dbl/") == 0);
+    CHECK_THREADS();
 }
 
 TEST_CASE("queue: every item to exactly one consumer, FIFO per producer", "[recipes][queue]") {
@@ -361,7 +368,7 @@ TEST_CASE("queue: every item to exactly one consumer, FIFO per producer", "[reci
         threads.emplace_back([&, p] {
             Queue q(client, "jobs");
             for (int i = 0; i < kItems; ++i)
-                REQUIRE(q.enqueue(std::to_string(p) + ":" + std::to_string(i)).ok());
+                T_REQUIRE(q.enqueue(std::to_string(p) + ":" + std::to_string(i)).ok());
         });
     }
     for (int k = 0; k < kConsumers; ++k) {
@@ -370,7 +377,7 @@ TEST_CASE("queue: every item to exactly one consumer, FIFO per producer", "[reci
             for (;;) {
                 auto item = q.dequeue(Clock::now() + 2s);
                 if (!item.ok()) {
-                    REQUIRE(item.error().kind == RecipeError::Kind::Timeout);
+                    T_REQUIRE(item.error().kind == RecipeError::Kind::Timeout);
                     return;
                 }
                 std::lock_guard lock(mu);
@@ -392,6 +399,7 @@ TEST_CASE("queue: every item to exactly one consumer, FIFO per producer", "[reci
         CHECK(i == next[p]);
         next[p] = i + 1;
     }
+    CHECK_THREADS();
 }
 
 TEST_CASE("condition queue releases nothing before its condition and everything after",
@@ -417,7 +425,7 @@ TEST_CASE("condition queue releases nothing before its condition and everything 
     std::thread consumer([&] {
         for (int i = 0; i < 5; ++i) {
             auto item = q.dequeue(Clock::now() + 20s);
-            REQUIRE(item.ok());
+            T_REQUIRE(item.ok());
             got.push_back(item->value);
         }
     });
@@ -439,4 +447,5 @@ TEST_CASE("condition queue releases nothing before its condition and everything 
     auto late = q.dequeue(Clock::now() + 5s);
     REQUIRE(late.ok());
     CHECK(late->value == "late");
+    CHECK_THREADS();
 }
