@@ -483,9 +483,21 @@ std::vector<KvResult<Response>> Store::applyOnce(
 }
 
 std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> batch,
-                                             const std::function<void(const lmdb::Txn&)>& inTxn) {
+                                             const std::function<void(const lmdb::Txn&)>& inTxn,
+                                             bool durable) {
     std::vector<std::pair<int64_t, std::vector<Event>>> events;
     std::vector<KvResult<Response>> results;
+    // Environment flags are read at commit; only this (the writer) thread commits.
+    struct MetaAsync {
+        MDB_env* env;
+        bool on;
+        MetaAsync(MDB_env* e, bool enable) : env(e), on(enable) {
+            if (on) mdb_env_set_flags(env, MDB_NOMETASYNC, 1);
+        }
+        ~MetaAsync() {
+            if (on) mdb_env_set_flags(env, MDB_NOMETASYNC, 0);
+        }
+    } metaAsync(env_->get(), !durable && options_.sync);
     try {
         results = applyOnce(batch, false, inTxn, events);
     } catch (const lmdb::MapFullError&) {

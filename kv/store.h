@@ -82,8 +82,14 @@ class Store {
     // Throws lmdb::LmdbError on an I/O failure, in which case nothing of the batch is applied.
     // `inTxn`, when given, runs inside the same write transaction before it commits (the Raft
     // log storage persists a Ready's entries and hard state there: one fsync for both).
+    //
+    // `durable` false commits the data with one flush but not the meta page (MDB_NOMETASYNC):
+    // an operating-system crash may undo this transaction (never corrupt the store); the next
+    // durable commit makes it durable too. For work that can be redone after a crash — applying
+    // entries that are already durable in the Raft log.
     std::vector<KvResult<Response>> apply(std::span<const IndexedRequest> batch,
-                                          const std::function<void(const lmdb::Txn&)>& inTxn = {});
+                                          const std::function<void(const lmdb::Txn&)>& inTxn = {},
+                                          bool durable = true);
     // Applies one request at index appliedIndex() + 1 (for a store used without Raft).
     KvResult<Response> write(Request request);
 

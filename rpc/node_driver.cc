@@ -190,6 +190,19 @@ void NodeDriver::processReady() {
                          imported.ok() ? "" : imported.error().message);
             log_->installSnapshot(rd.snapshot->meta);
         }
+        // A leader may send its appends and heartbeats before persisting its own entries
+        // (Raft thesis §10.2.1): the followers persist in parallel. This is safe here because
+        // nothing is acknowledged before this Ready's transaction commits: commit advances only
+        // when the followers' answers are stepped, after this turn, and the client is answered
+        // when the entry is applied in a later Ready. Votes and answers of followers wait for
+        // the fsync, as they must.
+        bool leading = raft_->leader() == config_.id;
+        auto early = [&](const raft::Message& m) {
+            return leading &&
+                   (m.type == raft::MessageType::Append || m.type == raft::MessageType::Heartbeat);
+        };
+        for (const auto& m : rd.messages)
+            if (early(m)) transport_.send(m);
         applyAndPersist(rd);
         if (rd.softState) {
             if (rd.softState->leader != leader_.load()) leaderChanged(rd.softState->leader);
@@ -201,7 +214,7 @@ void NodeDriver::processReady() {
             }
         }
         for (const auto& m : rd.messages)
-            transport_.send(m);
+            if (!early(m)) transport_.send(m);
         for (const auto& rs : rd.readStates) {
             auto it = reads_.find(rs.context);
             if (it != reads_.end()) it->second.index = rs.index;
@@ -237,9 +250,16 @@ void NodeDriver::applyAndPersist(const raft::Ready& rd) {
     if (batch.empty() && rd.entries.empty() && !rd.hardState && !conf) return;
     // One write transaction, one fsync: the log append, the hard state, the membership and
     // the application of the committed entries.
-    auto results = store_->apply(batch, [&](const kv::lmdb::Txn& txn) {
-        log_->persist(txn, {rd.entries, rd.hardState, conf});
-    });
+    // New entries, a new term or vote must be durable before anyone hears of them; a Ready that
+    // only applies committed entries (already durable in a majority of logs) skips the meta
+    // flush — after an operating-system crash it is simply applied again from the log.
+    bool durable = rd.mustSync || conf || rd.snapshot;
+    auto results = store_->apply(
+        batch,
+        [&](const kv::lmdb::Txn& txn) {
+            log_->persist(txn, {rd.entries, rd.hardState, conf});
+        },
+        durable);
     if (lessor_) {
         for (size_t i = 0; i < results.size(); ++i) {
             if (!results[i].ok()) continue;

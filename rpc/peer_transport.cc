@@ -28,66 +28,71 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
   public:
     Session(tcp::socket socket, PeerTransport& owner) : socket_(std::move(socket)), owner_(owner) {}
 
-    void start() { readTable(); }
+    void start() { readMore(); }
     void close() {
         boost::system::error_code ignored;
         socket_.close(ignored);
     }
 
   private:
-    void readTable() {
-        buffer_.resize(8);
+    // Reads whatever the socket has (up to 64 KiB at a time) and delivers every complete frame
+    // in it before reading again: a burst of messages from a peer is stepped into Raft together
+    // and persisted in one Ready (one fsync), not one Ready per message.
+    void readMore() {
+        size_t have = buffer_.size();
+        buffer_.resize(have + kReadChunk);
         auto self = shared_from_this();
-        boost::asio::async_read(
-            socket_, boost::asio::buffer(buffer_.data(), 8),
-            [this, self](const boost::system::error_code& ec, size_t) {
-                if (ec) return;
-                uint32_t last;
-                std::memcpy(&last, buffer_.data(), 4);
-                uint64_t segments = uint64_t{last} + 1;
-                if (segments > 512) return refuse();
-                size_t tableBytes = (segments / 2 + 1) * 8;
-                buffer_.resize(tableBytes);
-                if (tableBytes == 8) return readBody(segments);
-                boost::asio::async_read(
-                    socket_, boost::asio::buffer(buffer_.data() + 8, tableBytes - 8),
-                    [this, self, segments](const boost::system::error_code& e, size_t) {
-                        if (!e) readBody(segments);
-                    });
-            });
-    }
-
-    void readBody(uint64_t segments) {
-        uint64_t words = 0;
-        for (uint64_t i = 0; i < segments; ++i) {
-            uint32_t size;
-            std::memcpy(&size, buffer_.data() + 4 + 4 * i, 4);
-            words += size;
-        }
-        size_t table = buffer_.size();
-        // The size is checked before a byte of the body is allocated.
-        if (words * 8 + table > owner_.config_.maxFrameBytes) return refuse();
-        buffer_.resize(table + words * 8);
-        auto self = shared_from_this();
-        boost::asio::async_read(socket_, boost::asio::buffer(buffer_.data() + table, words * 8),
-                                [this, self](const boost::system::error_code& ec, size_t) {
-                                    if (ec) return;
-                                    DecodeLimits limits;
-                                    limits.traversalWords = owner_.config_.maxFrameBytes / 8 * 2;
-                                    auto frame = decodePeerFrame(buffer_, limits);
-                                    if (!frame.ok() || frame->first != owner_.config_.clusterId ||
-                                        frame->second.to != owner_.config_.self) {
-                                        return refuse();
-                                    }
-                                    if (owner_.stopped_) return;
-                                    owner_.onMessage_(std::move(frame->second));
-                                    readTable();
+        socket_.async_read_some(boost::asio::buffer(buffer_.data() + have, kReadChunk),
+                                [this, self, have](const boost::system::error_code& ec, size_t n) {
+                                    buffer_.resize(have + n);
+                                    if (ec || owner_.stopped_) return;
+                                    if (!deliverFrames()) return;
+                                    readMore();
                                 });
     }
 
-    void refuse() {
+    // Delivers the complete frames at the front of the buffer; false when the peer is refused.
+    bool deliverFrames() {
+        size_t pos = 0;
+        for (;;) {
+            size_t avail = buffer_.size() - pos;
+            if (avail < 8) break;
+            uint32_t last;
+            std::memcpy(&last, buffer_.data() + pos, 4);
+            uint64_t segments = uint64_t{last} + 1;
+            if (segments > 512) return refuse();
+            size_t table = (segments / 2 + 1) * 8;
+            if (avail < table) break;
+            uint64_t words = 0;
+            for (uint64_t i = 0; i < segments; ++i) {
+                uint32_t size;
+                std::memcpy(&size, buffer_.data() + pos + 4 + 4 * i, 4);
+                words += size;
+            }
+            // The size is checked before the frame is buffered whole.
+            if (words * 8 + table > owner_.config_.maxFrameBytes) return refuse();
+            size_t total = table + words * 8;
+            if (avail < total) break;
+            DecodeLimits limits;
+            limits.traversalWords = owner_.config_.maxFrameBytes / 8 * 2;
+            auto frame = decodePeerFrame(std::string_view(buffer_).substr(pos, total), limits);
+            if (!frame.ok() || frame->first != owner_.config_.clusterId ||
+                frame->second.to != owner_.config_.self) {
+                return refuse();
+            }
+            owner_.onMessage_(std::move(frame->second));
+            pos += total;
+        }
+        buffer_.erase(0, pos);
+        return true;
+    }
+
+    static constexpr size_t kReadChunk = 64 * 1024;
+
+    bool refuse() {
         owner_.refused_++;
         close();
+        return false;
     }
 
     tcp::socket socket_;
