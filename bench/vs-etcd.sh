@@ -4,7 +4,8 @@
 # connection, 64 over 8, 256 over 16), one system at a time, REPS repetitions. Prints one JSON
 # line per run; summarize with bench/summarize.py.
 #
-#   bench/vs-etcd.sh                 # coord and etcd (needs ../shared/bench/etcd/bin/loadgen)
+#   bench/vs-etcd.sh                 # coord and etcd: needs etcd-server and a built loadgen in a
+#                                    # writable copy of ../shared/bench/etcd (ETCD_BENCH=that copy)
 #   SYSTEMS=coord bench/vs-etcd.sh   # coord only
 #   REPS=3 DUR_MS=3000 ONLY='put|lock' bench/vs-etcd.sh
 set -euo pipefail
@@ -63,7 +64,9 @@ coord_run() {
 
 etcd_run() {
     local L=$ETCD_BENCH/bin/loadgen
-    (cd "$ETCD_BENCH" && ./cluster.sh start 3 > /dev/null)
+    local start_ms
+    start_ms=$(cd "$ETCD_BENCH" && ./cluster.sh start 3 | grep -o '[0-9]* ms' | head -n 1 | cut -d' ' -f1)
+    echo "{\"label\":\"etcd/coldstart-to-healthy/3node\",\"healthy_ms\":${start_ms:-0}}"
     . "$ETCD_BENCH/.run/cluster.env"
     if want put; then
         for c in 1 64 256; do
@@ -92,6 +95,15 @@ etcd_run() {
             $L lock -endpoints "$ENDPOINTS" -clients $c -shared=false -duration "${DUR_MS}ms" \
                 -label "etcd/lock-distinct/3node/c$c"
         done
+    fi
+    if want elect; then
+        $L elect-resign -endpoints "$ENDPOINTS" -rounds 20 -settle 300ms \
+            -label etcd/elect-resign-settled/3node
+        $L elect-resign -endpoints "$ENDPOINTS" -rounds 20 -settle 0s \
+            -label etcd/elect-resign-just-queued/3node
+    fi
+    if want put; then
+        echo "{\"label\":\"etcd/rss-after-load/3node\",\"rss\":\"$(cd "$ETCD_BENCH" && ./cluster.sh rss | tr '\n' ' ')\"}"
     fi
     (cd "$ETCD_BENCH" && ./cluster.sh stop > /dev/null)
 }

@@ -112,49 +112,60 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
 RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t myRev,
                                const std::string& blockKey, const std::string& blockEnd,
                                int64_t slots, bool ownInRange, const WaitContext& ctx, bool wait) {
-    for (;;) {
+    struct View {
+        bool ownMissing = false;
         std::vector<KeyValue> blockers;
         int64_t at = 0;
+    };
+    // One consistent snapshot: my key and the keys created before it. A serializable read is
+    // enough: at any revision where my key exists and no older key does, my turn has come
+    // (later revisions only add younger keys). A member that lags may not show my key yet;
+    // then the read is repeated through the leader before my key is declared gone.
+    auto look = [&](bool serializable) -> RecipeResult<View> {
+        View v;
         RangeRequest q;
         q.key = blockKey;
         q.rangeEnd = blockEnd;
         q.sortOrder = kv::SortOrder::Descend;
         q.sortTarget = kv::SortTarget::Create;
         q.keysOnly = true;
-        bool ownMissing = false;
         if (ownInRange) {
-            // One read: my key and the (slots) keys created just before it.
             q.maxCreateRevision = myRev;
             q.limit = slots + 1;
-            auto r = retry<RangeResponse>(client, ctx,
-                                          [&](Deadline d) { return client.range(q, false, d); });
+            auto r = retry<RangeResponse>(
+                client, ctx, [&](Deadline d) { return client.range(q, serializable, d); });
             if (!r.ok()) return fail(r.error());
-            at = r->revision;
+            v.at = r->revision;
             if (r->kvs.empty() || r->kvs.front().key != myKey) {
-                ownMissing = true;
+                v.ownMissing = true;
             } else {
-                blockers.assign(r->kvs.begin() + 1, r->kvs.end());
+                v.blockers.assign(r->kvs.begin() + 1, r->kvs.end());
             }
-        } else {
-            RangeRequest own;
-            own.key = myKey;
-            own.keysOnly = true;
-            auto o = retry<RangeResponse>(client, ctx,
-                                          [&](Deadline d) { return client.range(own, false, d); });
-            if (!o.ok()) return fail(o.error());
-            at = o->revision;
-            ownMissing = o->kvs.empty();
-            if (!ownMissing) {
-                q.maxCreateRevision = myRev - 1;
-                q.limit = slots;
-                q.revision = at;  // the same snapshot as the read of my key
-                auto r = retry<RangeResponse>(
-                    client, ctx, [&](Deadline d) { return client.range(q, false, d); });
-                if (!r.ok()) return fail(r.error());
-                blockers = std::move(r->kvs);
-            }
+            return v;
         }
-        if (ownMissing) {
+        RangeRequest own;
+        own.key = myKey;
+        own.keysOnly = true;
+        auto o = retry<RangeResponse>(
+            client, ctx, [&](Deadline d) { return client.range(own, serializable, d); });
+        if (!o.ok()) return fail(o.error());
+        v.at = o->revision;
+        v.ownMissing = o->kvs.empty();
+        if (v.ownMissing) return v;
+        q.maxCreateRevision = myRev - 1;
+        q.limit = slots;
+        q.revision = v.at;  // the same snapshot as the read of my key
+        auto r = retry<RangeResponse>(client, ctx,
+                                      [&](Deadline d) { return client.range(q, serializable, d); });
+        if (!r.ok()) return fail(r.error());
+        v.blockers = std::move(r->kvs);
+        return v;
+    };
+    for (;;) {
+        auto view = look(true);
+        if (view.ok() && view->ownMissing) view = look(false);
+        if (!view.ok()) return fail(view.error());
+        if (view->ownMissing) {
             if (ctx.session && ctx.session->isLost()) {
                 return fail(RecipeError{RecipeError::Kind::SessionLost,
                                         "the waiter key " + myKey + " expired with its lease",
@@ -163,16 +174,16 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             return fail(RecipeError{
                 RecipeError::Kind::NotHeld, "the waiter key " + myKey + " was deleted", {}});
         }
-        if (static_cast<int64_t>(blockers.size()) < slots) return at;
+        if (static_cast<int64_t>(view->blockers.size()) < slots) return view->at;
         if (!wait) return fail(RecipeError{RecipeError::Kind::Busy, "held by another", {}});
 
         // Wait for a blocker to go: with one slot, only the immediate predecessor matters (no
         // herd); with several, any deletion in the range may free a slot.
         WatchRequest w;
-        w.startRevision = at + 1;
+        w.startRevision = view->at + 1;
         w.noPut = true;
         if (slots == 1) {
-            w.key = blockers.front().key;
+            w.key = view->blockers.front().key;
         } else {
             w.key = blockKey;
             w.rangeEnd = blockEnd;
@@ -315,11 +326,47 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
         return fail(*stop);
     }
     Client& client = session_.client();
-    auto created = createIfAbsent(client, key_, value, session_.lease(), ctx);
+    // One txn creates my key (unless a lost reply already did) and reads the oldest keys of the
+    // range: uncontended, the lock is held after this single round trip.
+    TxnRequest t;
+    Compare absent;
+    absent.key = key_;
+    absent.target = Compare::Target::Create;
+    absent.op = Compare::Op::Equal;
+    absent.number = 0;
+    t.compare.push_back(absent);
+    PutRequest put;
+    put.key = key_;
+    put.value = value;
+    put.lease = session_.lease();
+    RangeRequest oldest;
+    oldest.key = turn.blockKey;
+    oldest.rangeEnd = turn.blockEnd;
+    oldest.sortOrder = kv::SortOrder::Ascend;
+    oldest.sortTarget = kv::SortTarget::Create;
+    oldest.limit = turn.slots;
+    oldest.keysOnly = true;
+    RangeRequest mine;
+    mine.key = key_;
+    mine.keysOnly = true;
+    t.success = {RequestOp{put}, RequestOp{oldest}};
+    t.failure = {RequestOp{mine}, RequestOp{oldest}};
+    auto created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
     if (!created.ok()) return fail(created.error());
-    int64_t myRev = created->first;
-    auto turn_ = waitTurn(client, key_, myRev, turn.blockKey, turn.blockEnd, turn.slots,
-                          turn.ownInRange, ctx, wait);
+    int64_t myRev = created->revision;
+    if (!created->succeeded) {
+        const auto& got = std::get<RangeResponse>(created->responses[0].op);
+        if (got.kvs.empty())
+            return fail(RecipeError{RecipeError::Kind::NotHeld, key_ + " vanished", {}});
+        myRev = got.kvs.front().createRevision;
+    }
+    int64_t older = 0;
+    for (const auto& kv : std::get<RangeResponse>(created->responses[1].op).kvs)
+        if (kv.createRevision < myRev) ++older;
+    RecipeResult<int64_t> turn_ = older < turn.slots
+                                      ? RecipeResult<int64_t>(created->revision)
+                                      : waitTurn(client, key_, myRev, turn.blockKey, turn.blockEnd,
+                                                 turn.slots, turn.ownInRange, ctx, wait);
     if (!turn_.ok()) {
         // Gave up (deadline, cancel, busy) or lost: never leave a key that blocks others.
         if (turn_.error().kind != RecipeError::Kind::SessionLost)
