@@ -194,14 +194,32 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
     }
 }
 
-RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev) {
-    TxnRequest t;
+Compare createRevisionEquals(const std::string& key, int64_t revision) {
     Compare c;
     c.key = key;
     c.target = Compare::Target::Create;
     c.op = Compare::Op::Equal;
-    c.number = createRev;
-    t.compare.push_back(c);
+    c.number = revision;
+    return c;
+}
+
+TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, int64_t lease) {
+    TxnRequest t;
+    t.compare.push_back(createRevisionEquals(key, 0));
+    PutRequest p;
+    p.key = key;
+    p.value = value;
+    p.lease = lease;
+    t.success.push_back(RequestOp{p});
+    RangeRequest g;
+    g.key = key;
+    t.failure.push_back(RequestOp{g});
+    return t;
+}
+
+RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev) {
+    TxnRequest t;
+    t.compare.push_back(createRevisionEquals(key, createRev));
     DeleteRangeRequest d;
     d.key = key;
     t.success.push_back(RequestOp{d});
@@ -215,21 +233,7 @@ RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t cre
 RecipeResult<std::pair<int64_t, bool>> createIfAbsent(Client& client, const std::string& key,
                                                       const std::string& value, int64_t lease,
                                                       const WaitContext& ctx) {
-    TxnRequest t;
-    Compare c;
-    c.key = key;
-    c.target = Compare::Target::Create;
-    c.op = Compare::Op::Equal;
-    c.number = 0;
-    t.compare.push_back(c);
-    PutRequest p;
-    p.key = key;
-    p.value = value;
-    p.lease = lease;
-    t.success.push_back(RequestOp{p});
-    RangeRequest g;
-    g.key = key;
-    t.failure.push_back(RequestOp{g});
+    TxnRequest t = createIfAbsentTxn(key, value, lease);
     auto r = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
     if (!r.ok()) return fail(r.error());
     if (r->succeeded) return std::pair<int64_t, bool>{r->revision, true};
@@ -299,13 +303,8 @@ int64_t Holder::revision() const {
 }
 
 Compare Holder::ownerCompare() const {
-    Compare c;
-    c.key = key_;
-    c.target = Compare::Target::Create;
-    c.op = Compare::Op::Equal;
-    c.number = revision();
-    if (c.number == 0) c.number = -1;  // never matches: not held
-    return c;
+    int64_t rev = revision();
+    return createRevisionEquals(key_, rev == 0 ? -1 : rev);  // -1 never matches: not held
 }
 
 void Holder::onLost(std::function<void(const RecipeError&)> callback) {
@@ -328,17 +327,7 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
     Client& client = session_.client();
     // One txn creates my key (unless a lost reply already did) and reads the oldest keys of the
     // range: uncontended, the lock is held after this single round trip.
-    TxnRequest t;
-    Compare absent;
-    absent.key = key_;
-    absent.target = Compare::Target::Create;
-    absent.op = Compare::Op::Equal;
-    absent.number = 0;
-    t.compare.push_back(absent);
-    PutRequest put;
-    put.key = key_;
-    put.value = value;
-    put.lease = session_.lease();
+    TxnRequest t = createIfAbsentTxn(key_, value, session_.lease());
     RangeRequest oldest;
     oldest.key = turn.blockKey;
     oldest.rangeEnd = turn.blockEnd;
@@ -346,11 +335,8 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
     oldest.sortTarget = kv::SortTarget::Create;
     oldest.limit = turn.slots;
     oldest.keysOnly = true;
-    RangeRequest mine;
-    mine.key = key_;
-    mine.keysOnly = true;
-    t.success = {RequestOp{put}, RequestOp{oldest}};
-    t.failure = {RequestOp{mine}, RequestOp{oldest}};
+    t.success.push_back(RequestOp{oldest});
+    t.failure.push_back(RequestOp{oldest});
     auto created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
     if (!created.ok()) return fail(created.error());
     int64_t myRev = created->revision;

@@ -81,6 +81,12 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
                                int64_t slots, bool ownInRange, const WaitContext& ctx,
                                bool wait = true);
 
+// The compare "key's create revision == revision" (0: the key is absent).
+Compare createRevisionEquals(const std::string& key, int64_t revision);
+// If `key` is absent: put it with `value` on `lease`; else read it (one op per branch, so
+// callers can add their own after).
+TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, int64_t lease);
+
 // Deletes `key` if it still has create revision `createRev`, retrying (for up to the client's
 // request timeout beyond `ctx`) so a waiter that gives up never leaves its key behind.
 RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev);

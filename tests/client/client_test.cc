@@ -10,21 +10,16 @@
 #include <thread>
 
 #include "rpc/client.h"
+#include "tests/support/client_options.h"
 #include "tests/support/cluster.h"
 #include "tests/support/thread_checks.h"
 
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
+using coord::test::optionsFor;
 
 namespace {
-
-ClientOptions optionsFor(const Cluster& c) {
-    ClientOptions o;
-    o.endpoints = {c.ep(0), c.ep(1), c.ep(2)};
-    o.requestTimeout = 10s;
-    return o;
-}
 
 // Collects watch events from the client's thread.
 struct Collector {

@@ -13,22 +13,16 @@
 #include <thread>
 
 #include "rpc/client.h"
+#include "tests/support/client_options.h"
 #include "tests/support/cluster.h"
 #include "tests/support/thread_checks.h"
 
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
+using coord::test::optionsFor;
 
 namespace {
-
-ClientOptions optionsFor(const Cluster& c, std::vector<int> members = {0, 1, 2}) {
-    ClientOptions o;
-    for (int i : members)
-        o.endpoints.push_back(c.ep(i));
-    o.requestTimeout = 10s;
-    return o;
-}
 
 // The index (0..2) of the member that is leader, as the live members see it.
 int leaderIndex(Client& client, const Cluster& c) {

@@ -12,21 +12,16 @@
 #include "recipes/election.h"
 #include "recipes/mutex.h"
 #include "recipes/queue.h"
+#include "tests/support/client_options.h"
 #include "tests/support/cluster.h"
 #include "tests/support/thread_checks.h"
 
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
+using coord::test::optionsFor;
 
 namespace {
-
-ClientOptions optionsFor(const Cluster& c) {
-    ClientOptions o;
-    o.endpoints = {c.ep(0), c.ep(1), c.ep(2)};
-    o.requestTimeout = 10s;
-    return o;
-}
 
 int64_t countKeys(Client& client, const std::string& prefix) {
     RangeRequest q;
