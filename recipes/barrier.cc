@@ -2,14 +2,9 @@
 
 namespace coord {
 
-namespace {
-Deadline orDefault(const Client& c, Deadline d) {
-    return d == Deadline{} ? Clock::now() + c.options().requestTimeout : d;
-}
-}  // namespace
-
 RecipeResult<Ok> Barrier::hold(Deadline deadline) {
-    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(), orDefault(client_, deadline)};
+    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(),
+                            detail::orDefault(client_, deadline)};
     auto r = detail::createIfAbsent(client_, key_, "", 0, ctx);
     if (!r.ok()) return fail(r.error());
     if (!r->second)
@@ -18,7 +13,8 @@ RecipeResult<Ok> Barrier::hold(Deadline deadline) {
 }
 
 RecipeResult<Ok> Barrier::release(Deadline deadline) {
-    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(), orDefault(client_, deadline)};
+    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(),
+                            detail::orDefault(client_, deadline)};
     DeleteRangeRequest d;
     d.key = key_;
     auto r = detail::retry<DeleteRangeResponse>(client_, ctx,

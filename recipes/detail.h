@@ -20,6 +20,11 @@ inline constexpr Deadline kForever = Deadline::max();
 // never share (and never release each other's) key.
 std::string ownKey(const std::string& prefix, int64_t lease);
 
+// `d`, or now + the client's request timeout when `d` is Deadline{}.
+inline Deadline orDefault(const Client& client, Deadline d) {
+    return d == Deadline{} ? Clock::now() + client.options().requestTimeout : d;
+}
+
 // The deadline of one client call inside a longer wait.
 Deadline callDeadline(const Client& client, Deadline overall);
 

@@ -25,9 +25,7 @@ RecipeResult<Ok> Election::campaign(const std::string& value, Deadline deadline)
 }
 
 RecipeResult<Ok> Election::proclaim(const std::string& value, Deadline deadline) {
-    if (deadline == Deadline{})
-        deadline = Clock::now() + holder_.session().client().options().requestTimeout;
-    return holder_.update(value, deadline);
+    return holder_.update(value, detail::orDefault(holder_.session().client(), deadline));
 }
 
 RecipeResult<Ok> Election::resign() {

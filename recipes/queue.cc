@@ -24,10 +24,6 @@ Compare compare(std::string key, Compare::Target target, Compare::Op op, int64_t
     return c;
 }
 
-Deadline orDefault(const Client& c, Deadline d) {
-    return d == Deadline{} ? Clock::now() + c.options().requestTimeout : d;
-}
-
 }  // namespace
 
 // ---- Queue ----
@@ -213,7 +209,8 @@ ConditionQueue::ConditionQueue(Client& client, std::string prefix)
     : Queue(client, std::move(prefix)) {}
 
 RecipeResult<Ok> ConditionQueue::setCondition(const QueueCondition& condition, Deadline deadline) {
-    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(), orDefault(client_, deadline)};
+    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(),
+                            detail::orDefault(client_, deadline)};
     auto r = detail::retry<PutResponse>(client_, ctx, [&](Deadline d) {
         return client_.put(prefix_ + "/condition", condition.encode(), 0, d);
     });
@@ -222,7 +219,8 @@ RecipeResult<Ok> ConditionQueue::setCondition(const QueueCondition& condition, D
 }
 
 RecipeResult<Ok> ConditionQueue::clearCondition(Deadline deadline) {
-    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(), orDefault(client_, deadline)};
+    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(),
+                            detail::orDefault(client_, deadline)};
     DeleteRangeRequest d;
     d.key = prefix_ + "/condition";
     auto r = detail::retry<DeleteRangeResponse>(client_, ctx,
