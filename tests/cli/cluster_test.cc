@@ -306,3 +306,32 @@ TEST_CASE("after a holder is kill -9'd the next waiter acquires within TTL + 1 s
     CHECK(took < std::chrono::milliseconds(3000));
     CHECK(waitExit(waiter) == 0);
 }
+
+TEST_CASE("a kill -9'd waiter never blocks the waiters behind it", "[cli][lock]") {
+    Cluster c;
+    auto start = [&](const std::string& name, std::vector<std::string> extra) {
+        std::vector<std::string> args{COORDCTL,     "--endpoints", c.endpoints, "lock",
+                                      "queue-lock", "--ttl",       "2"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return coord::test::spawn(args, c.dir.file(name + ".out"));
+    };
+    pid_t holder = start("holder", {});
+    REQUIRE(
+        waitFor([&] { return keysUnder(c, "queue-lock/").size() == 1; }, std::chrono::seconds(10)));
+    pid_t doomed = start("doomed", {"--", "true"});
+    REQUIRE(
+        waitFor([&] { return keysUnder(c, "queue-lock/").size() == 2; }, std::chrono::seconds(10)));
+    std::string acquired = c.dir.file("acquired");
+    pid_t last = start("last", {"--", "touch", acquired});
+    REQUIRE(
+        waitFor([&] { return keysUnder(c, "queue-lock/").size() == 3; }, std::chrono::seconds(10)));
+    // The middle waiter dies; then the holder lets go cleanly.
+    kill(doomed, SIGKILL);
+    waitpid(doomed, nullptr, 0);
+    kill(holder, SIGTERM);
+    CHECK(waitExit(holder) == 0);
+    // The last waiter gets the lock once the dead waiter's lease expires (TTL 2 s).
+    CHECK(waitFor([&] { return std::ifstream(acquired).good(); }, std::chrono::seconds(4)));
+    CHECK(waitExit(last) == 0);
+    CHECK(keysUnder(c, "queue-lock/").empty());
+}

@@ -444,3 +444,39 @@ TEST_CASE("condition queue releases nothing before its condition and everything 
     CHECK(late->value == "late");
     CHECK_THREADS();
 }
+
+TEST_CASE("election under churn: never two leaders, terms increase", "[recipes][election]") {
+    Cluster c;
+    constexpr int kCandidates = 4, kTerms = 5;
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 2; ++i)
+        clients.push_back(std::make_unique<Client>(optionsFor(c)));
+    std::atomic<int> leaders{0}, overlaps{0};
+    std::mutex termsMu;
+    std::vector<int64_t> terms;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kCandidates; ++i) {
+        threads.emplace_back([&, i] {
+            Session s(*clients[i % 2], {5});
+            Election e(s, "churn");
+            for (int round = 0; round < kTerms; ++round) {
+                T_REQUIRE(e.campaign("c" + std::to_string(i), Clock::now() + 30s).ok());
+                if (leaders.fetch_add(1) != 0) ++overlaps;
+                {
+                    std::lock_guard lock(termsMu);
+                    terms.push_back(e.term());
+                }
+                std::this_thread::sleep_for(2ms);
+                leaders.fetch_sub(1);
+                T_REQUIRE(e.resign().ok());
+            }
+        });
+    }
+    for (auto& t : threads)
+        t.join();
+    CHECK_THREADS();
+    CHECK(overlaps == 0);
+    REQUIRE(terms.size() == kCandidates * kTerms);
+    for (size_t i = 1; i < terms.size(); ++i)
+        CHECK(terms[i] > terms[i - 1]);
+}
