@@ -14,6 +14,7 @@
 //   elect NAME VALUE | elect --listen NAME
 //   queue push NAME VALUE | queue pop NAME [--timeout MS]
 //   barrier hold|release|wait NAME
+//   snapshot save FILE
 //
 // Exit codes: 0 success (a txn whose compares failed prints FAILURE and still exits 0); 1 the
 // store refused the request (the message says why); 2 unreadable input (txn); 3 no member could
@@ -27,6 +28,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -210,6 +212,13 @@ int main(int argc, char** argv) {
         sub->callback([&barrierVerb, verb] { barrierVerb = verb; });
     }
 
+    auto* snapshotCmd = app.add_subcommand("snapshot", "backups");
+    snapshotCmd->require_subcommand(1);
+    std::string snapshotFile;
+    auto* snapshotSave = snapshotCmd->add_subcommand(
+        "save", "write a consistent snapshot of one member's store to FILE");
+    snapshotSave->add_option("file", snapshotFile)->required();
+
     CLI11_PARSE(app, argc, argv);
     auto endpoints = splitEndpoints(endpointList);
     if (endpoints.empty()) {
@@ -257,6 +266,35 @@ int main(int argc, char** argv) {
     if (*pop) return runQueuePop(client, recipeName, waitMs);
     if (!barrierVerb.empty()) return runBarrier(client, barrierVerb, recipeName, waitMs);
 
+    if (*snapshotSave) {
+        // Written next to the target and renamed when complete: FILE is whole or absent.
+        std::string part = snapshotFile + ".part";
+        Client::SnapshotInfo info;
+        {
+            std::ofstream out(part, std::ios::binary | std::ios::trunc);
+            if (!out) {
+                std::fprintf(stderr, "coordctl: cannot write %s\n", part.c_str());
+                return 2;
+            }
+            auto r = client.snapshot(out);
+            out.close();
+            if (!r.ok() || !out) {
+                std::remove(part.c_str());
+                if (!r.ok()) return report(r.error());
+                std::fprintf(stderr, "coordctl: writing %s failed\n", part.c_str());
+                return 2;
+            }
+            info = *r;
+        }
+        if (std::rename(part.c_str(), snapshotFile.c_str()) != 0) {
+            std::perror("coordctl: rename");
+            return 2;
+        }
+        std::printf("Snapshot saved at %s (%llu bytes, revision %lld)\n", snapshotFile.c_str(),
+                    static_cast<unsigned long long>(info.bytes),
+                    static_cast<long long>(info.revision));
+        return 0;
+    }
     if (*put) {
         auto r = retryUnknown([&](Deadline d) { return client.put(key, value, leaseId, d); });
         if (!r.ok()) return report(r.error());

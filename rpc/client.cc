@@ -8,6 +8,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <ostream>
 #include <thread>
 
 #include "rpc/codec.h"
@@ -507,7 +508,10 @@ struct WatchRunner;
 
 class SinkImpl final : public s::WatchSink::Server {
   public:
-    SinkImpl(WatchRunner& runner, uint64_t epoch) : runner_(runner), epoch_(epoch) {}
+    // The member may call the sink after its runner is gone (the handle was dropped while
+    // events were in flight): the sink holds the runner through a slot the runner clears.
+    SinkImpl(std::shared_ptr<WatchRunner*> runner, uint64_t epoch)
+        : runner_(std::move(runner)), epoch_(epoch) {}
 
   protected:
     kj::Promise<void> events(EventsContext context) override;
@@ -515,13 +519,17 @@ class SinkImpl final : public s::WatchSink::Server {
     kj::Promise<void> canceled(CanceledContext context) override;
 
   private:
-    WatchRunner& runner_;
+    std::shared_ptr<WatchRunner*> runner_;
     uint64_t epoch_;
 };
 
 struct WatchRunner final : Runner {
     WatchRunner(Client::Impl& i, WatchRequest r, WatchCallbacks cb)
-        : impl(i), request(std::move(r)), callbacks(std::move(cb)) {}
+        : impl(i),
+          request(std::move(r)),
+          callbacks(std::move(cb)),
+          self(std::make_shared<WatchRunner*>(this)) {}
+    ~WatchRunner() override { *self = nullptr; }
 
     // Watches from `request.startRevision` at the current member; when the member goes away,
     // backs off and resumes at another from the next undelivered revision.
@@ -533,7 +541,7 @@ struct WatchRunner final : Runner {
                 uint64_t e = ++epoch;
                 auto req = c->watch.watchRequest();
                 rpc::toCapnp(request, req.initRequest());
-                req.setSink(kj::heap<SinkImpl>(*this, e));
+                req.setSink(kj::heap<SinkImpl>(self, e));
                 auto disconnected = c->abandoned.addBranch();
                 uint64_t gen = c->gen;
                 return req.send()
@@ -612,23 +620,25 @@ struct WatchRunner final : Runner {
     uint64_t epoch = 0;
     s::WatchHandle::Client handle = nullptr;
     kj::Own<kj::PromiseFulfiller<void>> endedFulfiller;
+    std::shared_ptr<WatchRunner*> self;  // cleared on destruction (see SinkImpl)
 };
 
 kj::Promise<void> SinkImpl::events(EventsContext context) {
     std::vector<Event> events;
     for (auto e : context.getParams().getEvents())
         events.push_back(rpc::fromCapnp(e));
-    runner_.onEvents(epoch_, std::move(events), context.getParams().getRevision());
+    if (*runner_)
+        (*runner_)->onEvents(epoch_, std::move(events), context.getParams().getRevision());
     return kj::READY_NOW;
 }
 
 kj::Promise<void> SinkImpl::progress(ProgressContext context) {
-    runner_.onProgress(epoch_, context.getParams().getRevision());
+    if (*runner_) (*runner_)->onProgress(epoch_, context.getParams().getRevision());
     return kj::READY_NOW;
 }
 
 kj::Promise<void> SinkImpl::canceled(CanceledContext context) {
-    runner_.onCanceled(epoch_, rpc::fromCapnp(context.getParams().getError()));
+    if (*runner_) (*runner_)->onCanceled(epoch_, rpc::fromCapnp(context.getParams().getError()));
     return kj::READY_NOW;
 }
 
@@ -870,6 +880,41 @@ std::unique_ptr<Handle> Client::watch(const WatchRequest& request, WatchCallback
     });
     if (!r.ok()) return nullptr;
     return std::make_unique<Impl::RunnerHandle>(*impl_, runnerId);
+}
+
+namespace {
+kj::Promise<void> pumpSnapshot(s::SnapshotReader::Client reader, std::ostream& out) {
+    auto req = reader.readRequest();
+    return req.send().then(
+        [reader,
+         &out](capnp::Response<s::SnapshotReader::ReadResults>&& r) mutable -> kj::Promise<void> {
+            auto data = r.getData();
+            if (data.size() == 0) return kj::READY_NOW;
+            out.write(reinterpret_cast<const char*>(data.begin()),
+                      static_cast<std::streamsize>(data.size()));
+            return pumpSnapshot(reader, out);
+        });
+}
+}  // namespace
+
+Expected<Client::SnapshotInfo> Client::snapshot(std::ostream& out, Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    return impl_->sync<SnapshotInfo>([&] {
+        // Treated like a write: once bytes were written to `out`, nothing is retried.
+        return impl_->call<SnapshotInfo>(deadline, true, [&out](Conn& c) {
+            return c.coord.maintenanceRequest()
+                .send()
+                .getMaintenance()
+                .snapshotRequest()
+                .send()
+                .then([&out](capnp::Response<s::Maintenance::SnapshotResults>&& r) {
+                    SnapshotInfo info{r.getRevision(), r.getBytes()};
+                    return pumpSnapshot(r.getReader(), out).then([info] {
+                        return Step<SnapshotInfo>::finish(info);
+                    });
+                });
+        });
+    });
 }
 
 Expected<MemberStatus> Client::status(const std::string& endpoint, Deadline deadline) {

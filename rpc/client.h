@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <span>
@@ -147,6 +148,14 @@ class Client {
     // Watches a key, range or prefix from request.startRevision (0: from now). Events arrive in
     // revision order, never twice and without gaps, across reconnections to other members.
     std::unique_ptr<Handle> watch(const WatchRequest& request, WatchCallbacks callbacks);
+
+    // Writes a consistent snapshot of the connected member's store to `out` (a backup in
+    // coord's checksummed snapshot format). An interrupted transfer fails with Unknown.
+    struct SnapshotInfo {
+        int64_t revision = 0;  // the store's revision when the snapshot began
+        uint64_t bytes = 0;
+    };
+    Expected<SnapshotInfo> snapshot(std::ostream& out, Deadline deadline = {});
 
     // The status of one member, asked directly (not failed over).
     Expected<MemberStatus> status(const std::string& endpoint, Deadline deadline = {});

@@ -321,9 +321,19 @@ struct MemberStatus {
   watchers @6 :UInt64;
 }
 
+# A snapshot being read: the member's whole store at one revision, in coord's checksummed
+# snapshot format (kv::Store::exportSnapshot), pulled in chunks.
+interface SnapshotReader {
+  # The next chunk (at most 1 MiB); empty once everything was read.
+  read @0 () -> (data :Data);
+}
+
 interface Maintenance {
   # This member's view, served locally (no Raft round trip).
   status @0 () -> (status :MemberStatus);
+  # A consistent snapshot of this member's store (a backup); revision: the store's revision when
+  # the snapshot began (it holds that revision or a later one).
+  snapshot @1 () -> (reader :SnapshotReader, revision :Int64, bytes :UInt64);
 }
 
 # The bootstrap capability of a member.

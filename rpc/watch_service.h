@@ -47,6 +47,7 @@ class MaintenanceService final : public schema::Maintenance::Server {
 
   protected:
     kj::Promise<void> status(StatusContext context) override;
+    kj::Promise<void> snapshot(SnapshotContext context) override;
 
   private:
     NodeDriver& driver_;

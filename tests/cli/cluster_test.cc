@@ -187,6 +187,13 @@ TEST_CASE("coordctl runs txns from stdin, watches, prints JSON and checks endpoi
     auto [rc4, status4] = run({"endpoint", "status", "-w", "json"});
     REQUIRE(rc4 == 0);
     CHECK(std::count(status4.begin(), status4.end(), '\n') == 3);
+
+    std::string backup = c.dir.file("backup.snap");
+    auto [rc5, saved] = run({"snapshot", "save", backup});
+    REQUIRE(rc5 == 0);
+    CHECK(saved.rfind("Snapshot saved at " + backup, 0) == 0);
+    CHECK(std::ifstream(backup, std::ios::ate).tellg() > 0);
+    CHECK_FALSE(std::ifstream(backup + ".part").good());
 }
 
 namespace {
