@@ -68,8 +68,17 @@ void NodeDriver::start() {
         const auto& conf = raft_->confState();
         bool voter =
             std::find(conf.voters.begin(), conf.voters.end(), config_.id) != conf.voters.end();
-        if (voter && conf.voters.size() > 1) {
-            for (int i = 0; i + 1 < config_.electionTicks; ++i)
+        if (voter) {
+            // In a brand-new cluster (no term yet) the member with the lowest id campaigns at
+            // once: one early candidate, so no split vote; its vote requests wait in the peer
+            // queues until the others listen. The others keep a randomized remainder in case
+            // it is not there.
+            int skip = config_.electionTicks - 1;
+            bool first = raft_->term() == 0 &&
+                         config_.id == *std::min_element(conf.voters.begin(), conf.voters.end());
+            // A lone voter has nobody to wait for.
+            if (first || conf.voters.size() == 1) skip = 2 * config_.electionTicks;
+            for (int i = 0; i < skip; ++i)
                 raft_->tick();
             processReady();
         }

@@ -168,7 +168,9 @@ void PeerTransport::connect(Outbound& peer) {
     peer.socket.async_connect(peer.endpoint, [this, &peer](const boost::system::error_code& ec) {
         peer.connecting = false;
         if (stopped_) return;
-        if (ec) return fail(peer);
+        // A peer that is not listening yet (members starting together) gets the queued
+        // messages once it is: keep them (the queue is bounded) so an early vote is not lost.
+        if (ec) return fail(peer, true);
         boost::system::error_code ignored;
         peer.socket.set_option(tcp::no_delay(true), ignored);
         peer.connected = true;
@@ -190,13 +192,16 @@ void PeerTransport::writeNext(Outbound& peer) {
                              });
 }
 
-void PeerTransport::fail(Outbound& peer) {
+void PeerTransport::fail(Outbound& peer, bool keepQueue) {
     boost::system::error_code ignored;
     peer.socket.close(ignored);
     peer.connected = false;
-    // Messages queued for a dead connection are stale by the time it is back: Raft resends.
-    dropped_ += peer.queue.size();
-    peer.queue.clear();
+    // Messages queued for a connection that died are stale by the time it is back: Raft
+    // resends what matters.
+    if (!keepQueue) {
+        dropped_ += peer.queue.size();
+        peer.queue.clear();
+    }
     peer.retry.expires_after(std::chrono::milliseconds(peer.backoffMs));
     peer.backoffMs = std::min(peer.backoffMs * 2, config_.reconnectMaxMs);
     peer.retry.async_wait([this, &peer](const boost::system::error_code& ec) {

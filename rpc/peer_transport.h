@@ -53,7 +53,7 @@ class PeerTransport final : public Transport {
     void accept();
     void connect(Outbound& peer);
     void writeNext(Outbound& peer);
-    void fail(Outbound& peer);
+    void fail(Outbound& peer, bool keepQueue = false);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
