@@ -3,6 +3,10 @@
 // connections, value size, key pattern, fixed duration. Prints one JSON line and a table row.
 #include "bench/client_bench.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -272,6 +276,62 @@ int runElectResign(const ClusterArgs& a) {
         waiter.join();
         if (won) {
             std::vector<double> one{std::chrono::duration<double, std::milli>(wonAt - t0).count()};
+            s.add(one, 0, 0);
+        }
+        (void)next.resign();
+    }
+    report(a.label, s, 1.0, nullptr);
+    return 0;
+}
+
+}  // namespace coord::bench
+
+namespace coord::bench {
+
+int runElectKill(const ClusterArgs& a, const std::string& coordctl) {
+    // A child process (coordctl elect, session TTL a.ttlSeconds) holds leadership; this process
+    // campaigns behind it; the child is kill -9'd; measured: kill → this campaign returns.
+    ClientOptions o;
+    o.endpoints = a.endpoints;
+    Client client(o);
+    std::string endpoints;
+    for (const auto& e : a.endpoints)
+        endpoints += (endpoints.empty() ? "" : ",") + e;
+    Samples s;
+    for (int round = 0; round < a.rounds; ++round) {
+        std::string name = "bench/elect-kill/" + std::to_string(round);
+        pid_t child = fork();
+        if (child == 0) {
+            if (FILE* devnull = std::fopen("/dev/null", "w")) dup2(fileno(devnull), STDOUT_FILENO);
+            std::string ttl = std::to_string(a.ttlSeconds);
+            execl(coordctl.c_str(), coordctl.c_str(), "--endpoints", endpoints.c_str(), "elect",
+                  name.c_str(), "child", "--ttl", ttl.c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        // Wait until the child leads.
+        for (int i = 0; i < 1000; ++i) {
+            auto l = Election::leader(client, name);
+            if (l.ok() && l->hasLeader) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        Session session(client, {a.ttlSeconds});
+        Election next(session, name);
+        std::atomic<bool> won{false};
+        std::chrono::steady_clock::time_point wonAt;
+        std::thread waiter([&] {
+            if (next.campaign("next", Clock::now() + std::chrono::seconds(30)).ok()) {
+                wonAt = std::chrono::steady_clock::now();
+                won = true;
+            }
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the waiter is queued
+        auto killedAt = std::chrono::steady_clock::now();
+        kill(child, SIGKILL);
+        waitpid(child, nullptr, 0);
+        waiter.join();
+        if (won) {
+            std::vector<double> one{
+                std::chrono::duration<double, std::milli>(wonAt - killedAt).count()};
             s.add(one, 0, 0);
         }
         (void)next.resign();

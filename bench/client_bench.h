@@ -29,5 +29,6 @@ int runRange(const ClusterArgs& a);
 int runTxn(const ClusterArgs& a);
 int runLock(const ClusterArgs& a);
 int runElectResign(const ClusterArgs& a);
+int runElectKill(const ClusterArgs& a, const std::string& coordctl);
 
 }  // namespace coord::bench

@@ -405,6 +405,12 @@ int main(int argc, char** argv) {
     common(elect);
     elect->add_option("--rounds", a.rounds)->check(CLI::Range(1, 10000));
     elect->add_option("--settle-ms", a.settleMs, "0: the waiter just queued");
+    auto* electKill = app.add_subcommand("elect-kill", "leader kill -9 -> next leader latency");
+    common(electKill);
+    std::string coordctlPath = "build/cli/coordctl";
+    electKill->add_option("--rounds", a.rounds)->check(CLI::Range(1, 100));
+    electKill->add_option("--ttl", a.ttlSeconds, "session TTL of both candidates");
+    electKill->add_option("--coordctl", coordctlPath, "coordctl binary (runs the killed leader)");
     CLI11_PARSE(app, argc, argv);
     a.endpoints.clear();
     for (size_t pos = 0; pos <= endpoints.size();) {
@@ -419,6 +425,7 @@ int main(int argc, char** argv) {
     if (*txn) return coord::bench::runTxn(a);
     if (*lock) return coord::bench::runLock(a);
     if (*elect) return coord::bench::runElectResign(a);
+    if (*electKill) return coord::bench::runElectKill(a, coordctlPath);
     if (*kv) return runKv(runs, dir, keys);
     if (*raftCmd) return runRaft(runs);
     return 0;

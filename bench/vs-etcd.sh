@@ -58,6 +58,8 @@ coord_run() {
             --label coord/elect-resign-settled/3node
         $CB elect-resign --endpoints "$ENDPOINTS" --rounds 20 --settle-ms 0 \
             --label coord/elect-resign-just-queued/3node
+        $CB elect-kill --endpoints "$ENDPOINTS" --rounds 3 --ttl 2 --coordctl build/cli/coordctl \
+            --label coord/elect-kill9-holder-ttl2s/3node
     fi
     bench/cluster.sh stop
 }
@@ -101,6 +103,8 @@ etcd_run() {
             -label etcd/elect-resign-settled/3node
         $L elect-resign -endpoints "$ENDPOINTS" -rounds 20 -settle 0s \
             -label etcd/elect-resign-just-queued/3node
+        $L elect-kill -endpoints "$ENDPOINTS" -rounds 3 -ttl 2 \
+            -label etcd/elect-kill9-holder-ttl2s/3node
     fi
     if want put; then
         echo "{\"label\":\"etcd/rss-after-load/3node\",\"rss\":\"$(cd "$ETCD_BENCH" && ./cluster.sh rss | tr '\n' ' ')\"}"
