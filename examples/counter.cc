@@ -54,8 +54,7 @@ int main(int argc, char** argv) {
 
     auto leader = coord::Election::leader(client, "examples/election");
     if (leader.ok()) {
-        std::printf("election leader: %s\n",
-                    leader->hasLeader ? leader->value.c_str() : "(none)");
+        std::printf("election leader: %s\n", leader->hasLeader ? leader->value.c_str() : "(none)");
     }
     return 0;
 }

@@ -285,11 +285,8 @@ Holder::Holder(Session& session, std::string keyPrefix)
 }
 
 Holder::~Holder() {
-    std::unique_ptr<Handle> watch;
-    {
-        std::lock_guard lock(st_->mu);
-        watch = std::move(st_->ownerWatch);
-    }
+    // Releasing deletes the key (best effort) and stops the owner watch.
+    if (revision() != 0) (void)release(kForever);
 }
 
 bool Holder::isHeld() const {

@@ -108,7 +108,7 @@ RecipeResult<std::pair<int64_t, bool>> createIfAbsent(Client& client, const std:
 class Holder {
   public:
     Holder(Session& session, std::string keyPrefix);
-    ~Holder();
+    ~Holder();  // releases if held (best effort)
     Holder(const Holder&) = delete;
     Holder& operator=(const Holder&) = delete;
 

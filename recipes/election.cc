@@ -15,10 +15,6 @@ std::string dirOf(const std::string& prefix) {
 Election::Election(Session& session, std::string prefix)
     : prefix_(std::move(prefix)), holder_(session, prefix_) {}
 
-Election::~Election() {
-    if (holder_.revision() != 0) (void)holder_.release(detail::kForever);
-}
-
 RecipeResult<Ok> Election::campaign(const std::string& value, Deadline deadline) {
     std::string dir = dirOf(prefix_);
     return holder_.acquire(value, {dir, kv::prefixEnd(dir), 1, true}, deadline, true);

@@ -25,8 +25,8 @@ struct LeaderEvent {
 
 class Election {
   public:
+    // Destroying it resigns if leader (best effort).
     Election(Session& session, std::string prefix);
-    ~Election();  // resigns if leader (best effort)
 
     // Becomes a candidate with `value` and blocks until leader. Never succeeds without the
     // candidate key being the oldest at the confirming revision; fails with SessionLost as soon

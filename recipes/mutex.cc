@@ -29,10 +29,6 @@ bool tryResult(const RecipeResult<Ok>& r) {
 Mutex::Mutex(Session& session, std::string prefix)
     : prefix_(std::move(prefix)), holder_(session, prefix_) {}
 
-Mutex::~Mutex() {
-    if (holder_.revision() != 0) (void)holder_.release(detail::kForever);
-}
-
 RecipeResult<Ok> Mutex::acquire(Deadline deadline) {
     return holder_.acquire("", turnOf(prefix_), deadline, true);
 }
@@ -67,14 +63,14 @@ RWMutex::RWMutex(Session& session, std::string prefix)
       reader_(session, prefix_ + "/read"),
       writer_(session, prefix_ + "/write") {}
 
-RWMutex::~RWMutex() {
-    if (reader_.revision() != 0) (void)reader_.release(detail::kForever);
-    if (writer_.revision() != 0) (void)writer_.release(detail::kForever);
+// A reader waits for earlier writers only (its own key is not in that range).
+detail::Holder::Turn RWMutex::readerTurn() const {
+    std::string writers = prefix_ + "/write/";
+    return {writers, kv::prefixEnd(writers), 1, false};
 }
 
 RecipeResult<Ok> RWMutex::acquireRead(Deadline deadline) {
-    std::string writers = prefix_ + "/write/";
-    return reader_.acquire("", {writers, kv::prefixEnd(writers), 1, false}, deadline, true);
+    return reader_.acquire("", readerTurn(), deadline, true);
 }
 
 RecipeResult<Ok> RWMutex::acquireWrite(Deadline deadline) {
@@ -101,9 +97,7 @@ void RWMutex::lock_shared() {
     throwIfFailed(acquireRead());
 }
 bool RWMutex::try_lock_shared() {
-    std::string writers = prefix_ + "/write/";
-    return tryResult(
-        reader_.acquire("", {writers, kv::prefixEnd(writers), 1, false}, detail::kForever, false));
+    return tryResult(reader_.acquire("", readerTurn(), detail::kForever, false));
 }
 void RWMutex::unlock_shared() {
     throwIfFailed(releaseRead());
@@ -115,10 +109,6 @@ Semaphore::Semaphore(Session& session, std::string prefix, int64_t permits)
     : prefix_(std::move(prefix)),
       permits_(std::max<int64_t>(permits, 1)),
       holder_(session, prefix_) {}
-
-Semaphore::~Semaphore() {
-    if (holder_.revision() != 0) (void)holder_.release(detail::kForever);
-}
 
 RecipeResult<Ok> Semaphore::acquire(Deadline deadline) {
     return holder_.acquire("", turnOf(prefix_, permits_), deadline, true);

@@ -24,8 +24,8 @@ namespace coord {
 
 class Mutex {
   public:
+    // Destroying it releases the lock if held (best effort).
     Mutex(Session& session, std::string prefix);
-    ~Mutex();  // releases the lock if held (best effort)
 
     // Waits for the lock until `deadline` (default: forever).
     RecipeResult<Ok> acquire(Deadline deadline = detail::kForever);
@@ -67,7 +67,6 @@ class Mutex {
 class RWMutex {
   public:
     RWMutex(Session& session, std::string prefix);
-    ~RWMutex();
 
     RecipeResult<Ok> acquireRead(Deadline deadline = detail::kForever);
     RecipeResult<Ok> acquireWrite(Deadline deadline = detail::kForever);
@@ -92,6 +91,8 @@ class RWMutex {
     Compare ownerCompare() const { return writer_.ownerCompare(); }
 
   private:
+    detail::Holder::Turn readerTurn() const;
+
     std::string prefix_;
     detail::Holder reader_;
     detail::Holder writer_;
@@ -100,7 +101,6 @@ class RWMutex {
 class Semaphore {
   public:
     Semaphore(Session& session, std::string prefix, int64_t permits);
-    ~Semaphore();
 
     RecipeResult<Ok> acquire(Deadline deadline = detail::kForever);
     RecipeResult<Ok> tryAcquire();

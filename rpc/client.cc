@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "rpc/codec.h"
+#include "rpc/handoff.h"
 
 // KJ handler and Cap'n Proto server base classes have non-virtual destructors; they are destroyed
 // through kj::Own, which knows the dynamic type.
@@ -20,6 +21,7 @@
 namespace coord {
 
 namespace s = rpc::schema;
+using rpc::Slot;
 
 std::string Error::describe() const {
     switch (kind) {
@@ -93,12 +95,6 @@ struct Step {
 
     static Step finish(Expected<T> e) { return Step{std::move(e), false, {}}; }
     static Step retry(std::string why, bool rotate) { return Step{std::nullopt, rotate, why}; }
-};
-
-// kj promises need default-constructible results for cross-thread transfer; Expected is not.
-template <typename T>
-struct Box {
-    std::optional<T> value;
 };
 
 class ErrorHandler final : public kj::TaskSet::ErrorHandler {
@@ -234,7 +230,7 @@ struct Client::Impl {
         tasks = nullptr;
     }
 
-    // Runs `fn` (returning a kj::Promise<Box<Expected<T>>>) on the loop thread and waits for it.
+    // Runs `fn` (returning a kj::Promise<Slot<Expected<T>>>) on the loop thread and waits for it.
     template <typename T, typename Fn>
     Expected<T> sync(Fn&& fn) {
         if (std::this_thread::get_id() == loopThread) {
@@ -244,7 +240,7 @@ struct Client::Impl {
         auto future = result->get_future();
         bool posted = inbox->post([this, result, fn = std::forward<Fn>(fn)]() mutable {
             tasks->add(fn().then(
-                [result](Box<Expected<T>> box) { result->set_value(std::move(*box.value)); },
+                [result](Slot<Expected<T>> box) { result->set_value(std::move(*box.value)); },
                 [result](kj::Exception&& e) {
                     result->set_value(fail(unavailable(e.getDescription().cStr())));
                 }));
@@ -277,6 +273,15 @@ struct Client::Impl {
         }
     }
 
+    // A TCP connection to host:port.
+    kj::Promise<kj::Own<kj::AsyncIoStream>> connectTo(const std::string& host, unsigned port) {
+        return io->provider->getNetwork()
+            .parseAddress(host, port)
+            .then([](kj::Own<kj::NetworkAddress> addr) {
+                return addr->connect().attach(kj::mv(addr));
+            });
+    }
+
     // Dials the current endpoint once; on failure moves to the next. Never fails.
     kj::Promise<void> dialOnce() {
         std::string endpoint = options.endpoints[endpointIndex % options.endpoints.size()];
@@ -286,18 +291,13 @@ struct Client::Impl {
             ++endpointIndex;
             return kj::READY_NOW;
         }
-        auto dial = io->provider->getNetwork()
-                        .parseAddress(host, port)
-                        .then([](kj::Own<kj::NetworkAddress> addr) {
-                            return addr->connect().attach(kj::mv(addr));
-                        })
-                        .then([this, endpoint](kj::Own<kj::AsyncIoStream> stream) {
-                            conn = kj::refcounted<Conn>(kj::mv(stream), endpoint, ++nextGen);
-                            uint64_t gen = conn->gen;
-                            tasks->add(conn->rpc.onDisconnect().then(
-                                [this, gen] { markBroken(gen); },
-                                [this, gen](kj::Exception&&) { markBroken(gen); }));
-                        });
+        auto dial = connectTo(host, port).then([this, endpoint](kj::Own<kj::AsyncIoStream> stream) {
+            conn = kj::refcounted<Conn>(kj::mv(stream), endpoint, ++nextGen);
+            uint64_t gen = conn->gen;
+            tasks->add(
+                conn->rpc.onDisconnect().then([this, gen] { markBroken(gen); },
+                                              [this, gen](kj::Exception&&) { markBroken(gen); }));
+        });
         return dial
             .exclusiveJoin(timer().afterDelay(toKj(options.dialTimeout)).then([endpoint]() {
                 KJ_FAIL_REQUIRE("dial timed out", endpoint);
@@ -342,7 +342,7 @@ struct Client::Impl {
     using Attempt = std::function<kj::Promise<Step<T>>(Conn&)>;
 
     template <typename T>
-    kj::Promise<Box<Expected<T>>> call(Deadline deadline, bool isWrite, Attempt<T> attempt) {
+    kj::Promise<Slot<Expected<T>>> call(Deadline deadline, bool isWrite, Attempt<T> attempt) {
         auto sent = std::make_shared<bool>(false);
         auto loop = callLoop<T>(deadline, isWrite, std::move(attempt), 0, sent);
         auto expiry = timer().afterDelay(toKj(deadline - Clock::now())).then([this, isWrite, sent] {
@@ -355,7 +355,7 @@ struct Client::Impl {
                                  (lastError.empty() ? "" : " (last error: " + lastError + ")"))));
         });
         return loop.exclusiveJoin(kj::mv(expiry)).then([](Expected<T> e) {
-            return Box<Expected<T>>{std::move(e)};
+            return Slot<Expected<T>>{std::move(e)};
         });
     }
 
@@ -421,7 +421,7 @@ struct Client::Impl {
         }
     }
 
-    kj::Promise<Box<Expected<kv::Response>>> write(kv::Request request, Deadline deadline) {
+    kj::Promise<Slot<Expected<kv::Response>>> write(kv::Request request, Deadline deadline) {
         auto shared = std::make_shared<kv::Request>(std::move(request));
         return call<kv::Response>(deadline, true, [shared](Conn& c) {
             auto req = c.kv.writeRequest();
@@ -672,7 +672,7 @@ struct KeepAliveRunner final : Runner {
                         return keepAliveStep(r.getResult());
                     });
                 })
-            .then([this, sentAt](Box<Expected<int64_t>> box) -> kj::Promise<void> {
+            .then([this, sentAt](Slot<Expected<int64_t>> box) -> kj::Promise<void> {
                 if (stopped) return kj::READY_NOW;
                 auto& r = *box.value;
                 if (!r.ok()) {
@@ -863,7 +863,7 @@ std::unique_ptr<Handle> Client::keepAlive(int64_t id, int64_t ttlSeconds,
         auto* raw = runner.get();
         raw->task = kj::evalLater([raw] { return raw->run(); }).eagerlyEvaluate(nullptr);
         runnerId = impl_->addRunner(kj::mv(runner));
-        return kj::Promise<Box<Expected<Ok>>>(Box<Expected<Ok>>{Ok{}});
+        return kj::Promise<Slot<Expected<Ok>>>(Slot<Expected<Ok>>{Ok{}});
     });
     if (!r.ok()) return nullptr;
     return std::make_unique<Impl::RunnerHandle>(*impl_, runnerId);
@@ -876,7 +876,7 @@ std::unique_ptr<Handle> Client::watch(const WatchRequest& request, WatchCallback
         auto* raw = runner.get();
         raw->task = kj::evalLater([raw] { return raw->run(0); }).eagerlyEvaluate(nullptr);
         runnerId = impl_->addRunner(kj::mv(runner));
-        return kj::Promise<Box<Expected<Ok>>>(Box<Expected<Ok>>{Ok{}});
+        return kj::Promise<Slot<Expected<Ok>>>(Slot<Expected<Ok>>{Ok{}});
     });
     if (!r.ok()) return nullptr;
     return std::make_unique<Impl::RunnerHandle>(*impl_, runnerId);
@@ -924,11 +924,7 @@ Expected<MemberStatus> Client::status(const std::string& endpoint, Deadline dead
     return impl_->sync<MemberStatus>([&, host = host, port = port] {
         auto& impl = *impl_;
         auto work =
-            impl.io->provider->getNetwork()
-                .parseAddress(host, port)
-                .then([](kj::Own<kj::NetworkAddress> addr) {
-                    return addr->connect().attach(kj::mv(addr));
-                })
+            impl.connectTo(host, port)
                 .then([endpoint](kj::Own<kj::AsyncIoStream> stream) {
                     auto rpc = kj::heap<capnp::TwoPartyClient>(*stream);
                     auto m = rpc->bootstrap()
@@ -952,16 +948,16 @@ Expected<MemberStatus> Client::status(const std::string& endpoint, Deadline dead
                             out.dbSizeBytes = st.getDbSizeBytes();
                             out.watchers = st.getWatchers();
                             out.version = st.getVersion();
-                            return Box<Expected<MemberStatus>>{out};
+                            return Slot<Expected<MemberStatus>>{out};
                         })
                         .attach(kj::mv(rpc), kj::mv(stream));
                 })
                 .catch_([endpoint](kj::Exception&& e) {
-                    return Box<Expected<MemberStatus>>{
+                    return Slot<Expected<MemberStatus>>{
                         fail(unavailable(endpoint + ": " + e.getDescription().cStr()))};
                 });
         return work.exclusiveJoin(impl.timer().afterDelay(toKj(deadline - Clock::now())).then([] {
-            return Box<Expected<MemberStatus>>{fail(unavailable("deadline exceeded"))};
+            return Slot<Expected<MemberStatus>>{fail(unavailable("deadline exceeded"))};
         }));
     });
 }

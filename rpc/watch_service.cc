@@ -234,7 +234,7 @@ kj::Promise<void> WatchService::watch(WatchContext context) {
     out.setHandle(kj::heap<WatchHandleImpl>(driver_, *id, std::move(buffer), params.getSink(),
                                             request.prevKv));
     // A watcher starting in the past catches up from storage on the core thread.
-    driver_.syncWatchers();
+    if (request.startRevision > 0) driver_.syncWatchers();
     return kj::READY_NOW;
 }
 

@@ -17,7 +17,6 @@ using coord::rpc::test::bytes;
 using coord::rpc::test::Server;
 namespace s = coord::rpc::schema;
 
-
 TEST_CASE("the KV capability serves writes, linearizable and serializable reads over RPC",
           "[rpc][service]") {
     Server server;
