@@ -66,7 +66,73 @@ raft::ConfState decodeConf(std::string_view v) {
     return c;
 }
 
+void appendString(std::string& s, std::string_view v) {
+    appendLe32(s, static_cast<uint32_t>(v.size()));
+    s += v;
+}
+
+bool readString(std::string_view& v, std::string& out) {
+    if (v.size() < 4) return false;
+    uint32_t n = loadLe32(v.data());
+    if (v.size() - 4 < n) return false;
+    out.assign(v.substr(4, n));
+    v.remove_prefix(4 + size_t{n});
+    return true;
+}
+
+std::string encodeMembers(const Members& members) {
+    std::string s;
+    appendLe32(s, static_cast<uint32_t>(members.size()));
+    for (const auto& [id, m] : members)
+        appendString(s, encodeMemberInfo(m));
+    return s;
+}
+
+Members loadMembers(std::string_view v) {
+    auto m = decodeMembers(v);
+    COORD_ASSERT(m.has_value(), "corrupt member registry", v.size());
+    return *m;
+}
+
 }  // namespace
+
+std::optional<Members> decodeMembers(std::string_view v) {
+    Members out;
+    if (v.size() < 4) return std::nullopt;
+    uint32_t n = loadLe32(v.data());
+    v.remove_prefix(4);
+    for (uint32_t i = 0; i < n; ++i) {
+        std::string one;
+        if (!readString(v, one)) return std::nullopt;
+        auto m = decodeMemberInfo(one);
+        if (!m) return std::nullopt;
+        out[m->id] = *m;
+    }
+    if (!v.empty()) return std::nullopt;
+    return out;
+}
+
+std::string encodeMemberInfo(const MemberInfo& m) {
+    std::string s;
+    s.push_back('\x01');  // record version
+    appendLe64(s, m.id);
+    appendString(s, m.name);
+    appendString(s, m.peerUrl);
+    appendString(s, m.clientUrl);
+    return s;
+}
+
+std::optional<MemberInfo> decodeMemberInfo(std::string_view v) {
+    if (v.size() < 9 || v[0] != '\x01') return std::nullopt;
+    MemberInfo m;
+    m.id = loadLe64(v.data() + 1);
+    v.remove_prefix(9);
+    if (!readString(v, m.name) || !readString(v, m.peerUrl) || !readString(v, m.clientUrl)) {
+        return std::nullopt;
+    }
+    if (!v.empty()) return std::nullopt;
+    return m;
+}
 
 RaftLogStorage::RaftLogStorage(Store& store) : store_(store) {
     lmdb::Txn txn(store.env(), lmdb::Txn::Mode::ReadWrite);
@@ -85,6 +151,8 @@ void RaftLogStorage::load() {
             raft::HardState{loadLe64(v->data()), loadLe64(v->data() + 8), loadLe64(v->data() + 16)};
     }
     if (auto v = meta_.get(txn, kConfStateKey)) conf_ = decodeConf(*v);
+    members_.clear();
+    if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
     if (auto v = snap_.get(txn, kSnapMetaKey)) {
         COORD_ASSERT(v->size() >= 16, "corrupt snapshot metadata", v->size());
         snapMeta_.index = loadLe64(v->data());
@@ -170,6 +238,10 @@ void RaftLogStorage::persist(const lmdb::Txn& txn, const Update& u) {
         meta_.put(txn, kConfStateKey, encodeConf(*u.confState));
         conf_ = *u.confState;
     }
+    if (u.members) {
+        meta_.put(txn, kMembersKey, encodeMembers(*u.members));
+        members_ = *u.members;
+    }
 }
 
 void RaftLogStorage::save(const Update& update) {
@@ -193,6 +265,8 @@ void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
     log_.clear(txn);
     snap_.put(txn, kSnapMetaKey, encodeSnapMeta(meta));
     meta_.put(txn, kConfStateKey, encodeConf(meta.conf));
+    members_.clear();
+    if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
     txn.commit();
     snapMeta_ = meta;
     conf_ = meta.conf;

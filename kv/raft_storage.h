@@ -6,18 +6,41 @@
 // Store::apply() takes a hook that runs RaftLogStorage::persist() inside its transaction.
 //
 // Layout: raft_log: be64(index) → le64 term, u8 type, data. meta: "raft_hard_state" → term,
-// vote, commit; "raft_conf_state" → membership. raft_snap: "meta" → index, term, membership of
-// the newest snapshot (the snapshot's data is the store's own state, exported on demand).
+// vote, commit; "raft_conf_state" → membership; "members" → the member registry (names and
+// addresses). The raft_ records are this member's own and never leave it in a snapshot. raft_snap:
+// "meta" → index, term, membership of the newest snapshot (the snapshot's data is the store's own
+// state, exported on demand).
 //
 // Threading: reads (the raft::Storage interface) and writes happen on the core thread.
 #pragma once
 
+#include <map>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "kv/store.h"
 #include "raft/storage.h"
 
 namespace coord::kv {
+
+// One member of the cluster as the cluster knows it: replicated through the context of the
+// membership change that added it (and of Update changes), kept in the store's meta table under
+// "members" — so it travels inside snapshots to new members.
+struct MemberInfo {
+    raft::NodeId id = 0;
+    std::string name;
+    std::string peerUrl;
+    std::string clientUrl;  // empty until the member published it
+    bool operator==(const MemberInfo&) const = default;
+};
+using Members = std::map<raft::NodeId, MemberInfo>;
+std::string encodeMemberInfo(const MemberInfo& m);
+// nullopt when the bytes are not a member record.
+std::optional<MemberInfo> decodeMemberInfo(std::string_view v);
+// The registry as stored under kMembersKey; nullopt when malformed.
+inline constexpr std::string_view kMembersKey = "members";
+std::optional<Members> decodeMembers(std::string_view v);
 
 class RaftLogStorage final : public raft::Storage {
   public:
@@ -39,12 +62,14 @@ class RaftLogStorage final : public raft::Storage {
         std::vector<raft::Entry> entries;
         std::optional<raft::HardState> hardState;
         std::optional<raft::ConfState> confState;
+        std::optional<Members> members = std::nullopt;
     };
+    const Members& members() const { return members_; }
     void persist(const lmdb::Txn& txn, const Update& update);
     // Persists in a transaction of its own (one fsync).
     void save(const Update& update);
     // Records that the state machine is a snapshot at (index, term) and drops the log up to
-    // index (the Store's state must already be that snapshot).
+    // index (the Store's state must already be that snapshot; its member registry is reloaded).
     void installSnapshot(const raft::SnapshotMeta& meta);
     // Drops log entries up to `index` (which must be applied) after recording a snapshot there.
     void compact(raft::Index index, const raft::ConfState& conf);
@@ -56,6 +81,7 @@ class RaftLogStorage final : public raft::Storage {
     lmdb::Table log_, snap_, meta_;
     raft::HardState hardState_;
     raft::ConfState conf_;
+    Members members_;
     raft::SnapshotMeta snapMeta_;
     raft::Index lastIndex_ = 0;
 };

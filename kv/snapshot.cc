@@ -11,6 +11,7 @@
 #include "common/bytes.h"
 #include "common/crc32.h"
 #include "kv/internal.h"
+#include "kv/raft_storage.h"
 #include "kv/store.h"
 
 namespace coord::kv {
@@ -20,6 +21,8 @@ namespace {
 constexpr char kMagic[8] = {'C', 'R', 'D', 'S', 'N', 'A', 'P', '1'};
 constexpr uint8_t kEndMarker = 0xff;
 constexpr uint32_t kMaxSnapshotValueBytes = 64u << 20;
+// Meta records with this prefix (Raft hard state, membership) are the member's own.
+constexpr std::string_view kLocalPrefix = "raft_";
 
 class CrcWriter {
   public:
@@ -78,6 +81,8 @@ void Store::exportSnapshot(std::ostream& out) const {
         lmdb::Cursor c(txn, *tables[i]);
         // MDB_NEXT visits every duplicate of dupsort tables too.
         for (bool ok = c.get(MDB_FIRST); ok; ok = c.get(MDB_NEXT)) {
+            // The Raft hard state and membership belong to this member, not to the data.
+            if (i == 0 && c.key().substr(0, kLocalPrefix.size()) == kLocalPrefix) continue;
             w.write(&i, 1);
             w.writeU32(static_cast<uint32_t>(c.key().size()));
             w.write(c.key().data(), c.key().size());
@@ -103,6 +108,16 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     const lmdb::Table* tables[] = {&t_.meta, &t_.rev,   &t_.keyIndex,
                                    &t_.live, &t_.lease, &t_.leaseKeys};
     const bool dupsort[] = {false, false, true, false, false, true};
+    // This member's own Raft records survive the import; a snapshot never carries any.
+    std::vector<std::pair<std::string, std::string>> local;
+    {
+        lmdb::Cursor c(txn, t_.meta);
+        std::string_view k = kLocalPrefix, v;
+        for (bool ok = c.get(MDB_SET_RANGE, k, v);
+             ok && k.substr(0, kLocalPrefix.size()) == kLocalPrefix; ok = c.get(MDB_NEXT, k, v)) {
+            local.emplace_back(k, v);
+        }
+    }
     for (const auto* t : tables)
         t->clear(txn);
 
@@ -117,6 +132,9 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
         if (!r.readU32(klen) || klen == 0 || klen > maxKey) return fail(malformed("bad key"));
         key.resize(klen);
         if (!r.read(key.data(), klen)) return fail(malformed("truncated"));
+        if (table == 0 && key.compare(0, kLocalPrefix.size(), kLocalPrefix) == 0) {
+            return fail(malformed("carries member-local records"));
+        }
         if (!r.readU32(vlen) || vlen > kMaxSnapshotValueBytes) return fail(malformed("bad value"));
         value.resize(vlen);
         if (!r.read(value.data(), vlen)) return fail(malformed("truncated"));
@@ -152,6 +170,11 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     if (!cursor || cursor->size() != detail::kRevKeyBytes) {
         return fail(malformed("bad compaction cursor"));
     }
+    if (auto members = t_.meta.get(txn, kMembersKey); members && !decodeMembers(*members)) {
+        return fail(malformed("bad member registry"));
+    }
+    for (const auto& [k, v] : local)
+        t_.meta.put(txn, k, v);
     int64_t current = detail::decodeI64(*t_.meta.get(txn, detail::kMetaCurrentRev));
     txn.commit();
     hub_->resynchronize(current);

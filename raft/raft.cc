@@ -393,6 +393,16 @@ void Raft::stepLeader(const Message& m) {
             std::vector<Entry> ents = m.entries;
             for (auto& e : ents) {
                 if (e.type == EntryType::ConfChange) {
+                    // A peer may forward only an update of its own attributes; real membership
+                    // changes are validated by proposeConfChange on this member.
+                    if (m.from != kNone && m.from != id_) {
+                        auto cc = ConfChange::decode(e.data);
+                        if (!cc || cc->type != ConfChange::Type::Update || cc->node != m.from ||
+                            prs_.find(m.from) == prs_.end()) {
+                            e = Entry{};
+                            continue;
+                        }
+                    }
                     if (pendingConfIndex_ > log_.applied()) {
                         e = Entry{};  // refuse: an earlier change is not applied yet
                     } else {
@@ -895,6 +905,15 @@ ProposeResult Raft::propose(std::vector<std::string> batch) {
 }
 
 ProposeResult Raft::proposeConfChange(const ConfChange& cc) {
+    if (cc.type == ConfChange::Type::Update && role_ != Role::Leader) {
+        // A member publishing its own attributes: forwarded to the leader like any proposal.
+        if (lead_ == kNone || cc.node != id_) return ProposeResult::NoLeader;
+        Message m;
+        m.type = MessageType::Propose;
+        m.entries.push_back(Entry{0, 0, EntryType::ConfChange, cc.encode()});
+        step(m);
+        return ProposeResult::Forwarded;
+    }
     // Membership changes are proposed at the leader only (the server routes them there).
     if (role_ != Role::Leader) return ProposeResult::NoLeader;
     if (leadTransferee_ != kNone) return ProposeResult::TransferInProgress;
@@ -911,6 +930,9 @@ ProposeResult Raft::proposeConfChange(const ConfChange& cc) {
         case ConfChange::Type::Remove:
             if (!exists) return ProposeResult::NotMember;
             if (!it->second.learner && voterCount() == 1) return ProposeResult::NotMember;
+            break;
+        case ConfChange::Type::Update:
+            if (!exists) return ProposeResult::NotMember;
             break;
     }
     Message m;
@@ -955,6 +977,8 @@ ConfState Raft::applyConfChange(const ConfChange& cc) {
         case ConfChange::Type::Remove:
             prs_.erase(cc.node);
             if (cc.node == leadTransferee_) abortTransfer();
+            break;
+        case ConfChange::Type::Update:
             break;
     }
     if (role_ == Role::Leader) {
@@ -1034,16 +1058,20 @@ std::string ConfChange::encode() const {
     s[0] = static_cast<char>(type);
     for (int i = 0; i < 8; ++i)
         s[1 + i] = static_cast<char>((node >> (8 * i)) & 0xff);
+    s += context;
     return s;
 }
 
 std::optional<ConfChange> ConfChange::decode(const std::string& data) {
-    if (data.size() != 9 || static_cast<uint8_t>(data[0]) > 2) return std::nullopt;
+    if (data.size() < 9 || static_cast<uint8_t>(data[0]) > static_cast<uint8_t>(Type::Update)) {
+        return std::nullopt;
+    }
     ConfChange cc;
     cc.type = static_cast<Type>(data[0]);
     cc.node = 0;
     for (int i = 0; i < 8; ++i)
         cc.node |= uint64_t{static_cast<uint8_t>(data[1 + i])} << (8 * i);
+    cc.context = data.substr(9);
     return cc;
 }
 

@@ -27,11 +27,14 @@ struct Entry {
     bool operator==(const Entry&) const = default;
 };
 
-// A single-server membership change, carried in the data of a ConfChange entry.
+// A single-server membership change, carried in the data of a ConfChange entry. `context` is
+// opaque to Raft: the server carries the member's name and addresses in it. Update changes no
+// membership; it only replicates a new context for an existing member.
 struct ConfChange {
-    enum class Type : uint8_t { AddVoter, AddLearner, Remove };
+    enum class Type : uint8_t { AddVoter, AddLearner, Remove, Update };
     Type type = Type::AddVoter;
     NodeId node = kNone;
+    std::string context;
 
     std::string encode() const;
     static std::optional<ConfChange> decode(const std::string& data);

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <sstream>
+
 #include "kv/raft_storage.h"
 #include "raft/raft.h"
 #include "tests/kv/helpers.h"
@@ -122,4 +124,38 @@ TEST_CASE("a raft core runs on the LMDB log and recovers from it", "[kv][raftlog
     auto ents = r.log().nextCommittedEntries();
     REQUIRE(ents.size() == 2);
     CHECK(ents[1].data == "x");
+}
+
+TEST_CASE("a snapshot carries the member registry but never the member's own Raft records",
+          "[kv][raftlog][snapshot]") {
+    StoreFixture leader;
+    StoreFixture follower;
+    kv::Members members{{1, {1, "n1", "127.0.0.1:1", "127.0.0.1:11"}},
+                        {2, {2, "n2", "127.0.0.1:2", ""}}};
+    {
+        RaftLogStorage log(leader.s());
+        log.save(
+            {entries(1, 3, 7), raft::HardState{7, 1, 3}, raft::ConfState{{1, 2}, {}}, members});
+        leader.put("k", "v");
+    }
+    RaftLogStorage flog(follower.s());
+    flog.save({entries(1, 2, 7), raft::HardState{7, 2, 2}, raft::ConfState{{1, 2}, {}}});
+    std::stringstream data;
+    leader.s().exportSnapshot(data);
+    CHECK(data.str().find("raft_hard_state") == std::string::npos);
+    REQUIRE(follower.s().importSnapshot(data).ok());
+    flog.installSnapshot(raft::SnapshotMeta{3, 7, raft::ConfState{{1, 2}, {}}});
+    CHECK(flog.members() == members);
+    follower.reopen();
+    RaftLogStorage reopened(follower.s());
+    // The follower's vote is its own, not the leader's.
+    CHECK(reopened.hardState() == raft::HardState{7, 2, 2});
+    CHECK(reopened.members() == members);
+    CHECK(reopened.confState() == raft::ConfState{{1, 2}, {}});
+
+    // Member records survive their codec and refuse trailing or short bytes.
+    auto one = kv::encodeMemberInfo(members.at(1));
+    CHECK(kv::decodeMemberInfo(one) == members.at(1));
+    CHECK_FALSE(kv::decodeMemberInfo(one + "x"));
+    CHECK_FALSE(kv::decodeMemberInfo(one.substr(0, one.size() - 1)));
 }

@@ -289,7 +289,7 @@ TEST_CASE("a learner receives the log but neither votes nor counts for the quoru
 TEST_CASE("a learner promoted to voter counts for the quorum (thesis §4.2.1)", "[raft][paper]") {
     Cluster c(1, 1);
     c.elect(1);
-    REQUIRE(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddVoter, 2}) ==
+    REQUIRE(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddVoter, 2, {}}) ==
             ProposeResult::Accepted);
     c.stabilize();
     CHECK(c.r(1).confState().voters == std::vector<NodeId>{1, 2});
@@ -317,15 +317,57 @@ TEST_CASE("a new member is added as a learner, catches up, then is promoted (the
     m.storage->setConfState(c.r(1).confState());
     c.members.emplace(4, std::move(m));
     c.restart(4);
-    REQUIRE(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddLearner, 4}) ==
+    REQUIRE(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddLearner, 4, {}}) ==
             ProposeResult::Accepted);
     c.stabilize();
     c.tickAll(3);
     CHECK(c.data(4).size() == 10);
-    CHECK(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddVoter, 4}) ==
+    CHECK(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddVoter, 4, {}}) ==
           ProposeResult::Accepted);
     c.stabilize();
     CHECK(c.r(4).confState().voters == std::vector<NodeId>{1, 2, 3, 4});
+}
+
+TEST_CASE("a membership change carries its context; Update replicates it without a change",
+          "[raft]") {
+    ConfChange cc{ConfChange::Type::Update, 0x0102030405060708ull, std::string("n4\0x", 4)};
+    auto back = ConfChange::decode(cc.encode());
+    REQUIRE(back.has_value());
+    CHECK(back->type == ConfChange::Type::Update);
+    CHECK(back->node == cc.node);
+    CHECK(back->context == cc.context);
+    CHECK_FALSE(ConfChange::decode(std::string(8, '\0')).has_value());
+    CHECK_FALSE(ConfChange::decode(std::string(1, '\x09') + std::string(8, '\0')).has_value());
+
+    Cluster c(3);
+    c.elect(1);
+    // A follower publishes its own attributes through the leader...
+    REQUIRE(c.r(2).proposeConfChange(ConfChange{ConfChange::Type::Update, 2, "addr-2"}) ==
+            ProposeResult::Forwarded);
+    c.stabilize();
+    bool seen = false;
+    for (const auto& e : c.members.at(3).applied) {
+        if (e.type != EntryType::ConfChange) continue;
+        auto applied = ConfChange::decode(e.data);
+        REQUIRE(applied.has_value());
+        CHECK(applied->node == 2);
+        CHECK(applied->context == "addr-2");
+        seen = true;
+    }
+    CHECK(seen);
+    CHECK(c.r(1).confState().voters == std::vector<NodeId>{1, 2, 3});
+    // ...but may not update another member's, nor forward a real membership change.
+    CHECK(c.r(2).proposeConfChange(ConfChange{ConfChange::Type::Update, 3, "x"}) ==
+          ProposeResult::NoLeader);
+    Message forged;
+    forged.type = MessageType::Propose;
+    forged.from = 2;
+    forged.entries.push_back(
+        Entry{0, 0, EntryType::ConfChange, ConfChange{ConfChange::Type::Remove, 3, ""}.encode()});
+    c.r(1).step(forged);
+    c.stabilize();
+    CHECK(c.r(1).confState().voters == std::vector<NodeId>{1, 2, 3});
+    CHECK(c.r(3).confState().voters == std::vector<NodeId>{1, 2, 3});
 }
 
 TEST_CASE("only one membership change may be pending at a time (thesis §4.1)", "[raft][paper]") {
@@ -333,9 +375,9 @@ TEST_CASE("only one membership change may be pending at a time (thesis §4.1)", 
     c.elect(1);
     c.isolate(2);
     c.isolate(3);
-    CHECK(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddLearner, 7}) ==
+    CHECK(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddLearner, 7, {}}) ==
           ProposeResult::Accepted);
-    CHECK(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddLearner, 8}) ==
+    CHECK(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::AddLearner, 8, {}}) ==
           ProposeResult::ConfChangePending);
 }
 
@@ -343,7 +385,7 @@ TEST_CASE("a leader that removes itself steps down once the removal applies (the
           "[raft][paper]") {
     Cluster c(3);
     c.elect(1);
-    REQUIRE(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::Remove, 1}) ==
+    REQUIRE(c.r(1).proposeConfChange(ConfChange{ConfChange::Type::Remove, 1, {}}) ==
             ProposeResult::Accepted);
     c.stabilize();
     CHECK(c.r(1).role() == Role::Follower);
