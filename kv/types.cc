@@ -30,6 +30,14 @@ const char* errorCodeName(ErrorCode code) {
             return "NoSpace";
         case ErrorCode::AlreadyApplied:
             return "AlreadyApplied";
+        case ErrorCode::MemberExists:
+            return "MemberExists";
+        case ErrorCode::MemberNotFound:
+            return "MemberNotFound";
+        case ErrorCode::LearnerNotReady:
+            return "LearnerNotReady";
+        case ErrorCode::MemberBusy:
+            return "MemberBusy";
     }
     return "Unknown";
 }

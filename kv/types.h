@@ -30,7 +30,13 @@ enum class ErrorCode {
     LeaseExists,      // grant with an id that is already in use
     NoSpace,          // quota or map exhausted: writes refused, reads and deletes still work
     AlreadyApplied,   // a log index at or below the applied index was handed to apply()
+    // Membership (Cluster service):
+    MemberExists,     // a member with this name, id or peer address is already in the cluster
+    MemberNotFound,   // no member with this id
+    LearnerNotReady,  // promote: the learner has not caught up with the leader's log yet
+    MemberBusy,       // another membership change or leadership transfer is in progress
 };
+inline constexpr uint16_t kErrorCodeCount = 17;
 
 const char* errorCodeName(ErrorCode code);
 

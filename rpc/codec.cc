@@ -460,7 +460,7 @@ kv::KvResult<kv::Response> responseFromCapnp(s::WriteResponse::Reader w) {
         case s::WriteResponse::ERROR: {
             auto e = w.getError();
             auto code =
-                checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(e.getCode()), 13, "error code");
+                checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(e.getCode()), kv::kErrorCodeCount, "error code");
             return fail(kv::Error{code, e.getMessage().cStr(), e.getRevision()});
         }
         case s::WriteResponse::PUT:
@@ -664,7 +664,7 @@ void toCapnp(const kv::Error& in, s::Error::Builder out) {
 
 kv::Error fromCapnp(s::Error::Reader in) {
     return kv::Error{
-        checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(in.getCode()), 13, "error code"),
+        checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(in.getCode()), kv::kErrorCodeCount, "error code"),
         in.getMessage(), in.getRevision()};
 }
 

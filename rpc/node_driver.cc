@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/assert.h"
+#include "common/bytes.h"
 #include "rpc/codec.h"
 
 namespace coord::rpc {
@@ -24,16 +25,20 @@ const char* unavailableName(Unavailable u) {
     return "?";
 }
 
+raft::NodeId memberIdFromName(const std::string& name) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : name)
+        h = (h ^ c) * 1099511628211ull;
+    return h == 0 ? 1 : h;
+}
+
 NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Transport& transport)
     : io_(io), config_(config), transport_(transport), timer_(io) {
     store_ = std::make_unique<kv::Store>(config.dataFile, config.store);
     log_ = std::make_unique<kv::RaftLogStorage>(*store_);
-    if (log_->confState().voters.empty() && log_->hardState() == raft::HardState{}) {
-        // A new member of a new cluster: record the initial membership.
-        raft::ConfState conf;
-        conf.voters = config.initialVoters;
-        std::sort(conf.voters.begin(), conf.voters.end());
-        log_->save({{}, std::nullopt, conf});
+    if (!config.join && log_->confState().voters.empty() &&
+        log_->hardState() == raft::HardState{}) {
+        bootstrap();
     }
     raft::Config rc;
     rc.id = config.id;
@@ -50,9 +55,27 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
             : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     raft_ = std::make_unique<raft::Raft>(rc);
     lastCompactIndex_ = log_->firstIndex() - 1;
+    refreshMembersView();
 }
 
 NodeDriver::~NodeDriver() = default;
+
+void NodeDriver::bootstrap() {
+    // A new member of a new cluster. Its log starts behind a snapshot at index 1 that holds the
+    // initial membership: a member added later starts with an empty log, so the leader sends
+    // it a snapshot (membership, registry and data) rather than entries it could not interpret
+    // without knowing the initial voters. (A store restored from a backup keeps its applied
+    // index, and the log starts there.)
+    raft::ConfState conf;
+    conf.voters = config_.initialVoters;
+    std::sort(conf.voters.begin(), conf.voters.end());
+    kv::Members members;
+    for (const auto& m : config_.initialMembers)
+        members[m.id] = m;
+    raft::Index index = std::max<raft::Index>(1, store_->appliedIndex());
+    log_->installSnapshot({index, 1, conf});
+    log_->save({{}, raft::HardState{1, raft::kNone, index}, conf, members});
+}
 
 int64_t NodeDriver::nowMs() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -74,7 +97,7 @@ void NodeDriver::start() {
             // queues until the others listen. The others keep a randomized remainder in case
             // it is not there.
             int skip = config_.electionTicks - 1;
-            bool first = raft_->term() == 0 &&
+            bool first = raft_->term() <= 1 &&
                          config_.id == *std::min_element(conf.voters.begin(), conf.voters.end());
             // A lone voter has nobody to wait for.
             if (first || conf.voters.size() == 1) skip = 2 * config_.electionTicks;
@@ -100,6 +123,11 @@ void NodeDriver::stop() {
         for (auto& done : readBatch_)
             done(fail(Unavailable::Stopped));
         readBatch_.clear();
+        for (auto& [id, c] : changes_)
+            c.done(fail(Unavailable::Stopped));
+        changes_.clear();
+        if (transfer_) transfer_->done(fail(Unavailable::Stopped));
+        transfer_.reset();
     });
 }
 
@@ -118,6 +146,7 @@ void NodeDriver::scheduleTick() {
         // Watchers behind (slow clients, starts in the past) also get kicked by their pumps;
         // this is the safety net.
         if (store_->watchHub().pendingCount() > 0) store_->watchHub().syncPending();
+        publishSelf();
         scheduleTick();
     });
 }
@@ -233,6 +262,7 @@ void NodeDriver::processReady() {
     }
     leader_ = raft_->leader();
     term_ = raft_->term();
+    settleTransfer();
     maybeCompact();
 }
 
@@ -240,9 +270,17 @@ void NodeDriver::applyAndPersist(const raft::Ready& rd) {
     std::vector<kv::IndexedRequest> batch;
     std::vector<uint64_t> ids;
     std::optional<raft::ConfState> conf;
+    std::optional<kv::Members> members;
+    std::vector<uint64_t> changesDone;
+    bool selfRemoved = false;
     for (const raft::Entry& e : rd.committedEntries) {
         if (e.type == raft::EntryType::ConfChange) {
-            if (auto cc = raft::ConfChange::decode(e.data)) conf = raft_->applyConfChange(*cc);
+            if (auto cc = raft::ConfChange::decode(e.data)) {
+                applyConfChange(*cc, conf, members, changesDone);
+                if (cc->type == raft::ConfChange::Type::Remove && cc->node == config_.id) {
+                    selfRemoved = true;
+                }
+            }
             continue;
         }
         if (e.data.empty()) continue;  // a new leader's empty entry
@@ -266,9 +304,24 @@ void NodeDriver::applyAndPersist(const raft::Ready& rd) {
     auto results = store_->apply(
         batch,
         [&](const kv::lmdb::Txn& txn) {
-            log_->persist(txn, {rd.entries, rd.hardState, conf});
+            log_->persist(txn, {rd.entries, rd.hardState, conf, members});
         },
         durable);
+    if (conf || members) {
+        refreshMembersView();
+        if (members && membersChanged_) membersChanged_(log_->members());
+        for (uint64_t id : changesDone) {
+            auto it = changes_.find(id);
+            if (it == changes_.end()) continue;
+            it->second.done(kv::KvResult<std::vector<MemberView>>(this->members()));
+            changes_.erase(it);
+        }
+        if (selfRemoved && !removedReported_) {
+            removedReported_ = true;
+            std::fprintf(stderr, "coord: this member was removed from the cluster\n");
+            if (removed_) removed_();
+        }
+    }
     if (lessor_) {
         for (size_t i = 0; i < results.size(); ++i) {
             if (!results[i].ok()) continue;
@@ -301,8 +354,239 @@ void NodeDriver::serveReads() {
     }
 }
 
+void NodeDriver::applyConfChange(const raft::ConfChange& cc, std::optional<raft::ConfState>& conf,
+                                 std::optional<kv::Members>& members,
+                                 std::vector<uint64_t>& done) {
+    conf = raft_->applyConfChange(cc);
+    if (!members) members = log_->members();
+    // Context: le64 request id (0 when nobody waits), then the member's record.
+    uint64_t request = 0;
+    std::optional<kv::MemberInfo> info;
+    if (cc.context.size() >= 8) {
+        request = loadLe64(cc.context.data());
+        info = kv::decodeMemberInfo(std::string_view(cc.context).substr(8));
+        if (info) info->id = cc.node;
+    }
+    switch (cc.type) {
+        case raft::ConfChange::Type::AddVoter:
+        case raft::ConfChange::Type::AddLearner:
+            if (info) (*members)[cc.node] = *info;
+            break;
+        case raft::ConfChange::Type::Remove:
+            members->erase(cc.node);
+            break;
+        case raft::ConfChange::Type::Update:
+            if (info && members->count(cc.node)) (*members)[cc.node] = *info;
+            break;
+    }
+    if (request != 0) done.push_back(request);
+}
+
+void NodeDriver::refreshMembersView() {
+    const raft::ConfState conf = log_->confState();
+    const kv::Members& registry = log_->members();
+    std::vector<MemberView> view;
+    auto add = [&](raft::NodeId id, bool learner) {
+        MemberView v;
+        auto it = registry.find(id);
+        if (it != registry.end()) v.info = it->second;
+        v.info.id = id;
+        v.learner = learner;
+        view.push_back(std::move(v));
+    };
+    for (auto id : conf.voters)
+        add(id, false);
+    for (auto id : conf.learners)
+        add(id, true);
+    std::lock_guard lock(viewMutex_);
+    view_ = std::move(view);
+}
+
+std::vector<MemberView> NodeDriver::members() const {
+    std::lock_guard lock(viewMutex_);
+    return view_;
+}
+
+void NodeDriver::publishSelf() {
+    // A member publishes its own client address (as etcd does) so that member lists can tell
+    // clients where to connect.
+    if (config_.clientUrl.empty() || raft_->leader() == raft::kNone) return;
+    const auto& registry = log_->members();
+    auto it = registry.find(config_.id);
+    if (it == registry.end() || it->second.clientUrl == config_.clientUrl) return;
+    int64_t now = nowMs();
+    if (now - lastPublishMs_ < 1000) return;
+    lastPublishMs_ = now;
+    kv::MemberInfo self = it->second;
+    self.clientUrl = config_.clientUrl;
+    raft::ConfChange cc{raft::ConfChange::Type::Update, config_.id, std::string(8, '\0')};
+    cc.context += kv::encodeMemberInfo(self);
+    raft_->proposeConfChange(cc);
+    processReady();
+}
+
+std::optional<kv::Error> NodeDriver::checkChange(MemberOp op, kv::MemberInfo& member) const {
+    auto error = [](kv::ErrorCode code, std::string message) {
+        return kv::Error{code, std::move(message), 0};
+    };
+    const raft::ConfState conf = raft_->confState();
+    auto has = [](const std::vector<raft::NodeId>& ids, raft::NodeId id) {
+        return std::find(ids.begin(), ids.end(), id) != ids.end();
+    };
+    const auto& registry = log_->members();
+    std::string idText = [&] {
+        char b[17];
+        std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(member.id));
+        return std::string(b);
+    }();
+    switch (op) {
+        case MemberOp::AddVoter:
+        case MemberOp::AddLearner:
+            if (member.name.empty() || member.peerUrl.empty()) {
+                return error(kv::ErrorCode::InvalidArgument,
+                             "a new member needs a name and a peer address");
+            }
+            if (has(conf.voters, member.id) || has(conf.learners, member.id) ||
+                registry.count(member.id)) {
+                return error(kv::ErrorCode::MemberExists,
+                             "member '" + member.name + "' (" + idText + ") is already in the cluster");
+            }
+            for (const auto& [id, m] : registry) {
+                if (m.peerUrl == member.peerUrl) {
+                    return error(kv::ErrorCode::MemberExists,
+                                 "peer address " + member.peerUrl + " is already used by member '" +
+                                     m.name + "'");
+                }
+            }
+            member.clientUrl.clear();  // the member publishes its own
+            return std::nullopt;
+        case MemberOp::Promote: {
+            if (has(conf.voters, member.id)) {
+                return error(kv::ErrorCode::InvalidArgument, "member " + idText + " is already a voter");
+            }
+            if (!has(conf.learners, member.id)) {
+                return error(kv::ErrorCode::MemberNotFound, "no learner " + idText);
+            }
+            // As etcd: a learner is promoted once it holds 90% of the leader's log, so the
+            // new voter does not stall commits while it catches up.
+            const auto& pr = raft_->progress().at(member.id);
+            raft::Index last = raft_->log().lastIndex();
+            if (pr.match * 10 < last * 9) {
+                return error(kv::ErrorCode::LearnerNotReady,
+                             "learner " + idText + " holds " + std::to_string(pr.match) + " of " +
+                                 std::to_string(last) + " log entries; promote it once it caught up");
+            }
+            break;
+        }
+        case MemberOp::Remove:
+            if (!has(conf.voters, member.id) && !has(conf.learners, member.id)) {
+                return error(kv::ErrorCode::MemberNotFound, "no member " + idText);
+            }
+            break;
+    }
+    auto it = registry.find(member.id);
+    if (it != registry.end()) member = it->second;
+    return std::nullopt;
+}
+
+void NodeDriver::changeMembership(MemberOp op, kv::MemberInfo member,
+                                  std::function<void(MembershipOutcome)> done) {
+    boost::asio::post(io_, [this, op, member = std::move(member), done = std::move(done)]() mutable {
+        if (stopped_) return done(fail(Unavailable::Stopped));
+        if (raft_->role() != raft::Role::Leader) {
+            return done(fail(raft_->leader() ? Unavailable::NotLeader : Unavailable::NoLeader));
+        }
+        if (auto e = checkChange(op, member)) {
+            return done(kv::KvResult<std::vector<MemberView>>(fail(std::move(*e))));
+        }
+        raft::ConfChange cc;
+        cc.node = member.id;
+        switch (op) {
+            case MemberOp::AddVoter:
+            case MemberOp::Promote:
+                cc.type = raft::ConfChange::Type::AddVoter;
+                break;
+            case MemberOp::AddLearner:
+                cc.type = raft::ConfChange::Type::AddLearner;
+                break;
+            case MemberOp::Remove:
+                cc.type = raft::ConfChange::Type::Remove;
+                break;
+        }
+        uint64_t id = (config_.id << 40) | nextRequest_++;
+        appendLe64(cc.context, id);
+        cc.context += kv::encodeMemberInfo(member);
+        auto refused = [&](kv::ErrorCode code, std::string message) {
+            done(kv::KvResult<std::vector<MemberView>>(fail(kv::Error{code, std::move(message), 0})));
+        };
+        switch (raft_->proposeConfChange(cc)) {
+            case raft::ProposeResult::Accepted:
+            case raft::ProposeResult::Forwarded:
+                changes_.emplace(id, PendingChange{std::move(done), nowMs() + config_.requestTimeoutMs});
+                scheduleReady();
+                return;
+            case raft::ProposeResult::ConfChangePending:
+                return refused(kv::ErrorCode::MemberBusy,
+                               "an earlier membership change is not applied yet; retry");
+            case raft::ProposeResult::TransferInProgress:
+                return refused(kv::ErrorCode::MemberBusy,
+                               "a leadership transfer is in progress; retry");
+            case raft::ProposeResult::NotMember:
+                return refused(kv::ErrorCode::InvalidArgument,
+                               "the change is invalid for the current membership (the last voter "
+                               "cannot be removed)");
+            case raft::ProposeResult::NoLeader:
+                return done(fail(Unavailable::NoLeader));
+        }
+    });
+}
+
+void NodeDriver::transferLeadership(
+    raft::NodeId target, std::function<void(Result<kv::KvResult<Ok>, Unavailable>)> done) {
+    boost::asio::post(io_, [this, target, done = std::move(done)]() mutable {
+        if (stopped_) return done(fail(Unavailable::Stopped));
+        if (raft_->role() != raft::Role::Leader) {
+            return done(fail(raft_->leader() ? Unavailable::NotLeader : Unavailable::NoLeader));
+        }
+        if (target == config_.id) return done(kv::KvResult<Ok>(Ok{}));
+        const auto conf = raft_->confState();
+        if (std::find(conf.voters.begin(), conf.voters.end(), target) == conf.voters.end()) {
+            return done(kv::KvResult<Ok>(fail(kv::Error{
+                kv::ErrorCode::MemberNotFound, "the target is not a voting member", 0})));
+        }
+        if (transfer_) {
+            return done(kv::KvResult<Ok>(fail(kv::Error{
+                kv::ErrorCode::MemberBusy, "a leadership transfer is in progress", 0})));
+        }
+        transfer_ = PendingTransfer{target, std::move(done),
+                                    nowMs() + 2 * int64_t{config_.electionTicks} * config_.tickMs};
+        raft_->transferLeadership(target);
+        processReady();
+    });
+}
+
+void NodeDriver::settleTransfer() {
+    if (!transfer_) return;
+    if (raft_->leader() == transfer_->target) {
+        transfer_->done(kv::KvResult<Ok>(Ok{}));
+        transfer_.reset();
+    } else if (transfer_->deadlineMs <= nowMs()) {
+        transfer_->done(fail(Unavailable::Timeout));
+        transfer_.reset();
+    }
+}
+
 void NodeDriver::expire() {
     int64_t now = nowMs();
+    settleTransfer();
+    for (auto it = changes_.begin(); it != changes_.end();) {
+        if (it->second.deadlineMs <= now) {
+            it->second.done(fail(Unavailable::Timeout));
+            it = changes_.erase(it);
+        } else {
+            ++it;
+        }
+    }
     for (auto it = writes_.begin(); it != writes_.end();) {
         if (it->second.deadlineMs <= now) {
             it->second.done(fail(Unavailable::Timeout));
@@ -340,6 +624,10 @@ void NodeDriver::leaderChanged(raft::NodeId now) {
         for (auto& done : r.done)
             done(fail(Unavailable::NoLeader));
     reads_.clear();
+    // A membership change may still commit under the next leader: its outcome is unknown.
+    for (auto& [id, c] : changes_)
+        c.done(fail(Unavailable::Timeout));
+    changes_.clear();
 }
 
 void NodeDriver::becameLeader() {

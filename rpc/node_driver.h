@@ -16,6 +16,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,10 +37,21 @@ class Transport {
     virtual void send(const raft::Message& message) = 0;
 };
 
+// A member's id, derived from its name identically on every member (FNV-1a, never 0).
+raft::NodeId memberIdFromName(const std::string& name);
+
 struct NodeConfig {
     raft::NodeId id = 1;
     // The voters of a new cluster; ignored when the data file already holds a membership.
     std::vector<raft::NodeId> initialVoters{1};
+    // Names and peer addresses of the initial voters, recorded as the member registry of a new
+    // cluster (may be empty: members are then listed by id only).
+    std::vector<kv::MemberInfo> initialMembers;
+    // Joining an existing cluster: start with no membership and wait for the leader, which
+    // sends a snapshot (with the membership and the registry) once this member was added.
+    bool join = false;
+    // This member's client address, published to the registry once a leader is known.
+    std::string clientUrl;
     std::string dataFile;
     int tickMs = 100;
     int electionTicks = 10;
@@ -65,6 +78,15 @@ enum class Unavailable {
 const char* unavailableName(Unavailable u);
 
 using WriteOutcome = Result<kv::KvResult<kv::Response>, Unavailable>;
+
+// One member as listed by the Cluster service.
+struct MemberView {
+    kv::MemberInfo info;
+    bool learner = false;
+};
+enum class MemberOp { AddVoter, AddLearner, Promote, Remove };
+// The membership after a change, or why it was refused.
+using MembershipOutcome = Result<kv::KvResult<std::vector<MemberView>>, Unavailable>;
 
 class NodeDriver {
   public:
@@ -95,6 +117,21 @@ class NodeDriver {
     // Lets watchers that are behind catch up from storage (posts to the core thread).
     void syncWatchers();
 
+    // Membership. Changes are made by the leader only (others answer NotLeader) and complete
+    // once applied. Add takes the member's name and peer address (its id is derived from the
+    // name); Promote, Remove take the id. Promote refuses a learner that has not caught up.
+    void changeMembership(MemberOp op, kv::MemberInfo member,
+                          std::function<void(MembershipOutcome)> done);
+    // Hands leadership to voter `target`; completes when it leads (leader only).
+    void transferLeadership(raft::NodeId target,
+                            std::function<void(Result<kv::KvResult<Ok>, Unavailable>)> done);
+    // The members as this member knows them (any thread).
+    std::vector<MemberView> members() const;
+    // Called on the core thread after the registry changed (addresses for the transport), and
+    // once when this member learns it was removed from the cluster. Set before start().
+    void onMembersChanged(std::function<void(const kv::Members&)> f) { membersChanged_ = f; }
+    void onRemoved(std::function<void()> f) { removed_ = std::move(f); }
+
     kv::Store& store() { return *store_; }
     raft::NodeId id() const { return config_.id; }
     // Snapshots of the core's state (any thread; refreshed every loop turn).
@@ -112,6 +149,15 @@ class NodeDriver {
         int64_t deadlineMs;
         raft::Index index = 0;  // set once the read state arrives
     };
+    struct PendingChange {
+        std::function<void(MembershipOutcome)> done;
+        int64_t deadlineMs;
+    };
+    struct PendingTransfer {
+        raft::NodeId target;
+        std::function<void(Result<kv::KvResult<Ok>, Unavailable>)> done;
+        int64_t deadlineMs;
+    };
 
     void scheduleTick();
     void scheduleReady();
@@ -125,6 +171,14 @@ class NodeDriver {
     void leaderChanged(raft::NodeId now);
     void expireLeases();
     int64_t nowMs() const;
+    void bootstrap();
+    // Applies a committed membership change to Raft and the registry (inside the apply txn).
+    void applyConfChange(const raft::ConfChange& cc, std::optional<raft::ConfState>& conf,
+                         std::optional<kv::Members>& members, std::vector<uint64_t>& done);
+    void refreshMembersView();
+    void publishSelf();
+    void settleTransfer();
+    std::optional<kv::Error> checkChange(MemberOp op, kv::MemberInfo& member) const;
 
     boost::asio::io_context& io_;
     NodeConfig config_;
@@ -147,6 +201,15 @@ class NodeDriver {
     std::map<int64_t, int64_t> revoking_;  // lease id → when its revoke was last proposed (ms)
     std::atomic<raft::NodeId> leader_{0};
     std::atomic<uint64_t> term_{0};
+
+    std::map<uint64_t, PendingChange> changes_;
+    std::optional<PendingTransfer> transfer_;
+    std::function<void(const kv::Members&)> membersChanged_;
+    std::function<void()> removed_;
+    bool removedReported_ = false;
+    int64_t lastPublishMs_ = 0;
+    mutable std::mutex viewMutex_;
+    std::vector<MemberView> view_;  // under viewMutex_
 };
 
 }  // namespace coord::rpc
