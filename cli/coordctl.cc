@@ -15,6 +15,9 @@
 //   queue push NAME VALUE | queue pop NAME [--timeout MS]
 //   barrier hold|release|wait NAME
 //   snapshot save FILE
+//   member list | add NAME --peer-urls HOST:PORT [--learner] | remove ID|NAME |
+//          promote ID|NAME
+//   move-leader ID|NAME
 //
 // Exit codes: 0 success (a txn whose compares failed prints FAILURE and still exits 0); 1 the
 // store refused the request (the message says why); 2 unreadable input (txn); 3 no member could
@@ -61,6 +64,62 @@ std::vector<std::string> splitEndpoints(const std::string& list) {
 int report(const Error& e) {
     std::fprintf(stderr, "coordctl: %s\n", e.describe().c_str());
     return e.kind == Error::Kind::Store ? kRefused : kUnavailable;
+}
+
+// member list/add/remove/promote and move-leader.
+int runMember(Client& client, bool json, const std::string& verb, const std::string& name,
+              const std::string& peer, bool learner, const std::string& ref) {
+    auto list = client.memberList();
+    if (!list.ok()) return report(list.error());
+    if (verb == "list") {
+        json ? printJson(*list) : printSimple(*list);
+        return 0;
+    }
+    if (verb == "add") {
+        auto r = client.memberAdd(name, peer, learner);
+        if (!r.ok()) return report(r.error());
+        if (json) {
+            printJson(*r);
+            return 0;
+        }
+        std::string initialCluster;
+        uint64_t id = 0;
+        for (const auto& m : *r) {
+            if (m.name == name) id = m.id;
+            if (m.name.empty() || m.peerUrl.empty()) continue;
+            initialCluster += (initialCluster.empty() ? "" : ",") + m.name + "=" + m.peerUrl;
+        }
+        std::printf(
+            "Member %s (%llx) added as a %s. Start it with:\n"
+            "  coordd --name %s --listen-peer-urls %s --initial-cluster %s "
+            "--initial-cluster-state existing\n",
+            name.c_str(), static_cast<unsigned long long>(id), learner ? "learner" : "voter",
+            name.c_str(), peer.c_str(), initialCluster.c_str());
+        return 0;
+    }
+    // A member named by its id (hex, as listed) or by its name.
+    uint64_t id = 0;
+    for (const auto& m : *list) {
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(m.id));
+        if (ref == hex || ref == m.name) id = m.id;
+    }
+    if (id == 0) {
+        std::fprintf(stderr, "coordctl: no member '%s' (see coordctl member list)\n", ref.c_str());
+        return kRefused;
+    }
+    auto r = verb == "remove"    ? client.memberRemove(id)
+             : verb == "promote" ? client.memberPromote(id)
+                                 : client.moveLeader(id);
+    if (!r.ok()) return report(r.error());
+    if (json) {
+        printJson(*r);
+    } else if (verb == "move-leader") {
+        std::printf("Leadership moved to %s\n", ref.c_str());
+    } else {
+        std::printf("Member %s %s\n", ref.c_str(), verb == "remove" ? "removed" : "promoted");
+    }
+    return 0;
 }
 
 }  // namespace
@@ -219,6 +278,26 @@ int main(int argc, char** argv) {
         "save", "write a consistent snapshot of one member's store to FILE");
     snapshotSave->add_option("file", snapshotFile)->required();
 
+    auto* memberCmd = app.add_subcommand("member", "list and change the cluster's members");
+    memberCmd->require_subcommand(1);
+    std::string memberName, memberPeer, memberRef;
+    bool memberLearner = false;
+    auto* memberList = memberCmd->add_subcommand("list", "every member, voters and learners");
+    auto* memberAdd = memberCmd->add_subcommand(
+        "add", "add a member; then start it with --initial-cluster-state existing");
+    memberAdd->add_option("name", memberName)->required();
+    memberAdd->add_option("--peer-urls", memberPeer, "the new member's peer address (ip:port)")
+        ->required();
+    memberAdd->add_flag("--learner", memberLearner,
+                        "add as a non-voting learner (promote it once it caught up)");
+    auto* memberRemove =
+        memberCmd->add_subcommand("remove", "remove a member (any, the leader too)");
+    memberRemove->add_option("member", memberRef, "member id (hex) or name")->required();
+    auto* memberPromote = memberCmd->add_subcommand("promote", "make a caught-up learner a voter");
+    memberPromote->add_option("member", memberRef, "member id (hex) or name")->required();
+    auto* moveLeader = app.add_subcommand("move-leader", "hand leadership to another voter");
+    moveLeader->add_option("member", memberRef, "member id (hex) or name")->required();
+
     CLI11_PARSE(app, argc, argv);
     auto endpoints = splitEndpoints(endpointList);
     if (endpoints.empty()) {
@@ -294,6 +373,15 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(info.bytes),
                     static_cast<long long>(info.revision));
         return 0;
+    }
+    if (*memberCmd || *moveLeader) {
+        return runMember(client, json,
+                         *memberList      ? "list"
+                         : *memberAdd     ? "add"
+                         : *memberRemove  ? "remove"
+                         : *memberPromote ? "promote"
+                                          : "move-leader",
+                         memberName, memberPeer, memberLearner, memberRef);
     }
     if (*put) {
         auto r = retryUnknown([&](Deadline d) { return client.put(key, value, leaseId, d); });

@@ -13,12 +13,15 @@
 #include <signal.h>
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -30,12 +33,9 @@ namespace {
 using namespace coord;
 using boost::asio::ip::tcp;
 
-// FNV-1a: member and cluster ids are derived from names, identically on every member.
+// Member and cluster ids are derived from names, identically on every member.
 uint64_t fnv1a(const std::string& s) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s)
-        h = (h ^ c) * 1099511628211ull;
-    return h == 0 ? 1 : h;
+    return rpc::memberIdFromName(s);
 }
 
 std::string stripScheme(std::string url) {
@@ -82,26 +82,60 @@ std::map<std::string, std::string> parseInitialCluster(const std::string& spec) 
 }
 
 // The identity file in the data dir: a data dir belongs to one member of one cluster.
-void checkIdentity(const std::filesystem::path& dir, uint64_t clusterId, uint64_t memberId) {
-    auto file = dir / "identity";
-    char expected[64];
-    std::snprintf(expected, sizeof expected, "cluster %016llx member %016llx",
+std::string identityLine(uint64_t clusterId, uint64_t memberId) {
+    char line[64];
+    std::snprintf(line, sizeof line, "cluster %016llx member %016llx",
                   static_cast<unsigned long long>(clusterId),
                   static_cast<unsigned long long>(memberId));
-    if (std::filesystem::exists(file)) {
-        std::ifstream in(file);
-        std::string found;
-        std::getline(in, found);
-        if (found != expected) {
-            throw std::runtime_error("data dir " + dir.string() + " belongs to '" + found +
-                                     "', not to '" + expected +
-                                     "' (another cluster or member): refusing to start");
-        }
-        return;
+    return line;
+}
+
+std::optional<std::string> readIdentity(const std::filesystem::path& dir) {
+    auto file = dir / "identity";
+    if (!std::filesystem::exists(file)) return std::nullopt;
+    std::ifstream in(file);
+    std::string found;
+    std::getline(in, found);
+    return found;
+}
+
+void writeIdentity(const std::filesystem::path& dir, uint64_t clusterId, uint64_t memberId) {
+    auto file = dir / "identity";
+    auto part = dir / "identity.part";
+    {
+        std::ofstream out(part);
+        out << identityLine(clusterId, memberId) << "\n";
+        if (!out) throw std::runtime_error("cannot write " + part.string());
     }
-    std::ofstream out(file);
-    out << expected << "\n";
-    if (!out) throw std::runtime_error("cannot write " + file.string());
+    std::filesystem::rename(part, file);
+}
+
+void refuseForeign(const std::filesystem::path& dir, const std::string& found,
+                   const std::string& expected) {
+    throw std::runtime_error("data dir " + dir.string() + " belongs to '" + found + "', not to '" +
+                             expected + "' (another cluster or member): refusing to start");
+}
+
+// The cluster id this member serves: derived from the flags for a new cluster; for a member
+// that joined an existing cluster, the one it adopted (0 until then).
+uint64_t resolveClusterId(const std::filesystem::path& dir, bool existing, uint64_t derived,
+                          uint64_t memberId) {
+    auto found = readIdentity(dir);
+    if (!existing) {
+        std::string expected = identityLine(derived, memberId);
+        if (!found) {
+            writeIdentity(dir, derived, memberId);
+        } else if (*found != expected) {
+            refuseForeign(dir, *found, expected);
+        }
+        return derived;
+    }
+    if (!found) return 0;
+    unsigned long long c = 0, m = 0;
+    if (std::sscanf(found->c_str(), "cluster %llx member %llx", &c, &m) != 2 || m != memberId) {
+        refuseForeign(dir, *found, identityLine(0, memberId));
+    }
+    return c;
 }
 
 }  // namespace
@@ -113,6 +147,8 @@ int main(int argc, char** argv) {
     std::string clientUrl = "127.0.0.1:2379";
     std::string peerUrl = "127.0.0.1:2380";
     std::string initialCluster;
+    std::string clusterState = "new";
+    std::string advertiseClientUrl;
     std::string token = "coord-cluster";
     int heartbeatMs = 100;
     int electionMs = 1000;
@@ -129,6 +165,13 @@ int main(int argc, char** argv) {
     app.add_option("--initial-cluster", initialCluster,
                    "every member as name=peer-ip:port, comma-separated (default: this member "
                    "alone)");
+    app.add_option("--initial-cluster-state", clusterState,
+                   "new: bootstrap a new cluster with --initial-cluster; existing: join a cluster "
+                   "that added this member (coordctl member add), or restart a member that did")
+        ->check(CLI::IsMember({"new", "existing"}))
+        ->capture_default_str();
+    app.add_option("--advertise-client-urls", advertiseClientUrl,
+                   "client address published to the member list (default: the listen address)");
     app.add_option("--initial-cluster-token", token, "names the cluster; members must agree")
         ->capture_default_str();
     app.add_option("--heartbeat-interval", heartbeatMs, "milliseconds between heartbeats")
@@ -166,21 +209,24 @@ int main(int argc, char** argv) {
         std::string clusterKey = token;
         for (const auto& [n, url] : members)
             clusterKey += "," + n + "=" + stripScheme(url);
-        uint64_t clusterId = fnv1a(clusterKey);
+        bool existing = clusterState == "existing";
         uint64_t selfId = fnv1a(name);
 
         std::filesystem::create_directories(dataDir);
-        checkIdentity(dataDir, clusterId, selfId);
+        uint64_t clusterId = resolveClusterId(dataDir, existing, fnv1a(clusterKey), selfId);
 
         rpc::PeerTransportConfig pc;
         pc.self = selfId;
         pc.clusterId = clusterId;
         rpc::NodeConfig nc;
         nc.id = selfId;
+        nc.join = existing;
+        nc.clientUrl = advertiseClientUrl.empty() ? clientUrl : advertiseClientUrl;
         nc.initialVoters.clear();
         for (const auto& [n, url] : members) {
             pc.peers[fnv1a(n)] = parseEndpoint(url);
             nc.initialVoters.push_back(fnv1a(n));
+            nc.initialMembers.push_back(kv::MemberInfo{fnv1a(n), n, stripScheme(url), ""});
         }
         nc.dataFile = (std::filesystem::path(dataDir) / "member.mdb").string();
         nc.tickMs = heartbeatMs;
@@ -209,9 +255,81 @@ int main(int argc, char** argv) {
                                      [&](raft::Message m) { driverPtr->deliver(std::move(m)); });
         rpc::NodeDriver driver(io, nc, transport);
         driverPtr = &driver;
+        // Peer addresses follow the member registry once there is one (it outlives the flags:
+        // members added later are only there).
+        auto followRegistry = [&transport](const std::vector<rpc::MemberView>& view) {
+            std::map<raft::NodeId, tcp::endpoint> peers;
+            for (const auto& m : view) {
+                if (m.info.peerUrl.empty()) continue;
+                try {
+                    peers[m.info.id] = parseEndpoint(m.info.peerUrl);
+                } catch (const std::exception& e) {
+                    std::fprintf(stderr, "coordd: member %s: %s\n", m.info.name.c_str(), e.what());
+                }
+            }
+            if (!peers.empty()) transport.setPeers(peers);
+        };
+        followRegistry(driver.members());
+        driver.onMembersChanged([&](const kv::Members&) { followRegistry(driver.members()); });
+        // A removed member stops serving (after its last answers went out).
+        driver.onRemoved([&io] {
+            auto timer = std::make_shared<boost::asio::steady_timer>(io);
+            timer->expires_after(std::chrono::milliseconds(300));
+            timer->async_wait(
+                [timer](const boost::system::error_code&) { kill(getpid(), SIGTERM); });
+        });
+        // A joining member learns the cluster's id from the first message the cluster sends.
+        std::promise<uint64_t> adopted;
+        transport.onClusterId([&](uint64_t id) {
+            writeIdentity(dataDir, id, selfId);
+            std::printf("coordd: joined cluster %016llx\n", static_cast<unsigned long long>(id));
+            std::fflush(stdout);
+            adopted.set_value(id);
+        });
         transport.start();
         driver.start();
         std::thread core([&] { io.run(); });
+
+        std::atomic<bool> stopRequested{false};
+        std::mutex stopMutex;
+        kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
+        std::thread signalThread([&] {
+            int sig = 0;
+            sigwait(&signals, &sig);
+            std::lock_guard lock(stopMutex);
+            stopRequested = true;
+            if (stopFulfiller) stopFulfiller->fulfill();
+        });
+        auto shutdown = [&] {
+            driver.stop();
+            std::promise<void> stopped;
+            boost::asio::post(io, [&] {
+                transport.stop();
+                stopped.set_value();
+            });
+            stopped.get_future().wait();
+            work.reset();
+            io.stop();
+            core.join();
+            signalThread.join();
+            std::lock_guard lock(stopMutex);
+            stopFulfiller = nullptr;  // before the RPC server's event loop goes
+        };
+        if (clusterId == 0) {
+            std::printf(
+                "coordd: member %s (id %016llx) waiting to be contacted by the cluster "
+                "it was added to\n",
+                name.c_str(), static_cast<unsigned long long>(selfId));
+            std::fflush(stdout);
+            auto future = adopted.get_future();
+            while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+                if (stopRequested) {
+                    shutdown();
+                    return 0;
+                }
+            }
+            clusterId = future.get();
+        }
 
         auto client = parseEndpoint(clientUrl);
         capnp::EzRpcServer server(kj::heap<rpc::CoordService>(driver, clusterId),
@@ -219,12 +337,11 @@ int main(int argc, char** argv) {
         auto& ws = server.getWaitScope();
         server.getPort().wait(ws);
         auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-        auto* fulfiller = paf.fulfiller.get();  // owned here, outlives the signal thread
-        std::thread signalThread([&signals, fulfiller] {
-            int sig = 0;
-            sigwait(&signals, &sig);
-            fulfiller->fulfill();
-        });
+        {
+            std::lock_guard lock(stopMutex);
+            if (stopRequested) paf.fulfiller->fulfill();
+            stopFulfiller = kj::mv(paf.fulfiller);
+        }
         std::printf(
             "coordd: member %s (id %016llx) of cluster %016llx: clients on %s, peers on "
             "%s, data in %s\n",
@@ -236,17 +353,7 @@ int main(int argc, char** argv) {
         std::printf("coordd: %s shutting down\n", name.c_str());
         std::fflush(stdout);
 
-        driver.stop();
-        std::promise<void> stopped;
-        boost::asio::post(io, [&] {
-            transport.stop();
-            stopped.set_value();
-        });
-        stopped.get_future().wait();
-        work.reset();
-        io.stop();
-        core.join();
-        signalThread.join();
+        shutdown();
         return 0;
     } catch (const kj::Exception& e) {
         std::fprintf(stderr, "coordd: %s\n", e.getDescription().cStr());

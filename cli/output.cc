@@ -99,6 +99,28 @@ std::string toJson(const MemberStatus& s) {
            ",\"watchers\":" + unum(s.watchers) + ",\"version\":" + jsonString(s.version) + "}";
 }
 
+std::string toJson(const std::vector<Member>& members) {
+    std::string out = "{\"members\":[";
+    for (size_t i = 0; i < members.size(); ++i) {
+        const auto& m = members[i];
+        if (i) out += ",";
+        out += "{\"id\":" + unum(m.id) + ",\"name\":" + jsonString(m.name) +
+               ",\"peer_url\":" + jsonString(m.peerUrl) +
+               ",\"client_url\":" + jsonString(m.clientUrl) +
+               ",\"is_learner\":" + (m.learner ? "true" : "false") + "}";
+    }
+    return out + "]}";
+}
+
+void printSimple(const std::vector<Member>& members) {
+    for (const auto& m : members) {
+        std::printf("%llx, %s, %s, %s, %s\n", static_cast<unsigned long long>(m.id),
+                    m.name.empty() ? "(unnamed)" : m.name.c_str(), m.peerUrl.c_str(),
+                    m.clientUrl.empty() ? "(unpublished)" : m.clientUrl.c_str(),
+                    m.learner ? "learner" : "voter");
+    }
+}
+
 void printSimple(const KeyValue& kv, bool withValue) {
     std::fwrite(kv.key.data(), 1, kv.key.size(), stdout);
     std::fputc('\n', stdout);

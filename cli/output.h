@@ -17,6 +17,7 @@ std::string toJson(const DeleteRangeResponse& r);
 std::string toJson(const TxnResponse& r);
 std::string toJson(const Event& e);
 std::string toJson(const MemberStatus& s);
+std::string toJson(const std::vector<Member>& members);
 
 template <typename T>
 void printJson(const T& value) {
@@ -27,5 +28,6 @@ void printSimple(const KeyValue& kv, bool withValue);
 void printSimple(const Event& e, bool withPrevKv);
 void printSimple(const TxnResponse& r);
 void printSimple(const MemberStatus& s);
+void printSimple(const std::vector<Member>& members);
 
 }  // namespace coord::cli

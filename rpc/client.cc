@@ -114,6 +114,7 @@ struct Conn : public kj::Refcounted {
           kv(coord.kvRequest().send().getKv()),
           lease(coord.leaseRequest().send().getLease()),
           watch(coord.watchRequest().send().getWatch()),
+          cluster(coord.clusterRequest().send().getCluster()),
           endpoint(std::move(ep)),
           gen(g) {
         auto paf = kj::newPromiseAndFulfiller<void>();
@@ -134,6 +135,7 @@ struct Conn : public kj::Refcounted {
     s::KV::Client kv;
     s::Lease::Client lease;
     s::Watch::Client watch;
+    s::Cluster::Client cluster;
     std::string endpoint;
     uint64_t gen;
     bool broken = false;
@@ -252,6 +254,10 @@ struct Client::Impl {
             return fail(canceled());  // the client closed first
         }
     }
+
+    // A membership change or leadership transfer (client.cc's Client::member*).
+    template <typename Fn>
+    Expected<std::vector<Member>> clusterChange(Deadline deadline, Fn makeRequest);
 
     Deadline deadlineOr(Deadline d) const {
         return d == Deadline{} ? Clock::now() + options.requestTimeout : d;
@@ -914,6 +920,94 @@ Expected<Client::SnapshotInfo> Client::snapshot(std::ostream& out, Deadline dead
                     });
                 });
         });
+    });
+}
+
+namespace {
+std::vector<Member> membersFromCapnp(capnp::List<s::Member>::Reader in) {
+    std::vector<Member> out;
+    for (auto m : in)
+        out.push_back(
+            Member{m.getId(), m.getName(), m.getPeerUrl(), m.getClientUrl(), m.getIsLearner()});
+    return out;
+}
+
+Step<std::vector<Member>> clusterStep(s::ClusterResult::Reader result) {
+    using T = std::vector<Member>;
+    switch (result.getUnavailable()) {
+        case s::Unavailable::NONE:
+            break;
+        case s::Unavailable::NO_LEADER:
+        case s::Unavailable::NOT_LEADER:
+            // Refused before anything was proposed: try the next member.
+            return Step<T>::retry(unavailableText(result.getUnavailable()), true);
+        default:
+            return Step<T>::finish(fail(unknownOutcome(unavailableText(result.getUnavailable()))));
+    }
+    if (result.which() == s::ClusterResult::ERROR) {
+        return Step<T>::finish(fail(storeError(rpc::fromCapnp(result.getError()))));
+    }
+    return Step<T>::finish(membersFromCapnp(result.getMembers()));
+}
+}  // namespace
+
+Expected<std::vector<Member>> Client::memberList(Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    using T = std::vector<Member>;
+    return impl_->sync<T>([&] {
+        return impl_->call<T>(deadline, false, [](Conn& c) {
+            return c.cluster.memberListRequest().send().then(
+                [](capnp::Response<s::Cluster::MemberListResults>&& r) {
+                    return Step<T>::finish(membersFromCapnp(r.getMembers()));
+                });
+        });
+    });
+}
+
+template <typename Fn>
+Expected<std::vector<Member>> Client::Impl::clusterChange(Deadline deadline, Fn makeRequest) {
+    deadline = deadlineOr(deadline);
+    using T = std::vector<Member>;
+    return sync<T>([&] {
+        return call<T>(deadline, true, [makeRequest](Conn& c) {
+            return makeRequest(c.cluster).send().then(
+                [](auto&& r) { return clusterStep(r.getResult()); });
+        });
+    });
+}
+
+Expected<std::vector<Member>> Client::memberAdd(const std::string& name, const std::string& peerUrl,
+                                                bool learner, Deadline deadline) {
+    return impl_->clusterChange(deadline, [name, peerUrl, learner](s::Cluster::Client& c) {
+        auto req = c.memberAddRequest();
+        req.setName(name);
+        req.setPeerUrl(peerUrl);
+        req.setLearner(learner);
+        return req;
+    });
+}
+
+Expected<std::vector<Member>> Client::memberRemove(uint64_t id, Deadline deadline) {
+    return impl_->clusterChange(deadline, [id](s::Cluster::Client& c) {
+        auto req = c.memberRemoveRequest();
+        req.setId(id);
+        return req;
+    });
+}
+
+Expected<std::vector<Member>> Client::memberPromote(uint64_t id, Deadline deadline) {
+    return impl_->clusterChange(deadline, [id](s::Cluster::Client& c) {
+        auto req = c.memberPromoteRequest();
+        req.setId(id);
+        return req;
+    });
+}
+
+Expected<std::vector<Member>> Client::moveLeader(uint64_t target, Deadline deadline) {
+    return impl_->clusterChange(deadline, [target](s::Cluster::Client& c) {
+        auto req = c.moveLeaderRequest();
+        req.setTarget(target);
+        return req;
     });
 }
 

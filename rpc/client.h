@@ -92,6 +92,15 @@ struct MemberStatus {
     std::string version;
 };
 
+// A member of the cluster, as the Cluster service lists it.
+struct Member {
+    uint64_t id = 0;
+    std::string name;
+    std::string peerUrl;
+    std::string clientUrl;  // empty until the member published it
+    bool learner = false;
+};
+
 struct WatchCallbacks {
     // The events of one or more whole revisions, oldest first; `revision` is the newest covered.
     std::function<void(std::span<const Event> events, int64_t revision)> onEvents;
@@ -156,6 +165,19 @@ class Client {
         uint64_t bytes = 0;
     };
     Expected<SnapshotInfo> snapshot(std::ostream& out, Deadline deadline = {});
+
+    // Membership. The list is the connected member's view. Changes are made by the leader
+    // (the client finds it) and return the membership once the change applied; they are writes:
+    // an interrupted change fails with Unknown. The new member of memberAdd then starts with
+    // `--initial-cluster-state existing`. memberPromote fails with LearnerNotReady until the
+    // learner caught up; MemberBusy means another change is still in progress (retry).
+    Expected<std::vector<Member>> memberList(Deadline deadline = {});
+    Expected<std::vector<Member>> memberAdd(const std::string& name, const std::string& peerUrl,
+                                            bool learner, Deadline deadline = {});
+    Expected<std::vector<Member>> memberRemove(uint64_t id, Deadline deadline = {});
+    Expected<std::vector<Member>> memberPromote(uint64_t id, Deadline deadline = {});
+    // Hands leadership to voter `target`; returns once it leads.
+    Expected<std::vector<Member>> moveLeader(uint64_t target, Deadline deadline = {});
 
     // The status of one member, asked directly (not failed over).
     Expected<MemberStatus> status(const std::string& endpoint, Deadline deadline = {});

@@ -459,8 +459,8 @@ kv::KvResult<kv::Response> responseFromCapnp(s::WriteResponse::Reader w) {
     switch (w.which()) {
         case s::WriteResponse::ERROR: {
             auto e = w.getError();
-            auto code =
-                checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(e.getCode()), kv::kErrorCodeCount, "error code");
+            auto code = checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(e.getCode()),
+                                                   kv::kErrorCodeCount, "error code");
             return fail(kv::Error{code, e.getMessage().cStr(), e.getRevision()});
         }
         case s::WriteResponse::PUT:
@@ -663,9 +663,9 @@ void toCapnp(const kv::Error& in, s::Error::Builder out) {
 }
 
 kv::Error fromCapnp(s::Error::Reader in) {
-    return kv::Error{
-        checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(in.getCode()), kv::kErrorCodeCount, "error code"),
-        in.getMessage(), in.getRevision()};
+    return kv::Error{checkedEnum<kv::ErrorCode>(static_cast<uint16_t>(in.getCode()),
+                                                kv::kErrorCodeCount, "error code"),
+                     in.getMessage(), in.getRevision()};
 }
 
 }  // namespace coord::rpc

@@ -337,10 +337,41 @@ interface Maintenance {
   snapshot @1 () -> (reader :SnapshotReader, revision :Int64, bytes :UInt64);
 }
 
+struct Member {
+  id @0 :UInt64;
+  name @1 :Text;
+  peerUrl @2 :Text;
+  clientUrl @3 :Text;   # empty until the member published it
+  isLearner @4 :Bool;
+}
+
+struct ClusterResult {
+  header @0 :ResponseHeader;
+  unavailable @1 :Unavailable;   # notLeader: changes are made by the leader only
+  union {
+    members @2 :List(Member);    # the membership once the change applied
+    error @3 :Error;
+  }
+}
+
+interface Cluster {
+  # The members as this member knows them (served locally).
+  memberList @0 () -> (header :ResponseHeader, members :List(Member));
+  # Adds a member by name and peer address (its id is derived from the name), as a learner or
+  # a voter; the new member then starts with --initial-cluster-state existing.
+  memberAdd @1 (name :Text, peerUrl :Text, learner :Bool) -> (result :ClusterResult);
+  memberRemove @2 (id :UInt64) -> (result :ClusterResult);
+  # Refused (learnerNotReady) until the learner holds 90% of the leader's log.
+  memberPromote @3 (id :UInt64) -> (result :ClusterResult);
+  # Hands leadership to a voter; completes once it leads.
+  moveLeader @4 (target :UInt64) -> (result :ClusterResult);
+}
+
 # The bootstrap capability of a member.
 interface Coord {
   kv @0 () -> (kv :KV);
   lease @1 () -> (lease :Lease);
   watch @2 () -> (watch :Watch);
   maintenance @3 () -> (maintenance :Maintenance);
+  cluster @4 () -> (cluster :Cluster);
 }

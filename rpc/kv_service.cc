@@ -11,8 +11,6 @@ namespace coord::rpc {
 
 namespace s = schema;
 
-namespace {
-
 s::Unavailable toSchema(Unavailable u) {
     switch (u) {
         case Unavailable::NoLeader:
@@ -26,8 +24,6 @@ s::Unavailable toSchema(Unavailable u) {
     }
     return s::Unavailable::STOPPED;
 }
-
-}  // namespace
 
 void fillHeader(s::ResponseHeader::Builder header, NodeDriver& driver, uint64_t clusterId) {
     header.setClusterId(clusterId);

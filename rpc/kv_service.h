@@ -7,6 +7,7 @@
 
 #include <capnp/capability.h>
 
+#include "rpc/cluster_service.h"
 #include "rpc/coord.capnp.h"
 #include "rpc/node_driver.h"
 #include "rpc/watch_service.h"
@@ -15,6 +16,7 @@ namespace coord::rpc {
 
 // Fills the header every response carries: cluster, member, store revision, Raft term.
 void fillHeader(schema::ResponseHeader::Builder header, NodeDriver& driver, uint64_t clusterId);
+schema::Unavailable toSchema(Unavailable u);
 
 // Cap'n Proto's generated Server classes are destroyed through kj::Own, which knows the
 // dynamic type; their destructor is not virtual.
@@ -55,7 +57,8 @@ class CoordService final : public schema::Coord::Server {
         : kv_(kj::heap<KvService>(driver, clusterId)),
           lease_(kj::heap<LeaseService>(driver, clusterId)),
           watch_(kj::heap<WatchService>(driver, clusterId, watchLimits)),
-          maintenance_(kj::heap<MaintenanceService>(driver, clusterId)) {}
+          maintenance_(kj::heap<MaintenanceService>(driver, clusterId)),
+          cluster_(kj::heap<ClusterService>(driver, clusterId)) {}
 
   protected:
     kj::Promise<void> kv(KvContext context) override {
@@ -75,12 +78,17 @@ class CoordService final : public schema::Coord::Server {
         context.getResults().setMaintenance(maintenance_);
         return kj::READY_NOW;
     }
+    kj::Promise<void> cluster(ClusterContext context) override {
+        context.getResults().setCluster(cluster_);
+        return kj::READY_NOW;
+    }
 
   private:
     schema::KV::Client kv_;
     schema::Lease::Client lease_;
     schema::Watch::Client watch_;
     schema::Maintenance::Client maintenance_;
+    schema::Cluster::Client cluster_;
 };
 #pragma GCC diagnostic pop
 

@@ -227,6 +227,8 @@ void NodeDriver::processReady() {
             COORD_ASSERT(imported.ok(), "snapshot from the leader does not import",
                          imported.ok() ? "" : imported.error().message);
             log_->installSnapshot(rd.snapshot->meta);
+            refreshMembersView();
+            if (membersChanged_) membersChanged_(log_->members());
         }
         // A leader may send its appends and heartbeats before persisting its own entries
         // (Raft thesis §10.2.1): the followers persist in parallel. This is safe here because
@@ -355,8 +357,7 @@ void NodeDriver::serveReads() {
 }
 
 void NodeDriver::applyConfChange(const raft::ConfChange& cc, std::optional<raft::ConfState>& conf,
-                                 std::optional<kv::Members>& members,
-                                 std::vector<uint64_t>& done) {
+                                 std::optional<kv::Members>& members, std::vector<uint64_t>& done) {
     conf = raft_->applyConfChange(cc);
     if (!members) members = log_->members();
     // Context: le64 request id (0 when nobody waits), then the member's record.
@@ -448,21 +449,23 @@ std::optional<kv::Error> NodeDriver::checkChange(MemberOp op, kv::MemberInfo& me
             }
             if (has(conf.voters, member.id) || has(conf.learners, member.id) ||
                 registry.count(member.id)) {
-                return error(kv::ErrorCode::MemberExists,
-                             "member '" + member.name + "' (" + idText + ") is already in the cluster");
+                return error(
+                    kv::ErrorCode::MemberExists,
+                    "member '" + member.name + "' (" + idText + ") is already in the cluster");
             }
             for (const auto& [id, m] : registry) {
                 if (m.peerUrl == member.peerUrl) {
-                    return error(kv::ErrorCode::MemberExists,
-                                 "peer address " + member.peerUrl + " is already used by member '" +
-                                     m.name + "'");
+                    return error(kv::ErrorCode::MemberExists, "peer address " + member.peerUrl +
+                                                                  " is already used by member '" +
+                                                                  m.name + "'");
                 }
             }
             member.clientUrl.clear();  // the member publishes its own
             return std::nullopt;
         case MemberOp::Promote: {
             if (has(conf.voters, member.id)) {
-                return error(kv::ErrorCode::InvalidArgument, "member " + idText + " is already a voter");
+                return error(kv::ErrorCode::InvalidArgument,
+                             "member " + idText + " is already a voter");
             }
             if (!has(conf.learners, member.id)) {
                 return error(kv::ErrorCode::MemberNotFound, "no learner " + idText);
@@ -474,7 +477,8 @@ std::optional<kv::Error> NodeDriver::checkChange(MemberOp op, kv::MemberInfo& me
             if (pr.match * 10 < last * 9) {
                 return error(kv::ErrorCode::LearnerNotReady,
                              "learner " + idText + " holds " + std::to_string(pr.match) + " of " +
-                                 std::to_string(last) + " log entries; promote it once it caught up");
+                                 std::to_string(last) +
+                                 " log entries; promote it once it caught up");
             }
             break;
         }
@@ -491,7 +495,8 @@ std::optional<kv::Error> NodeDriver::checkChange(MemberOp op, kv::MemberInfo& me
 
 void NodeDriver::changeMembership(MemberOp op, kv::MemberInfo member,
                                   std::function<void(MembershipOutcome)> done) {
-    boost::asio::post(io_, [this, op, member = std::move(member), done = std::move(done)]() mutable {
+    boost::asio::post(io_, [this, op, member = std::move(member),
+                            done = std::move(done)]() mutable {
         if (stopped_) return done(fail(Unavailable::Stopped));
         if (raft_->role() != raft::Role::Leader) {
             return done(fail(raft_->leader() ? Unavailable::NotLeader : Unavailable::NoLeader));
@@ -517,12 +522,14 @@ void NodeDriver::changeMembership(MemberOp op, kv::MemberInfo member,
         appendLe64(cc.context, id);
         cc.context += kv::encodeMemberInfo(member);
         auto refused = [&](kv::ErrorCode code, std::string message) {
-            done(kv::KvResult<std::vector<MemberView>>(fail(kv::Error{code, std::move(message), 0})));
+            done(kv::KvResult<std::vector<MemberView>>(
+                fail(kv::Error{code, std::move(message), 0})));
         };
         switch (raft_->proposeConfChange(cc)) {
             case raft::ProposeResult::Accepted:
             case raft::ProposeResult::Forwarded:
-                changes_.emplace(id, PendingChange{std::move(done), nowMs() + config_.requestTimeoutMs});
+                changes_.emplace(
+                    id, PendingChange{std::move(done), nowMs() + config_.requestTimeoutMs});
                 scheduleReady();
                 return;
             case raft::ProposeResult::ConfChangePending:
@@ -551,12 +558,12 @@ void NodeDriver::transferLeadership(
         if (target == config_.id) return done(kv::KvResult<Ok>(Ok{}));
         const auto conf = raft_->confState();
         if (std::find(conf.voters.begin(), conf.voters.end(), target) == conf.voters.end()) {
-            return done(kv::KvResult<Ok>(fail(kv::Error{
-                kv::ErrorCode::MemberNotFound, "the target is not a voting member", 0})));
+            return done(kv::KvResult<Ok>(fail(
+                kv::Error{kv::ErrorCode::MemberNotFound, "the target is not a voting member", 0})));
         }
         if (transfer_) {
-            return done(kv::KvResult<Ok>(fail(kv::Error{
-                kv::ErrorCode::MemberBusy, "a leadership transfer is in progress", 0})));
+            return done(kv::KvResult<Ok>(fail(
+                kv::Error{kv::ErrorCode::MemberBusy, "a leadership transfer is in progress", 0})));
         }
         transfer_ = PendingTransfer{target, std::move(done),
                                     nowMs() + 2 * int64_t{config_.electionTicks} * config_.tickMs};

@@ -17,6 +17,7 @@ struct PeerTransport::Outbound {
     bool connected = false;
     bool connecting = false;
     bool writing = false;
+    bool retired = false;  // no longer a peer: handlers still in flight do nothing
     int backoffMs;
 
     Outbound(boost::asio::io_context& io, raft::NodeId i, tcp::endpoint ep, int backoff)
@@ -76,8 +77,8 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
             DecodeLimits limits;
             limits.traversalWords = owner_.config_.maxFrameBytes / 8 * 2;
             auto frame = decodePeerFrame(std::string_view(buffer_).substr(pos, total), limits);
-            if (!frame.ok() || frame->first != owner_.config_.clusterId ||
-                frame->second.to != owner_.config_.self) {
+            if (!frame.ok() || frame->second.to != owner_.config_.self) return refuse();
+            if (frame->first != owner_.config_.clusterId && !owner_.adopt(*frame)) {
                 return refuse();
             }
             owner_.onMessage_(std::move(frame->second));
@@ -113,6 +114,45 @@ PeerTransport::PeerTransport(boost::asio::io_context& io, tcp::acceptor acceptor
 }
 
 PeerTransport::~PeerTransport() = default;
+
+bool PeerTransport::adopt(const std::pair<uint64_t, raft::Message>& frame) {
+    // A member joining an existing cluster learns the cluster's id from the first message a
+    // member it was told about sends it (only a cluster that added this member sends it any).
+    if (config_.clusterId != 0 || frame.first == 0) return false;
+    auto it = out_.find(frame.second.from);
+    if (it == out_.end() || it->second->retired) return false;
+    config_.clusterId = frame.first;
+    if (onClusterId_) onClusterId_(frame.first);
+    return true;
+}
+
+void PeerTransport::setPeers(const std::map<raft::NodeId, tcp::endpoint>& peers) {
+    for (auto it = out_.begin(); it != out_.end();) {
+        auto found = peers.find(it->first);
+        if (found == peers.end() || found->second != it->second->endpoint) {
+            retire(std::move(it->second));
+            it = out_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (const auto& [id, ep] : peers) {
+        if (id == config_.self || out_.count(id)) continue;
+        out_[id] = std::make_unique<Outbound>(io_, id, ep, config_.reconnectMinMs);
+    }
+}
+
+void PeerTransport::retire(std::unique_ptr<Outbound> peer) {
+    // Handlers in flight hold a reference: the object lives on, closed, until the transport
+    // goes (removals are rare and each costs a socket's worth of memory).
+    peer->retired = true;
+    boost::system::error_code ignored;
+    peer->retry.cancel();
+    peer->socket.close(ignored);
+    dropped_ += peer->queue.size();
+    peer->queue.clear();
+    retired_.push_back(std::move(peer));
+}
 
 void PeerTransport::start() {
     boost::asio::post(io_, [this] { accept(); });
@@ -167,7 +207,7 @@ void PeerTransport::connect(Outbound& peer) {
     peer.connecting = true;
     peer.socket.async_connect(peer.endpoint, [this, &peer](const boost::system::error_code& ec) {
         peer.connecting = false;
-        if (stopped_) return;
+        if (stopped_ || peer.retired) return;
         // A peer that is not listening yet (members starting together) gets the queued
         // messages once it is: keep them (the queue is bounded) so an early vote is not lost.
         if (ec) return fail(peer, true);
@@ -185,7 +225,7 @@ void PeerTransport::writeNext(Outbound& peer) {
     boost::asio::async_write(peer.socket, boost::asio::buffer(peer.queue.front()),
                              [this, &peer](const boost::system::error_code& ec, size_t) {
                                  peer.writing = false;
-                                 if (stopped_) return;
+                                 if (stopped_ || peer.retired) return;
                                  if (ec) return fail(peer);
                                  peer.queue.pop_front();
                                  writeNext(peer);
@@ -205,7 +245,7 @@ void PeerTransport::fail(Outbound& peer, bool keepQueue) {
     peer.retry.expires_after(std::chrono::milliseconds(peer.backoffMs));
     peer.backoffMs = std::min(peer.backoffMs * 2, config_.reconnectMaxMs);
     peer.retry.async_wait([this, &peer](const boost::system::error_code& ec) {
-        if (ec || stopped_ || peer.connected || peer.connecting) return;
+        if (ec || stopped_ || peer.retired || peer.connected || peer.connecting) return;
         connect(peer);
     });
 }

@@ -44,6 +44,13 @@ class PeerTransport final : public Transport {
     void stop();
     void send(const raft::Message& message) override;
 
+    // Replaces the peer address book (after a membership change); self is ignored.
+    void setPeers(const std::map<raft::NodeId, boost::asio::ip::tcp::endpoint>& peers);
+    // With clusterId 0 (a member joining an existing cluster), the id is adopted from the first
+    // message a known peer sends; `f` is told (core thread). Set before start().
+    void onClusterId(std::function<void(uint64_t)> f) { onClusterId_ = std::move(f); }
+    uint64_t clusterId() const { return config_.clusterId; }
+
     uint64_t refusedFrames() const { return refused_.load(); }
     uint64_t droppedMessages() const { return dropped_.load(); }
 
@@ -54,12 +61,16 @@ class PeerTransport final : public Transport {
     void connect(Outbound& peer);
     void writeNext(Outbound& peer);
     void fail(Outbound& peer, bool keepQueue = false);
+    bool adopt(const std::pair<uint64_t, raft::Message>& frame);
+    void retire(std::unique_ptr<Outbound> peer);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
     PeerTransportConfig config_;
     OnMessage onMessage_;
     std::map<raft::NodeId, std::unique_ptr<Outbound>> out_;
+    std::vector<std::unique_ptr<Outbound>> retired_;
+    std::function<void(uint64_t)> onClusterId_;
     std::vector<std::weak_ptr<Session>> sessions_;
     bool stopped_ = false;
     std::atomic<uint64_t> refused_{0};

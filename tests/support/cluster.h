@@ -60,49 +60,56 @@ inline pid_t spawn(const std::vector<std::string>& args, const std::string& logF
     return pid;
 }
 
-// A cluster of `size` real coordd processes (the binary at COORDD) on free loopback ports,
-// stopped by PID (kill -9) when it goes away.
+// A cluster of three real coordd processes (the binary at COORDD) on free loopback ports,
+// stopped by PID (kill -9) when it goes away. More members can be added (join()) after
+// `coordctl member add` / Client::memberAdd.
 struct Cluster {
     coord::test::TempDir dir;
-    std::array<int, 3> client{}, peer{};
-    std::array<pid_t, 3> pid{-1, -1, -1};
-    std::string initial, endpoints;
+    std::vector<int> client, peer;
+    std::vector<pid_t> pid;
+    std::vector<bool> joined;            // started with --initial-cluster-state existing
+    std::string initial, endpoints;      // of the first three members
     std::vector<std::string> extraArgs;  // appended to every member's command line
 
     explicit Cluster(std::vector<std::string> extra = {}) : extraArgs(std::move(extra)) {
         for (int i = 0; i < 3; ++i) {
-            client[i] = freePort();
-            peer[i] = freePort();
-            initial += (i ? "," : "") + std::string("n") + std::to_string(i + 1) +
-                       "=127.0.0.1:" + std::to_string(peer[i]);
-            endpoints += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(client[i]);
+            allocate(false);
+            initial += (i ? "," : "") + name(i) + "=" + peerAddress(i);
+            endpoints += (i ? "," : "") + ep(i);
         }
         for (int i = 0; i < 3; ++i)
             start(i);
     }
     ~Cluster() {
-        for (int i = 0; i < 3; ++i)
-            kill9(i);
+        for (size_t i = 0; i < pid.size(); ++i)
+            kill9(static_cast<int>(i));
     }
+    // Ports for a member that will join the running cluster; start(i) starts it.
+    int addJoiner() { return allocate(true); }
+    std::string name(int i) const { return "n" + std::to_string(i + 1); }
+    std::string peerAddress(int i) const { return "127.0.0.1:" + std::to_string(peer[i]); }
     void start(int i) {
-        std::string name = "n" + std::to_string(i + 1);
+        std::string cluster = initial;
+        if (joined[i]) cluster += "," + name(i) + "=" + peerAddress(i);
         std::vector<std::string> args{COORDD,
                                       "--name",
-                                      name,
+                                      name(i),
                                       "--data-dir",
-                                      dir.file(name + ".coord"),
+                                      dir.file(name(i) + ".coord"),
                                       "--listen-client-urls",
-                                      "127.0.0.1:" + std::to_string(client[i]),
+                                      ep(i),
                                       "--listen-peer-urls",
-                                      "127.0.0.1:" + std::to_string(peer[i]),
+                                      peerAddress(i),
                                       "--initial-cluster",
-                                      initial,
+                                      cluster,
+                                      "--initial-cluster-state",
+                                      joined[i] ? "existing" : "new",
                                       "--heartbeat-interval",
                                       "20",
                                       "--election-timeout",
                                       "200"};
         args.insert(args.end(), extraArgs.begin(), extraArgs.end());
-        pid[i] = spawn(args, dir.file(name + ".log"));
+        pid[i] = spawn(args, dir.file(name(i) + ".log"));
     }
     void kill9(int i) {
         if (pid[i] <= 0) return;
@@ -111,6 +118,26 @@ struct Cluster {
         pid[i] = -1;
     }
     std::string ep(int i) const { return "127.0.0.1:" + std::to_string(client[i]); }
+    // Waits (bounded) for member i to exit by itself; true when it did.
+    bool waitExit(int i, int timeoutMs) {
+        for (int waited = 0; pid[i] > 0 && waited < timeoutMs; waited += 10) {
+            if (waitpid(pid[i], nullptr, WNOHANG) == pid[i]) {
+                pid[i] = -1;
+                return true;
+            }
+            usleep(10 * 1000);
+        }
+        return pid[i] <= 0;
+    }
+
+  private:
+    int allocate(bool joiner) {
+        client.push_back(freePort());
+        peer.push_back(freePort());
+        pid.push_back(-1);
+        joined.push_back(joiner);
+        return static_cast<int>(pid.size()) - 1;
+    }
 };
 
 }  // namespace coord::test
