@@ -138,6 +138,25 @@ uint64_t resolveClusterId(const std::filesystem::path& dir, bool existing, uint6
     return c;
 }
 
+// Imports a backup into a fresh data dir. The member then bootstraps its new cluster on top of
+// it: the Raft log starts after the backup's applied index, with the new membership.
+void restoreSnapshot(const std::string& file, const std::filesystem::path& dir) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + file);
+    auto dataFile = dir / "member.mdb";
+    try {
+        kv::Store store(dataFile.string(), kv::Options{});
+        auto imported = store.importSnapshot(in);
+        if (!imported.ok()) {
+            throw std::runtime_error(file + ": " + imported.error().message);
+        }
+    } catch (...) {
+        std::filesystem::remove_all(dir);  // leave no half-restored member behind
+        throw;
+    }
+    std::printf("coordd: restored %s into %s\n", file.c_str(), dir.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,6 +168,7 @@ int main(int argc, char** argv) {
     std::string initialCluster;
     std::string clusterState = "new";
     std::string advertiseClientUrl;
+    std::string restoreFile;
     std::string token = "coord-cluster";
     int heartbeatMs = 100;
     int electionMs = 1000;
@@ -174,6 +194,10 @@ int main(int argc, char** argv) {
                    "client address published to the member list (default: the listen address)");
     app.add_option("--initial-cluster-token", token, "names the cluster; members must agree")
         ->capture_default_str();
+    app.add_option("--restore-snapshot", restoreFile,
+                   "bootstrap a new cluster from a backup (coordctl snapshot save): every member "
+                   "of the new --initial-cluster starts with the same file and a fresh data dir")
+        ->check(CLI::ExistingFile);
     app.add_option("--heartbeat-interval", heartbeatMs, "milliseconds between heartbeats")
         ->check(CLI::Range(1, 60000))
         ->capture_default_str();
@@ -212,7 +236,19 @@ int main(int argc, char** argv) {
         bool existing = clusterState == "existing";
         uint64_t selfId = fnv1a(name);
 
+        if (!restoreFile.empty()) {
+            if (existing) {
+                throw std::runtime_error(
+                    "--restore-snapshot bootstraps a new cluster: it needs "
+                    "--initial-cluster-state new");
+            }
+            if (std::filesystem::exists(dataDir)) {
+                throw std::runtime_error("--restore-snapshot needs a fresh data dir; " + dataDir +
+                                         " exists");
+            }
+        }
         std::filesystem::create_directories(dataDir);
+        if (!restoreFile.empty()) restoreSnapshot(restoreFile, dataDir);
         uint64_t clusterId = resolveClusterId(dataDir, existing, fnv1a(clusterKey), selfId);
 
         rpc::PeerTransportConfig pc;

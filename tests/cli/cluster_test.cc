@@ -342,3 +342,59 @@ TEST_CASE("a kill -9'd waiter never blocks the waiters behind it", "[cli][lock]"
     CHECK(waitExit(last) == 0);
     CHECK(keysUnder(c, "queue-lock/").empty());
 }
+
+TEST_CASE("a backup restores into a new cluster that serves its data and takes writes",
+          "[cli][cluster][snapshot]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args, const std::string& endpoints) {
+        args.insert(args.begin(), {"--endpoints", endpoints});
+        return coordctl(args);
+    };
+    for (int i = 0; i < 20; ++i)
+        REQUIRE(
+            run({"put", "r/" + std::to_string(i), "v" + std::to_string(i)}, c.endpoints).first ==
+            0);
+    std::string backup = c.dir.file("restore.snap");
+    REQUIRE(run({"snapshot", "save", backup}, c.endpoints).first == 0);
+
+    int clientPort = freePort(), peerPort = freePort();
+    std::string peer = "127.0.0.1:" + std::to_string(peerPort);
+    std::string endpoint = "127.0.0.1:" + std::to_string(clientPort);
+    std::vector<std::string> args{COORDD,
+                                  "--name",
+                                  "restored",
+                                  "--data-dir",
+                                  c.dir.file("restored.coord"),
+                                  "--listen-client-urls",
+                                  endpoint,
+                                  "--listen-peer-urls",
+                                  peer,
+                                  "--initial-cluster-token",
+                                  "restored-cluster",
+                                  "--restore-snapshot",
+                                  backup};
+    pid_t pid = coord::test::spawn(args, c.dir.file("restored.log"));
+    bool served = waitFor(
+        [&] {
+            auto [rc, out] = run({"get", "r/7"}, endpoint);
+            return rc == 0 && out == "r/7\nv7\n";
+        },
+        std::chrono::seconds(10));
+    CHECK(served);
+    auto [rcCount, count] = run({"get", "r/", "--prefix", "--count-only"}, endpoint);
+    CHECK(rcCount == 0);
+    CHECK(count == "20\n");
+    CHECK(run({"put", "r/new", "x"}, endpoint).first == 0);
+    auto [rcList, members] = run({"member", "list"}, endpoint);
+    CHECK(rcList == 0);
+    CHECK(members.find(", restored, " + peer + ", ") != std::string::npos);
+    CHECK(std::count(members.begin(), members.end(), '\n') == 1);
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+
+    // A data dir that exists is never overwritten by a restore.
+    args[4] = c.dir.file("n1.coord");
+    pid_t refused = coord::test::spawn(args, c.dir.file("refused.log"));
+    CHECK(waitExit(refused) == 1);
+    CHECK(readFile(c.dir.file("refused.log")).find("needs a fresh data dir") != std::string::npos);
+}
