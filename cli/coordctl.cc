@@ -18,6 +18,7 @@
 //   member list | add NAME --peer-urls HOST:PORT [--learner] | remove ID|NAME |
 //          promote ID|NAME
 //   move-leader ID|NAME
+//   alarm list | disarm
 //
 // Exit codes: 0 success (a txn whose compares failed prints FAILURE and still exits 0); 1 the
 // store refused the request (the message says why); 2 unreadable input (txn); 3 no member could
@@ -295,6 +296,11 @@ int main(int argc, char** argv) {
     memberRemove->add_option("member", memberRef, "member id (hex) or name")->required();
     auto* memberPromote = memberCmd->add_subcommand("promote", "make a caught-up learner a voter");
     memberPromote->add_option("member", memberRef, "member id (hex) or name")->required();
+    auto* alarmCmd = app.add_subcommand("alarm", "NOSPACE alarms (a member over its quota)");
+    alarmCmd->require_subcommand(1);
+    auto* alarmList = alarmCmd->add_subcommand("list", "members whose NOSPACE alarm is raised");
+    auto* alarmDisarm = alarmCmd->add_subcommand(
+        "disarm", "clear every alarm (after freeing space: delete, then compaction)");
     auto* moveLeader = app.add_subcommand("move-leader", "hand leadership to another voter");
     moveLeader->add_option("member", memberRef, "member id (hex) or name")->required();
 
@@ -372,6 +378,17 @@ int main(int argc, char** argv) {
         std::printf("Snapshot saved at %s (%llu bytes, revision %lld)\n", snapshotFile.c_str(),
                     static_cast<unsigned long long>(info.bytes),
                     static_cast<long long>(info.revision));
+        return 0;
+    }
+    if (*alarmList || *alarmDisarm) {
+        auto r = *alarmList ? client.alarmList() : [&]() -> Expected<std::vector<uint64_t>> {
+            auto d = client.alarmDisarm();
+            if (!d.ok()) return fail(d.error());
+            return d->noSpace;
+        }();
+        if (!r.ok()) return report(r.error());
+        for (auto id : *r)
+            std::printf("memberID:%llx alarm:NOSPACE\n", static_cast<unsigned long long>(id));
         return 0;
     }
     if (*memberCmd || *moveLeader) {

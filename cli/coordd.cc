@@ -273,6 +273,8 @@ int main(int argc, char** argv) {
         // compaction interval itself.
         nc.snapshotCatchUpEntries = std::min<uint64_t>(1000, snapshotCount);
         nc.store.quotaBytes = quotaBytes;
+        // The map must leave room above the quota: deletes and compaction still need pages.
+        nc.store.mapSizeBytes = std::max(nc.store.mapSizeBytes, quotaBytes + quotaBytes / 2);
         nc.store.maxValueBytes = maxRequestBytes;
         nc.store.maxTxnOps = maxTxnOps;
 

@@ -344,7 +344,9 @@ namespace {
 struct Executor {
     detail::WriteContext& w;
     const Options& options;
-    bool noSpace;
+    bool mapFull;  // this member's map filled up mid-batch (see Store::apply)
+    bool alarm;    // a NOSPACE alarm is raised (replicated state)
+    bool noSpace() const { return mapFull || alarm; }
 
     Error noSpaceError() const {
         return makeError(ErrorCode::NoSpace,
@@ -354,7 +356,7 @@ struct Executor {
 
     KvResult<Response> operator()(const PutRequest& p) {
         if (auto err = checkPut(p, options)) return fail(*err);
-        if (noSpace) return fail(noSpaceError());
+        if (noSpace()) return fail(noSpaceError());
         if (auto err = w.precheckPut(p)) return fail(*err);
         return Response{w.put(p)};
     }
@@ -367,7 +369,7 @@ struct Executor {
     KvResult<Response> operator()(const TxnRequest& t) {
         std::set<std::string> keys;
         if (auto err = checkTxn(t, options, 0, keys)) return fail(*err);
-        if (noSpace && txnMayPut(t)) return fail(noSpaceError());
+        if (noSpace() && txnMayPut(t)) return fail(noSpaceError());
         std::vector<bool> path;
         w.choosePath(t, path);
         size_t at = 0;
@@ -383,7 +385,7 @@ struct Executor {
                                   "lease TTL must be between 1 and " +
                                       std::to_string(detail::kMaxLeaseTtlSeconds) + " seconds"));
         }
-        if (noSpace) return fail(noSpaceError());
+        if (noSpace()) return fail(noSpaceError());
         int64_t id = g.id;
         if (id == 0) {
             // Deterministic on every replica: one past the largest id in use.
@@ -433,6 +435,28 @@ struct Executor {
         w.t.meta.put(w.txn, detail::kMetaCompactedRev, encodeI64(c.revision));
         return Response{CompactResponse{}};
     }
+
+    KvResult<Response> operator()(const AlarmRequest& a) {
+        auto alarms = detail::noSpaceAlarms(w.txn, w.t.meta);
+        auto it = std::find(alarms.begin(), alarms.end(), a.memberId);
+        if (a.action == AlarmRequest::Action::Activate) {
+            if (a.memberId == 0) {
+                return fail(makeError(ErrorCode::InvalidArgument, "an alarm names a member"));
+            }
+            if (it == alarms.end()) alarms.push_back(a.memberId);
+        } else if (a.memberId == 0) {
+            alarms.clear();
+        } else if (it != alarms.end()) {
+            alarms.erase(it);
+        }
+        std::sort(alarms.begin(), alarms.end());
+        std::string encoded;
+        for (auto id : alarms)
+            appendLe64(encoded, id);
+        w.t.meta.put(w.txn, detail::kMetaNoSpaceAlarms, encoded);
+        alarm = !alarms.empty();
+        return Response{AlarmResponse{alarms, 0}};
+    }
 };
 
 void setRevision(Response& r, int64_t rev) {
@@ -449,8 +473,8 @@ std::vector<KvResult<Response>> Store::applyOnce(
     int64_t applied = metaI64(txn, detail::kMetaAppliedIndex);
     detail::WriteContext w{*this, t_, txn, metaI64(txn, detail::kMetaCurrentRev), 0, true, {}};
     w.buildEvents = hub_->watcherCount() > 0;
-    const bool overQuota = noSpace || env_->usedBytes() > options_.quotaBytes;
-    Executor exec{w, options_, overQuota};
+    // Replicated state only: every member refuses the same writes.
+    Executor exec{w, options_, noSpace, !detail::noSpaceAlarms(txn, t_.meta).empty()};
 
     std::vector<KvResult<Response>> results;
     results.reserve(batch.size());
@@ -516,7 +540,29 @@ std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> bat
     return results;
 }
 
+std::vector<uint64_t> Store::noSpaceAlarms() const {
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return detail::noSpaceAlarms(txn, t_.meta);
+}
+
+size_t Store::dataBytes() const {
+    // The Raft log shares the file but is not data: it is compacted on its own schedule.
+    size_t live = env_->liveBytes();
+    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    size_t log = t_.raftLog.bytes(txn);
+    return live > log ? live - log : 0;
+}
+
+bool Store::overQuota() const {
+    return dataBytes() > options_.quotaBytes;
+}
+
 KvResult<Response> Store::write(Request request) {
+    // A store used alone raises its own alarm (in a cluster, the member does: NodeDriver).
+    if (!std::holds_alternative<AlarmRequest>(request) && overQuota() && noSpaceAlarms().empty()) {
+        IndexedRequest alarm{appliedIndex() + 1, AlarmRequest{AlarmRequest::Action::Activate, 1}};
+        apply(std::span<const IndexedRequest>(&alarm, 1));
+    }
     IndexedRequest entry{appliedIndex() + 1, std::move(request)};
     auto results = apply(std::span<const IndexedRequest>(&entry, 1));
     return std::move(results.front());

@@ -3,6 +3,9 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "common/bytes.h"
 
 #include "kv/codec.h"
 #include "kv/lmdb.h"
@@ -16,6 +19,7 @@ inline constexpr std::string_view kMetaCurrentRev = "current_revision";
 inline constexpr std::string_view kMetaCompactedRev = "compacted_revision";
 inline constexpr std::string_view kMetaCompactCursor = "compact_cursor";
 inline constexpr std::string_view kMetaAppliedIndex = "applied_index";
+inline constexpr std::string_view kMetaNoSpaceAlarms = "alarm_nospace";  // le64 member ids
 
 // Leases may live at most this long (etcd's MaxLeaseTTL).
 inline constexpr int64_t kMaxLeaseTtlSeconds = 9'000'000'000;
@@ -61,6 +65,16 @@ inline std::optional<Error> checkKey(const std::string& key) {
                                                      std::to_string(kMaxKeyBytes));
     }
     return std::nullopt;
+}
+
+// The members whose NOSPACE alarm is raised (meta record kMetaNoSpaceAlarms).
+inline std::vector<uint64_t> noSpaceAlarms(const lmdb::Txn& txn, const lmdb::Table& meta) {
+    std::vector<uint64_t> out;
+    if (auto v = meta.get(txn, kMetaNoSpaceAlarms)) {
+        for (size_t i = 0; i + 8 <= v->size(); i += 8)
+            out.push_back(loadLe64(v->data() + i));
+    }
+    return out;
 }
 
 // The newest key_index entry of `key` at or below revision `rev` (any sub-revision).

@@ -1,5 +1,7 @@
 #include "kv/lmdb.h"
 
+#include <cstring>
+
 #include <string>
 
 #include "common/assert.h"
@@ -55,6 +57,34 @@ size_t Env::usedBytes() const {
     MDB_stat st;
     check(mdb_env_stat(env_, &st), "env_stat");
     return (info.me_last_pgno + 1) * size_t{st.ms_psize};
+}
+
+size_t Env::liveBytes() const {
+    // The free list (LMDB's database 0) maps a transaction id to the pages it freed, each
+    // record an ID list whose first word is its length.
+    MDB_txn* txn = nullptr;
+    check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn), "txn_begin");
+    size_t freePages = 0;
+    MDB_cursor* cursor = nullptr;
+    if (mdb_cursor_open(txn, 0, &cursor) == MDB_SUCCESS) {
+        MDB_val k, v;
+        for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+            if (v.mv_size >= sizeof(size_t)) {
+                size_t n;
+                std::memcpy(&n, v.mv_data, sizeof n);
+                freePages += n;
+            }
+        }
+        mdb_cursor_close(cursor);
+    }
+    MDB_stat st;
+    mdb_env_stat(env_, &st);
+    MDB_envinfo info;
+    mdb_env_info(env_, &info);
+    mdb_txn_abort(txn);
+    size_t pages = info.me_last_pgno + 1;
+    return (pages > freePages ? pages - freePages : 0) * size_t{st.ms_psize};
 }
 
 size_t Env::mapSizeBytes() const {
@@ -146,6 +176,12 @@ bool Table::del(const Txn& txn, std::string_view key, std::optional<std::string_
 
 void Table::clear(const Txn& txn) const {
     check(mdb_drop(txn.get(), dbi_, 0), "drop");
+}
+
+size_t Table::bytes(const Txn& txn) const {
+    MDB_stat st;
+    check(mdb_stat(txn.get(), dbi_, &st), "stat");
+    return (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * size_t{st.ms_psize};
 }
 
 size_t Table::entries(const Txn& txn) const {

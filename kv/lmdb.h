@@ -68,7 +68,8 @@ class Env {
     // Removes reader slots of processes that no longer exist; returns how many were cleared.
     int clearStaleReaders();
     // Bytes of the data file in use (the high-water mark of allocated pages).
-    size_t usedBytes() const;
+    size_t usedBytes() const;  // the file's high-water mark
+    size_t liveBytes() const;  // usedBytes() minus the pages on LMDB's free list
     size_t mapSizeBytes() const;
     // Maximum key size this LMDB build accepts (511 for the default build).
     int maxKeySize() const { return mdb_env_get_maxkeysize(env_); }
@@ -131,6 +132,8 @@ class Table {
     // Deletes every record of the table, keeping the table.
     void clear(const Txn& txn) const;
     size_t entries(const Txn& txn) const;
+    // Bytes of the pages (branch, leaf, overflow) the table occupies.
+    size_t bytes(const Txn& txn) const;
 
   private:
     MDB_dbi dbi_ = 0;

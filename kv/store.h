@@ -139,6 +139,14 @@ class Store {
 
     // Bytes of the data file in use, and the map size.
     size_t usedBytes() const { return env_->usedBytes(); }
+    // Bytes in use: the file's pages minus the free ones LMDB will reuse; deleting and
+    // compacting bring it down.
+    size_t liveBytes() const { return env_->liveBytes(); }
+    // liveBytes() without the Raft log's pages: what the quota limits.
+    size_t dataBytes() const;
+    bool overQuota() const;
+    // Members whose NOSPACE alarm is raised (replicated state; see AlarmRequest).
+    std::vector<uint64_t> noSpaceAlarms() const;
     const Options& options() const { return options_; }
 
     // ---- used by the Raft log storage (raft issue) and by Reader ----

@@ -186,11 +186,25 @@ struct CompactResponse {
     int64_t revision = 0;
 };
 
+// Raises or clears a member's NOSPACE alarm. The alarms are replicated state: while any is
+// raised, every member refuses the same writes (those that add data), so members whose files
+// differ in size never diverge.
+struct AlarmRequest {
+    enum class Action { Activate, Deactivate };
+    Action action = Action::Activate;
+    uint64_t memberId = 0;  // Deactivate with 0: every member's alarm
+};
+
+struct AlarmResponse {
+    std::vector<uint64_t> noSpace;  // members whose NOSPACE alarm is raised afterwards
+    int64_t revision = 0;
+};
+
 // A write request, as carried by one Raft log entry.
 using Request = std::variant<PutRequest, DeleteRangeRequest, TxnRequest, LeaseGrantRequest,
-                             LeaseRevokeRequest, CompactRequest>;
+                             LeaseRevokeRequest, CompactRequest, AlarmRequest>;
 using Response = std::variant<PutResponse, DeleteRangeResponse, TxnResponse, LeaseGrantResponse,
-                              LeaseRevokeResponse, CompactResponse>;
+                              LeaseRevokeResponse, CompactResponse, AlarmResponse>;
 
 struct IndexedRequest {
     uint64_t index = 0;  // the Raft log index (or any strictly increasing sequence number)

@@ -951,6 +951,27 @@ Step<std::vector<Member>> clusterStep(s::ClusterResult::Reader result) {
 }
 }  // namespace
 
+Expected<std::vector<uint64_t>> Client::alarmList(Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    using T = std::vector<uint64_t>;
+    return impl_->sync<T>([&] {
+        return impl_->call<T>(deadline, false, [](Conn& c) {
+            return c.coord.maintenanceRequest().send().getMaintenance().alarmsRequest().send().then(
+                [](capnp::Response<s::Maintenance::AlarmsResults>&& r) {
+                    T out;
+                    for (auto id : r.getNoSpace())
+                        out.push_back(id);
+                    return Step<T>::finish(std::move(out));
+                });
+        });
+    });
+}
+
+Expected<kv::AlarmResponse> Client::alarmDisarm(Deadline deadline) {
+    return pick<kv::AlarmResponse>(
+        write(kv::AlarmRequest{kv::AlarmRequest::Action::Deactivate, 0}, deadline));
+}
+
 Expected<std::vector<Member>> Client::memberList(Deadline deadline) {
     deadline = impl_->deadlineOr(deadline);
     using T = std::vector<Member>;

@@ -179,6 +179,13 @@ class Client {
     // Hands leadership to voter `target`; returns once it leads.
     Expected<std::vector<Member>> moveLeader(uint64_t target, Deadline deadline = {});
 
+    // Members whose NOSPACE alarm is raised: while any is, writes that add data fail with
+    // NoSpace on every member. A member raises its own alarm when its store is over quota;
+    // alarmDisarm clears them all once space was freed (delete, then compact), and a member
+    // still over quota raises its alarm again.
+    Expected<std::vector<uint64_t>> alarmList(Deadline deadline = {});
+    Expected<kv::AlarmResponse> alarmDisarm(Deadline deadline = {});
+
     // The status of one member, asked directly (not failed over).
     Expected<MemberStatus> status(const std::string& endpoint, Deadline deadline = {});
 

@@ -381,8 +381,12 @@ void requestToCapnp(const kv::Request& request, s::WriteRequest::Builder w) {
                 b.setTtlSeconds(r.ttlSeconds);
             } else if constexpr (std::is_same_v<T, kv::LeaseRevokeRequest>) {
                 w.initLeaseRevoke().setId(r.id);
-            } else {
+            } else if constexpr (std::is_same_v<T, kv::CompactRequest>) {
                 w.initCompact().setRevision(r.revision);
+            } else {
+                auto a = w.initAlarm();
+                a.setActivate(r.action == kv::AlarmRequest::Action::Activate);
+                a.setMember(r.memberId);
             }
         },
         request);
@@ -403,6 +407,11 @@ kv::Request requestFromCapnp(s::WriteRequest::Reader w) {
             return kv::LeaseRevokeRequest{w.getLeaseRevoke().getId()};
         case s::WriteRequest::COMPACT:
             return kv::CompactRequest{w.getCompact().getRevision()};
+        case s::WriteRequest::ALARM:
+            return kv::AlarmRequest{w.getAlarm().getActivate()
+                                        ? kv::AlarmRequest::Action::Activate
+                                        : kv::AlarmRequest::Action::Deactivate,
+                                    w.getAlarm().getMember()};
     }
     KJ_FAIL_REQUIRE("unknown write request");
 }
@@ -448,8 +457,14 @@ void responseToCapnp(const kv::KvResult<kv::Response>& result, s::WriteResponse:
                 b.setRevision(r.revision);
             } else if constexpr (std::is_same_v<T, kv::LeaseRevokeResponse>) {
                 w.initLeaseRevoke().setRevision(r.revision);
-            } else {
+            } else if constexpr (std::is_same_v<T, kv::CompactResponse>) {
                 w.initCompact().setRevision(r.revision);
+            } else {
+                auto a = w.initAlarm();
+                a.setRevision(r.revision);
+                auto list = a.initNoSpace(static_cast<unsigned>(r.noSpace.size()));
+                for (unsigned i = 0; i < r.noSpace.size(); ++i)
+                    list.set(i, r.noSpace[i]);
             }
         },
         result.value());
@@ -478,6 +493,13 @@ kv::KvResult<kv::Response> responseFromCapnp(s::WriteResponse::Reader w) {
             return kv::Response{kv::LeaseRevokeResponse{w.getLeaseRevoke().getRevision()}};
         case s::WriteResponse::COMPACT:
             return kv::Response{kv::CompactResponse{w.getCompact().getRevision()}};
+        case s::WriteResponse::ALARM: {
+            kv::AlarmResponse a;
+            a.revision = w.getAlarm().getRevision();
+            for (auto id : w.getAlarm().getNoSpace())
+                a.noSpace.push_back(id);
+            return kv::Response{std::move(a)};
+        }
     }
     KJ_FAIL_REQUIRE("unknown write response");
 }

@@ -114,6 +114,9 @@ struct LeaseRevokeRequest { id @0 :Int64; }
 struct LeaseRevokeResponse { revision @0 :Int64; }
 struct CompactRequest { revision @0 :Int64; }
 struct CompactResponse { revision @0 :Int64; }
+# Raises (activate) or clears a member's NOSPACE alarm; deactivate with member 0 clears all.
+struct AlarmRequest { activate @0 :Bool; member @1 :UInt64; }
+struct AlarmResponse { noSpace @0 :List(UInt64); revision @1 :Int64; }
 
 # One Raft log entry's payload: a write request, tagged with the id the proposing member uses
 # to complete the waiting client call once the entry is applied.
@@ -126,6 +129,7 @@ struct WriteRequest {
     leaseGrant @4 :LeaseGrantRequest;
     leaseRevoke @5 :LeaseRevokeRequest;
     compact @6 :CompactRequest;
+    alarm @7 :AlarmRequest;
   }
 }
 
@@ -151,6 +155,7 @@ struct WriteResponse {
     leaseGrant @4 :LeaseGrantResponse;
     leaseRevoke @5 :LeaseRevokeResponse;
     compact @6 :CompactResponse;
+    alarm @7 :AlarmResponse;
   }
 }
 
@@ -335,6 +340,9 @@ interface Maintenance {
   # A consistent snapshot of this member's store (a backup); revision: the store's revision when
   # the snapshot began (it holds that revision or a later one).
   snapshot @1 () -> (reader :SnapshotReader, revision :Int64, bytes :UInt64);
+  # The members whose NOSPACE alarm is raised (replicated state, served locally). Clearing them
+  # is a write: WriteRequest.alarm with activate = false.
+  alarms @2 () -> (header :ResponseHeader, noSpace :List(UInt64));
 }
 
 struct Member {

@@ -147,6 +147,7 @@ void NodeDriver::scheduleTick() {
         // this is the safety net.
         if (store_->watchHub().pendingCount() > 0) store_->watchHub().syncPending();
         publishSelf();
+        checkQuota();
         scheduleTick();
     });
 }
@@ -406,6 +407,26 @@ void NodeDriver::refreshMembersView() {
 std::vector<MemberView> NodeDriver::members() const {
     std::lock_guard lock(viewMutex_);
     return view_;
+}
+
+void NodeDriver::checkQuota() {
+    // Each member watches its own store and raises its NOSPACE alarm through Raft, so that
+    // every member refuses the same writes from the same log position on (the refusal itself
+    // is decided by the replicated alarm, never by a member's own file size).
+    int64_t now = nowMs();
+    if (now - lastQuotaCheckMs_ < 1000) return;
+    lastQuotaCheckMs_ = now;
+    if (raft_->leader() == raft::kNone || !store_->overQuota()) return;
+    auto alarms = store_->noSpaceAlarms();
+    if (std::find(alarms.begin(), alarms.end(), config_.id) != alarms.end()) return;
+    std::fprintf(stderr,
+                 "coord: member %016llx is over its quota (%zu bytes in use): raising "
+                 "the NOSPACE alarm\n",
+                 static_cast<unsigned long long>(config_.id), store_->dataBytes());
+    uint64_t reqId = (config_.id << 40) | nextRequest_++;
+    raft_->propose(
+        encodeWrite(reqId, kv::AlarmRequest{kv::AlarmRequest::Action::Activate, config_.id}));
+    processReady();
 }
 
 void NodeDriver::publishSelf() {

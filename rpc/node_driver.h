@@ -177,6 +177,7 @@ class NodeDriver {
                          std::optional<kv::Members>& members, std::vector<uint64_t>& done);
     void refreshMembersView();
     void publishSelf();
+    void checkQuota();
     void settleTransfer();
     std::optional<kv::Error> checkChange(MemberOp op, kv::MemberInfo& member) const;
 
@@ -208,6 +209,7 @@ class NodeDriver {
     std::function<void()> removed_;
     bool removedReported_ = false;
     int64_t lastPublishMs_ = 0;
+    int64_t lastQuotaCheckMs_ = 0;
     mutable std::mutex viewMutex_;
     std::vector<MemberView> view_;  // under viewMutex_
 };

@@ -281,4 +281,14 @@ kj::Promise<void> MaintenanceService::status(StatusContext context) {
     return kj::READY_NOW;
 }
 
+kj::Promise<void> MaintenanceService::alarms(AlarmsContext context) {
+    auto results = context.getResults();
+    fillHeader(results.initHeader(), driver_, clusterId_);
+    auto alarms = driver_.store().noSpaceAlarms();
+    auto list = results.initNoSpace(static_cast<unsigned>(alarms.size()));
+    for (unsigned i = 0; i < alarms.size(); ++i)
+        list.set(i, alarms[i]);
+    return kj::READY_NOW;
+}
+
 }  // namespace coord::rpc

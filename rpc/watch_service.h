@@ -48,6 +48,7 @@ class MaintenanceService final : public schema::Maintenance::Server {
   protected:
     kj::Promise<void> status(StatusContext context) override;
     kj::Promise<void> snapshot(SnapshotContext context) override;
+    kj::Promise<void> alarms(AlarmsContext context) override;
 
   private:
     NodeDriver& driver_;

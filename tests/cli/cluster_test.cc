@@ -398,3 +398,47 @@ TEST_CASE("a backup restores into a new cluster that serves its data and takes w
     CHECK(waitExit(refused) == 1);
     CHECK(readFile(c.dir.file("refused.log")).find("needs a fresh data dir") != std::string::npos);
 }
+
+TEST_CASE("over quota the cluster raises NOSPACE alarms; freeing space and disarming recovers",
+          "[cli][cluster][quota]") {
+    Cluster c({"--quota-backend-bytes", "1048576"});
+    auto run = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--endpoints", c.endpoints});
+        return coordctl(args);
+    };
+    std::string value(4000, 'x');
+    int refusedAt = -1;
+    for (int i = 0; i < 2000 && refusedAt < 0; ++i) {
+        auto [rc, out] = run({"put", "q/" + std::to_string(i), value});
+        if (rc != 0) {
+            CHECK(rc == 1);  // refused by the store (NoSpace), not unavailable
+            refusedAt = i;
+        }
+    }
+    REQUIRE(refusedAt > 10);
+    auto [rcList, alarms] = run({"alarm", "list"});
+    CHECK(rcList == 0);
+    CHECK(alarms.find("alarm:NOSPACE") != std::string::npos);
+    // Reads and deletes still work; every member refuses the same writes.
+    CHECK(run({"get", "q/0", "--count-only"}).second == "1\n");
+    for (int i = 0; i < 3; ++i) {
+        auto [rc, out] = coordctl({"--endpoints", c.ep(i), "put", "more", "x"});
+        CHECK(rc == 1);
+    }
+    REQUIRE(run({"del", "q/", "--prefix"}).first == 0);
+    auto [rcGet, got] = run({"-w", "json", "get", "more"});
+    REQUIRE(rcGet == 0);
+    auto at = got.find("\"revision\":");
+    REQUIRE(at != std::string::npos);
+    std::string rev = got.substr(at + 11, got.find_first_not_of("0123456789", at + 11) - at - 11);
+    REQUIRE(run({"compaction", rev}).first == 0);
+    // Once every member has removed the old records, a disarm sticks and writes work again.
+    bool recovered = waitFor(
+        [&] {
+            run({"alarm", "disarm"});
+            std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+            return run({"alarm", "list"}).second.empty() && run({"put", "after", "y"}).first == 0;
+        },
+        std::chrono::seconds(20));
+    CHECK(recovered);
+}
