@@ -68,12 +68,20 @@ int report(const Error& e) {
 }
 
 // member list/add/remove/promote and move-leader.
-int runMember(Client& client, bool json, const std::string& verb, const std::string& name,
-              const std::string& peer, bool learner, const std::string& ref) {
+int runMember(Client& client, bool json, bool table, const std::string& verb,
+              const std::string& name, const std::string& peer, bool learner,
+              const std::string& ref) {
     auto list = client.memberList();
     if (!list.ok()) return report(list.error());
     if (verb == "list") {
-        json ? printJson(*list) : printSimple(*list);
+        if (table) {
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& m : *list)
+                rows.push_back(tableRow(m));
+            printTable({"ID", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"}, rows);
+        } else {
+            json ? printJson(*list) : printSimple(*list);
+        }
         return 0;
     }
     if (verb == "add") {
@@ -138,7 +146,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 3600000))
         ->capture_default_str();
     app.add_option("-w,--write-out", format, "output format")
-        ->check(CLI::IsMember({"simple", "json"}))
+        ->check(CLI::IsMember({"simple", "json", "table"}))
         ->capture_default_str();
 
     std::string key, value, rangeEnd;
@@ -311,6 +319,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     bool json = format == "json";
+    // Tables for the listing verbs (get, member list, endpoint status, lease list, alarm list);
+    // the other verbs print their simple form.
+    bool table = format == "table";
     ClientOptions options;
     options.endpoints = endpoints;
     options.requestTimeout = std::chrono::milliseconds(timeoutMs);
@@ -387,12 +398,22 @@ int main(int argc, char** argv) {
             return d->noSpace;
         }();
         if (!r.ok()) return report(r.error());
+        if (table) {
+            std::vector<std::vector<std::string>> rows;
+            for (auto id : *r) {
+                char hex[17];
+                std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(id));
+                rows.push_back({hex, "NOSPACE"});
+            }
+            printTable({"MEMBER ID", "ALARM"}, rows);
+            return 0;
+        }
         for (auto id : *r)
             std::printf("memberID:%llx alarm:NOSPACE\n", static_cast<unsigned long long>(id));
         return 0;
     }
     if (*memberCmd || *moveLeader) {
-        return runMember(client, json,
+        return runMember(client, json, table,
                          *memberList      ? "list"
                          : *memberAdd     ? "add"
                          : *memberRemove  ? "remove"
@@ -418,6 +439,11 @@ int main(int argc, char** argv) {
         if (!got.ok()) return report(got.error());
         if (json) {
             printJson(*got);
+        } else if (table && !countOnly) {
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& kv : got->kvs)
+                rows.push_back(tableRow(kv, !keysOnly));
+            printTable({"KEY", "VALUE", "CREATE REV", "MOD REV", "VERSION", "LEASE"}, rows);
         } else if (countOnly) {
             std::printf("%lld\n", static_cast<long long>(got->count));
         } else {
@@ -529,19 +555,36 @@ int main(int argc, char** argv) {
     if (*list) {
         auto r = client.leaseList();
         if (!r.ok()) return report(r.error());
+        if (table) {
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& l : *r)
+                rows.push_back({std::to_string(l.id), std::to_string(l.ttlSeconds)});
+            printTable({"ID", "TTL"}, rows);
+            return 0;
+        }
         for (const auto& l : *r)
             std::printf("%lld\n", static_cast<long long>(l.id));
         return 0;
     }
     if (*status) {
         int rc = 0;
+        std::vector<std::vector<std::string>> rows;
         for (const auto& ep : endpoints) {
             auto st = client.status(ep);
             if (!st.ok()) {
                 rc = report(st.error());
                 continue;
             }
-            json ? printJson(*st) : printSimple(*st);
+            if (table) {
+                rows.push_back(tableRow(*st));
+            } else {
+                json ? printJson(*st) : printSimple(*st);
+            }
+        }
+        if (table) {
+            printTable({"ENDPOINT", "ID", "LEADER", "IS LEADER", "RAFT TERM", "REVISION",
+                        "APPLIED INDEX", "DB SIZE", "VERSION"},
+                       rows);
         }
         return rc;
     }

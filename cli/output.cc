@@ -169,4 +169,69 @@ void printSimple(const MemberStatus& s) {
         s.version.c_str());
 }
 
+void printTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+    std::vector<size_t> width(header.size());
+    for (size_t i = 0; i < header.size(); ++i)
+        width[i] = header[i].size();
+    for (const auto& row : rows)
+        for (size_t i = 0; i < row.size() && i < width.size(); ++i)
+            width[i] = std::max(width[i], row[i].size());
+    auto rule = [&] {
+        std::string line = "+";
+        for (auto w : width)
+            line += std::string(w + 2, '-') + "+";
+        std::printf("%s\n", line.c_str());
+    };
+    auto line = [&](const std::vector<std::string>& cells) {
+        std::string out = "|";
+        for (size_t i = 0; i < width.size(); ++i) {
+            std::string cell = i < cells.size() ? cells[i] : "";
+            out += " " + cell + std::string(width[i] - cell.size(), ' ') + " |";
+        }
+        std::printf("%s\n", out.c_str());
+    };
+    rule();
+    line(header);
+    rule();
+    for (const auto& row : rows)
+        line(row);
+    rule();
+}
+
+namespace {
+std::string hex(uint64_t v) {
+    char b[17];
+    std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(v));
+    return b;
+}
+}  // namespace
+
+std::vector<std::string> tableRow(const KeyValue& kv, bool withValue) {
+    return {kv.key,
+            withValue ? kv.value : "",
+            std::to_string(kv.createRevision),
+            std::to_string(kv.modRevision),
+            std::to_string(kv.version),
+            kv.lease ? std::to_string(kv.lease) : ""};
+}
+
+std::vector<std::string> tableRow(const MemberStatus& s) {
+    char db[32];
+    std::snprintf(db, sizeof db, "%.1f MiB", static_cast<double>(s.dbSizeBytes) / (1 << 20));
+    return {s.endpoint,
+            hex(s.memberId),
+            s.leader ? hex(s.leader) : "none",
+            s.leader && s.leader == s.memberId ? "true" : "false",
+            std::to_string(s.raftTerm),
+            std::to_string(s.revision),
+            std::to_string(s.appliedIndex),
+            db,
+            s.version};
+}
+
+std::vector<std::string> tableRow(const Member& m) {
+    return {hex(m.id), m.name, m.peerUrl, m.clientUrl, m.learner ? "true" : "false"};
+}
+
 }  // namespace coord::cli

@@ -30,4 +30,11 @@ void printSimple(const TxnResponse& r);
 void printSimple(const MemberStatus& s);
 void printSimple(const std::vector<Member>& members);
 
+// `-w table`: rows under a header in a box, columns as wide as their widest cell.
+void printTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
+std::vector<std::string> tableRow(const KeyValue& kv, bool withValue);
+std::vector<std::string> tableRow(const MemberStatus& s);
+std::vector<std::string> tableRow(const Member& m);
+
 }  // namespace coord::cli

@@ -442,3 +442,39 @@ TEST_CASE("over quota the cluster raises NOSPACE alarms; freeing space and disar
         std::chrono::seconds(20));
     CHECK(recovered);
 }
+
+TEST_CASE("coordctl -w table prints listings as tables and manages members", "[cli][cluster]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--endpoints", c.endpoints});
+        return coordctl(args);
+    };
+    REQUIRE(run({"put", "tbl/a", "1"}).first == 0);
+    auto [rcGet, got] = run({"-w", "table", "get", "tbl/", "--prefix"});
+    CHECK(rcGet == 0);
+    CHECK(got.find("| KEY   | VALUE | CREATE REV |") != std::string::npos);
+    CHECK(got.find("| tbl/a | 1     |") != std::string::npos);
+    auto [rcStatus, status] = run({"-w", "table", "endpoint", "status"});
+    CHECK(rcStatus == 0);
+    CHECK(std::count(status.begin(), status.end(), '\n') == 7);  // 3 rules, header, 3 rows
+    auto leaders = status.find("| true      |");
+    CHECK(leaders != std::string::npos);
+    CHECK(status.find("| true      |", leaders + 1) == std::string::npos);  // exactly one
+    auto [rcList, list] = run({"-w", "table", "member", "list"});
+    CHECK(rcList == 0);
+    for (int i = 0; i < 3; ++i)
+        CHECK(list.find("| " + c.name(i) + " ") != std::string::npos);
+
+    // member add prints how to start the new member; remove by name.
+    int j = c.addJoiner();
+    auto [rcAdd, added] =
+        run({"member", "add", c.name(j), "--peer-urls", c.peerAddress(j), "--learner"});
+    CHECK(rcAdd == 0);
+    CHECK(added.find("--initial-cluster-state existing") != std::string::npos);
+    CHECK(added.find(c.name(j) + "=" + c.peerAddress(j)) != std::string::npos);
+    CHECK(run({"member", "promote", c.name(j)}).first == 1);  // never started: not caught up
+    CHECK(run({"member", "remove", c.name(j)}).first == 0);
+    CHECK(run({"member", "remove", c.name(j)}).first == 1);  // no such member any more
+    auto [rcAfter, after] = run({"member", "list"});
+    CHECK(std::count(after.begin(), after.end(), '\n') == 3);
+}
