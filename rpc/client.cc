@@ -213,7 +213,12 @@ struct Client::Impl {
     }
 
     void run(std::promise<void>& ready) {
+        // KJ's first-use initialization inside setupAsyncIo (its network filter's address
+        // ranges) is not safe against clients starting on several threads at once: serialize it.
+        static std::mutex setupMutex;
+        std::unique_lock setupLock(setupMutex);
         auto ctx = kj::setupAsyncIo();
+        setupLock.unlock();
         io = &ctx;
         ErrorHandler handler;
         kj::TaskSet taskSet(handler);
