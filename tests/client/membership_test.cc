@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <mutex>
+#include <span>
 #include <thread>
 
 #include "rpc/client.h"
@@ -97,15 +99,37 @@ TEST_CASE("a learner joins by snapshot, is promoted, and the removed leader stop
         if (st.ok() && st->memberId == leader) leaderIndex = i;
     }
     REQUIRE(leaderIndex >= 0);
+    std::vector<int> rest;
+    for (int i = 0; i < 4; ++i)
+        if (i != leaderIndex) rest.push_back(i);
+    // A watch connected to the member about to be removed resumes elsewhere.
+    std::vector<int> watchOrder{leaderIndex};
+    watchOrder.insert(watchOrder.end(), rest.begin(), rest.end());
+    Client watcher(optionsFor(c, watchOrder));
+    std::mutex mu;
+    std::vector<std::string> seen;
+    WatchRequest w;
+    w.key = "after-remove";
+    WatchCallbacks cb;
+    cb.onEvents = [&](std::span<const Event> events, int64_t) {
+        std::lock_guard lock(mu);
+        for (const auto& e : events)
+            seen.push_back(e.kv.value);
+    };
+    auto watch = watcher.watch(w, cb);
+    REQUIRE(watch != nullptr);
+    REQUIRE(watcher.get("warm-up").ok());  // connected (to the leader) before it goes
+
     auto removed = client.memberRemove(leader);
     REQUIRE(removed.ok());
     CHECK(removed->size() == 3);
     CHECK(c.waitExit(leaderIndex, 10000));
-    std::vector<int> rest;
-    for (int i = 0; i < 4; ++i)
-        if (i != leaderIndex) rest.push_back(i);
     Client survivors(optionsFor(c, rest));
     REQUIRE(survivors.put("after-remove", "y").ok());
+    CHECK(eventually([&] {
+        std::lock_guard lock(mu);
+        return seen == std::vector<std::string>{"y"};
+    }));
     auto list = survivors.memberList();
     REQUIRE(list.ok());
     CHECK(list->size() == 3);
