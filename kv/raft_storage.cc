@@ -273,6 +273,19 @@ void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
     lastIndex_ = meta.index;
 }
 
+void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardState& hard,
+                               const Members& members) {
+    {
+        lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
+        log_.clear(txn);
+        snap_.put(txn, kSnapMetaKey, encodeSnapMeta(meta));
+        persist(txn, {{}, hard, meta.conf, members});
+        txn.commit();
+    }
+    snapMeta_ = meta;
+    lastIndex_ = meta.index;
+}
+
 void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {
     if (index <= snapMeta_.index) return;
     COORD_ASSERT(index <= lastIndex_, "compaction beyond the raft log", index, lastIndex_);

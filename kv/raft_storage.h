@@ -71,6 +71,10 @@ class RaftLogStorage final : public raft::Storage {
     // Records that the state machine is a snapshot at (index, term) and drops the log up to
     // index (the Store's state must already be that snapshot; its member registry is reloaded).
     void installSnapshot(const raft::SnapshotMeta& meta);
+    // A new member of a new cluster, in one transaction: the log starts behind a snapshot with
+    // the initial configuration, with this hard state and member registry.
+    void bootstrap(const raft::SnapshotMeta& meta, const raft::HardState& hard,
+                   const Members& members);
     // Drops log entries up to `index` (which must be applied) after recording a snapshot there.
     void compact(raft::Index index, const raft::ConfState& conf);
 

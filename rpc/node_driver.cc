@@ -73,8 +73,7 @@ void NodeDriver::bootstrap() {
     for (const auto& m : config_.initialMembers)
         members[m.id] = m;
     raft::Index index = std::max<raft::Index>(1, store_->appliedIndex());
-    log_->installSnapshot({index, 1, conf});
-    log_->save({{}, raft::HardState{1, raft::kNone, index}, conf, members});
+    log_->bootstrap({index, 1, conf}, raft::HardState{1, raft::kNone, index}, members);
 }
 
 int64_t NodeDriver::nowMs() const {
