@@ -324,6 +324,7 @@ int main(int argc, char** argv) {
             std::fflush(stdout);
             adopted.set_value(id);
         });
+        transport.onPeerLost([&driver](raft::NodeId peer) { driver.peerLost(peer); });
         transport.start();
         driver.start();
         std::thread core([&] { io.run(); });

@@ -286,6 +286,17 @@ void Raft::tick() {
     }
 }
 
+void Raft::peerUnreachable(NodeId node) {
+    if (role_ == Role::Leader || node == kNone || node != lead_ || !promotable()) return;
+    lead_ = kNone;
+    size_t rank = 0;
+    for (const auto& [nid, pr] : prs_) {
+        if (!pr.learner && nid != node && nid < id_) ++rank;
+    }
+    int wait = 1 + 2 * static_cast<int>(rank);
+    electionElapsed_ = std::max(electionElapsed_, randomizedElectionTimeout_ - wait);
+}
+
 bool Raft::quorumActive() {
     size_t active = 0;
     for (auto& [nid, pr] : prs_) {

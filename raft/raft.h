@@ -105,6 +105,12 @@ class Raft {
     // Requests a linearizable read; a ReadState with `context` appears in a later Ready.
     ProposeResult readIndex(std::string context);
     void transferLeadership(NodeId target);
+    // A hint from the transport: the connection to `node` closed (its process likely died).
+    // A follower that hears this of its leader stops honouring the leader's lease and campaigns
+    // within a few ticks instead of a whole election timeout — the lowest-id remaining voter
+    // first, the others two ticks apart, so they do not split the vote. Safety does not depend
+    // on the hint; a wrong one costs at most a pre-vote that the others refuse.
+    void peerUnreachable(NodeId node);
     // Called by the application when it applies a ConfChange entry. Returns the new membership,
     // which the application persists alongside its applied state.
     ConfState applyConfChange(const ConfChange& cc);

@@ -178,6 +178,14 @@ void NodeDriver::deliver(raft::Message message) {
     });
 }
 
+void NodeDriver::peerLost(raft::NodeId peer) {
+    boost::asio::post(io_, [this, peer] {
+        if (stopped_) return;
+        raft_->peerUnreachable(peer);
+        processReady();
+    });
+}
+
 void NodeDriver::write(kv::Request request, std::function<void(WriteOutcome)> done) {
     boost::asio::post(io_, [this, r = std::move(request), done = std::move(done)]() mutable {
         if (stopped_) return done(fail(Unavailable::Stopped));

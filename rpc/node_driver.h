@@ -103,6 +103,8 @@ class NodeDriver {
 
     // A message from a peer (any thread).
     void deliver(raft::Message message);
+    // The transport saw a peer's connection close (any thread): see Raft::peerUnreachable.
+    void peerLost(raft::NodeId peer);
     // Proposes a write; `done` gets the store's outcome once this member applied it.
     void write(kv::Request request, std::function<void(WriteOutcome)> done);
     // Confirms leadership with ReadIndex and waits until this member applied up to the read

@@ -17,7 +17,9 @@ struct PeerTransport::Outbound {
     bool connected = false;
     bool connecting = false;
     bool writing = false;
-    bool retired = false;  // no longer a peer: handlers still in flight do nothing
+    bool retired = false;     // no longer a peer: handlers still in flight do nothing
+    uint64_t generation = 0;  // counts connections, so a stale handler knows it is stale
+    char probe[64];           // the watch for the peer closing the connection reads into this
     int backoffMs;
 
     Outbound(boost::asio::io_context& io, raft::NodeId i, tcp::endpoint ep, int backoff)
@@ -46,7 +48,15 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
         socket_.async_read_some(boost::asio::buffer(buffer_.data() + have, kReadChunk),
                                 [this, self, have](const boost::system::error_code& ec, size_t n) {
                                     buffer_.resize(have + n);
-                                    if (ec || owner_.stopped_) return;
+                                    if (owner_.stopped_) return;
+                                    if (ec) {
+                                        // The peer's process closed its connection to us (or
+                                        // died): a hint for Raft, see Raft::peerUnreachable.
+                                        if (peer_ != 0 && owner_.onPeerLost_) {
+                                            owner_.onPeerLost_(peer_);
+                                        }
+                                        return;
+                                    }
                                     if (!deliverFrames()) return;
                                     readMore();
                                 });
@@ -81,6 +91,7 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
             if (frame->first != owner_.config_.clusterId && !owner_.adopt(*frame)) {
                 return refuse();
             }
+            peer_ = frame->second.from;
             owner_.onMessage_(std::move(frame->second));
             pos += total;
         }
@@ -99,6 +110,7 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
     tcp::socket socket_;
     PeerTransport& owner_;
     std::string buffer_;
+    raft::NodeId peer_ = 0;  // who sent the frames accepted so far
 };
 
 PeerTransport::PeerTransport(boost::asio::io_context& io, tcp::acceptor acceptor,
@@ -215,27 +227,51 @@ void PeerTransport::connect(Outbound& peer) {
         peer.socket.set_option(tcp::no_delay(true), ignored);
         peer.connected = true;
         peer.backoffMs = config_.reconnectMinMs;
+        ++peer.generation;
+        watchClose(peer);
         writeNext(peer);
     });
+}
+
+void PeerTransport::watchClose(Outbound& peer) {
+    // Peers never write on a connection they accepted, so a read completes only when the
+    // other side closed it or died. Reconnect at once, keeping the queue: otherwise the next
+    // message would be written into a dead connection and lost (the write itself succeeds).
+    uint64_t generation = peer.generation;
+    peer.socket.async_read_some(
+        boost::asio::buffer(peer.probe),
+        [this, &peer, generation](const boost::system::error_code& ec, size_t) {
+            if (stopped_ || peer.retired || generation != peer.generation || !peer.connected) {
+                return;
+            }
+            if (!ec) return watchClose(peer);  // unexpected bytes: ignore them
+            fail(peer, true);
+        });
 }
 
 void PeerTransport::writeNext(Outbound& peer) {
     if (peer.writing || peer.queue.empty() || !peer.connected) return;
     peer.writing = true;
-    boost::asio::async_write(peer.socket, boost::asio::buffer(peer.queue.front()),
-                             [this, &peer](const boost::system::error_code& ec, size_t) {
-                                 peer.writing = false;
-                                 if (stopped_ || peer.retired) return;
-                                 if (ec) return fail(peer);
-                                 peer.queue.pop_front();
-                                 writeNext(peer);
-                             });
+    uint64_t generation = peer.generation;
+    boost::asio::async_write(
+        peer.socket, boost::asio::buffer(peer.queue.front()),
+        [this, &peer, generation](const boost::system::error_code& ec, size_t) {
+            peer.writing = false;
+            if (stopped_ || peer.retired) return;
+            // A write on a connection that has since been replaced: its message stays queued
+            // (Raft tolerates a duplicate) and goes out on the new connection.
+            if (generation != peer.generation) return writeNext(peer);
+            if (ec) return fail(peer);
+            peer.queue.pop_front();
+            writeNext(peer);
+        });
 }
 
 void PeerTransport::fail(Outbound& peer, bool keepQueue) {
     boost::system::error_code ignored;
     peer.socket.close(ignored);
     peer.connected = false;
+    ++peer.generation;  // handlers of this connection still in flight are now stale
     // Messages queued for a connection that died are stale by the time it is back: Raft
     // resends what matters.
     if (!keepQueue) {

@@ -50,6 +50,8 @@ class PeerTransport final : public Transport {
     // message a known peer sends; `f` is told (core thread). Set before start().
     void onClusterId(std::function<void(uint64_t)> f) { onClusterId_ = std::move(f); }
     uint64_t clusterId() const { return config_.clusterId; }
+    // Told (core thread) when a peer's connection to this member closes. Set before start().
+    void onPeerLost(std::function<void(raft::NodeId)> f) { onPeerLost_ = std::move(f); }
 
     uint64_t refusedFrames() const { return refused_.load(); }
     uint64_t droppedMessages() const { return dropped_.load(); }
@@ -60,6 +62,7 @@ class PeerTransport final : public Transport {
     void accept();
     void connect(Outbound& peer);
     void writeNext(Outbound& peer);
+    void watchClose(Outbound& peer);
     void fail(Outbound& peer, bool keepQueue = false);
     bool adopt(const std::pair<uint64_t, raft::Message>& frame);
     void retire(std::unique_ptr<Outbound> peer);
@@ -71,6 +74,7 @@ class PeerTransport final : public Transport {
     std::map<raft::NodeId, std::unique_ptr<Outbound>> out_;
     std::vector<std::unique_ptr<Outbound>> retired_;
     std::function<void(uint64_t)> onClusterId_;
+    std::function<void(raft::NodeId)> onPeerLost_;
     std::vector<std::weak_ptr<Session>> sessions_;
     bool stopped_ = false;
     std::atomic<uint64_t> refused_{0};

@@ -275,3 +275,35 @@ TEST_CASE("garbage and hostile frames on the client and peer ports only close th
     }
     REQUIRE(client.put("after", "y").ok());
 }
+
+TEST_CASE("with production timings a kill -9'd leader is replaced within election timeout + 300 ms",
+          "[faults]") {
+    // Heartbeat 100 ms, election timeout 1000 ms. The survivors see the dead leader's
+    // connections close and elect at once (Raft::peerUnreachable) instead of waiting out the
+    // timeout; a slower election would still fail this bound only past 1.3 s.
+    Cluster c({}, 100, 1000);
+    Client client(optionsFor(c));
+    REQUIRE(client.put("before", "x").ok());
+    for (int round = 0; round < 3; ++round) {
+        int leader = leaderIndex(client, c);
+        uint64_t oldLeader = client.status(c.ep(leader), Clock::now() + 1s)->memberId;
+        std::this_thread::sleep_for(300ms);  // steady state: heartbeats flowing
+        auto begin = Clock::now();
+        c.kill9(leader);
+        bool elected = false;
+        while (!elected && Clock::now() - begin < 5s) {
+            for (int i = 0; i < 3 && !elected; ++i) {
+                if (i == leader) continue;
+                auto st = client.status(c.ep(i), Clock::now() + 200ms);
+                elected = st.ok() && st->leader != 0 && st->leader != oldLeader;
+            }
+            if (!elected) std::this_thread::sleep_for(5ms);
+        }
+        auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begin);
+        INFO("round " << round << ": new leader after " << took.count() << " ms");
+        CHECK(elected);
+        CHECK(took < 1300ms);
+        c.start(leader);
+        REQUIRE(client.put("round/" + std::to_string(round), "x").ok());
+    }
+}

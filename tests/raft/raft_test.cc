@@ -370,6 +370,42 @@ TEST_CASE("a membership change carries its context; Update replicates it without
     CHECK(c.r(3).confState().voters == std::vector<NodeId>{1, 2, 3});
 }
 
+TEST_CASE("a lost connection to the leader starts an election within ticks, not a timeout",
+          "[raft]") {
+    Cluster c(3);
+    c.elect(1);
+    Term term = c.r(1).term();
+    c.isolate(1);
+    // Without the hint, a few ticks elect nobody (the timeout is 10-20 ticks)...
+    c.tickAll(3);
+    CHECK(c.r(2).role() == Role::Follower);
+    CHECK(c.r(3).role() == Role::Follower);
+    // ...with it, the lowest-id survivor campaigns first and wins without a split vote.
+    c.r(2).peerUnreachable(1);
+    c.r(3).peerUnreachable(1);
+    c.tickAll(3);
+    CHECK(c.r(2).role() == Role::Leader);
+    CHECK(c.r(3).leader() == 2);
+    CHECK(c.r(2).term() == term + 1);
+}
+
+TEST_CASE("a wrong unreachable hint does not disturb a leader the others still hear", "[raft]") {
+    Cluster c(3);
+    c.elect(1);
+    Term term = c.r(1).term();
+    c.r(3).peerUnreachable(1);
+    c.tickAll(5);
+    CHECK(c.r(1).role() == Role::Leader);
+    CHECK(c.r(1).term() == term);
+    CHECK(c.r(3).leader() == 1);
+    // Hints about a non-leader, or to a leader, change nothing.
+    c.r(2).peerUnreachable(3);
+    c.r(1).peerUnreachable(2);
+    c.tickAll(5);
+    CHECK(c.r(1).role() == Role::Leader);
+    CHECK(c.r(1).term() == term);
+}
+
 TEST_CASE("only one membership change may be pending at a time (thesis §4.1)", "[raft][paper]") {
     Cluster c(3);
     c.elect(1);

@@ -71,7 +71,10 @@ struct Cluster {
     std::string initial, endpoints;      // of the first three members
     std::vector<std::string> extraArgs;  // appended to every member's command line
 
-    explicit Cluster(std::vector<std::string> extra = {}) : extraArgs(std::move(extra)) {
+    int heartbeatMs = 20, electionMs = 200;
+
+    explicit Cluster(std::vector<std::string> extra = {}, int heartbeat = 20, int election = 200)
+        : extraArgs(std::move(extra)), heartbeatMs(heartbeat), electionMs(election) {
         for (int i = 0; i < 3; ++i) {
             allocate(false);
             initial += (i ? "," : "") + name(i) + "=" + peerAddress(i);
@@ -105,9 +108,9 @@ struct Cluster {
                                       "--initial-cluster-state",
                                       joined[i] ? "existing" : "new",
                                       "--heartbeat-interval",
-                                      "20",
+                                      std::to_string(heartbeatMs),
                                       "--election-timeout",
-                                      "200"};
+                                      std::to_string(electionMs)};
         args.insert(args.end(), extraArgs.begin(), extraArgs.end());
         pid[i] = spawn(args, dir.file(name(i) + ".log"));
     }
