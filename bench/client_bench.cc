@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <random>
@@ -236,6 +237,50 @@ int runLock(const ClusterArgs& a) {
     for (auto& t : threads)
         t.join();
     report(a.label, s, secs, nullptr);
+    return 0;
+}
+
+int runWatchLatency(const ClusterArgs& a) {
+    // An established watch on one key; another client puts it. Measured: the put's call →
+    // the event's arrival at the watcher (the put's own latency is printed alongside).
+    ClientOptions o;
+    o.endpoints = a.endpoints;
+    Client watcher(o), writer(o);
+    std::mutex mu;
+    std::condition_variable cv;
+    int64_t seenRev = 0;
+    std::chrono::steady_clock::time_point seenAt;
+    WatchRequest w;
+    w.key = "bench/watch";
+    WatchCallbacks cb;
+    cb.onEvents = [&](std::span<const Event>, int64_t rev) {
+        std::lock_guard lock(mu);
+        seenRev = rev;
+        seenAt = std::chrono::steady_clock::now();
+        cv.notify_all();
+    };
+    auto handle = watcher.watch(w, cb);
+    if (!handle) return 3;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    Samples events, puts;
+    for (int round = 0; round < a.rounds; ++round) {
+        auto t0 = std::chrono::steady_clock::now();
+        auto r = writer.put(w.key, std::to_string(round));
+        auto t1 = std::chrono::steady_clock::now();
+        if (!r.ok()) return 3;
+        std::unique_lock lock(mu);
+        if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return seenRev >= r->revision; })) {
+            return 3;
+        }
+        std::vector<double> e{std::chrono::duration<double, std::milli>(seenAt - t0).count()};
+        std::vector<double> p{std::chrono::duration<double, std::milli>(t1 - t0).count()};
+        events.add(e, 0, 0);
+        puts.add(p, 0, 0);
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    report(a.label + " put->event", events, 1.0, nullptr);
+    report(a.label + " put", puts, 1.0, nullptr);
     return 0;
 }
 

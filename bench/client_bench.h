@@ -29,6 +29,7 @@ int runRange(const ClusterArgs& a);
 int runTxn(const ClusterArgs& a);
 int runLock(const ClusterArgs& a);
 int runElectResign(const ClusterArgs& a);
+int runWatchLatency(const ClusterArgs& a);
 int runElectKill(const ClusterArgs& a, const std::string& coordctl);
 
 }  // namespace coord::bench

@@ -2,7 +2,7 @@
 //
 //   coordbench kv [--runs 5] [--dir /tmp] [--keys 100000]
 //   coordbench raft [--runs 5]
-//   coordbench put|range|txn|lock|elect-resign --endpoints ... [--clients N --conns M ...]
+//   coordbench put|range|txn|lock|elect-resign|watch-latency --endpoints ... [--clients N --conns M ...]
 //
 // The kv mode measures the storage engine in-process (no network): durable put throughput with
 // one put per commit and with group commits, point gets and 100-key ranges at the head and at a
@@ -405,6 +405,9 @@ int main(int argc, char** argv) {
     common(elect);
     elect->add_option("--rounds", a.rounds)->check(CLI::Range(1, 10000));
     elect->add_option("--settle-ms", a.settleMs, "0: the waiter just queued");
+    auto* watchLat = app.add_subcommand("watch-latency", "put -> event at an established watch");
+    common(watchLat);
+    watchLat->add_option("--rounds", a.rounds)->check(CLI::Range(1, 10000));
     auto* electKill = app.add_subcommand("elect-kill", "leader kill -9 -> next leader latency");
     common(electKill);
     std::string coordctlPath = "build/cli/coordctl";
@@ -425,6 +428,7 @@ int main(int argc, char** argv) {
     if (*txn) return coord::bench::runTxn(a);
     if (*lock) return coord::bench::runLock(a);
     if (*elect) return coord::bench::runElectResign(a);
+    if (*watchLat) return coord::bench::runWatchLatency(a);
     if (*electKill) return coord::bench::runElectKill(a, coordctlPath);
     if (*kv) return runKv(runs, dir, keys);
     if (*raftCmd) return runRaft(runs);
