@@ -415,6 +415,15 @@ class Simulation {
                 handleReady(m);
             }
         }
+        if (chance(0.02)) {
+            // A transport hint that some peer's connection closed: right (it crashed) or wrong
+            // (it is alive). Hints may only speed elections up, never break safety.
+            Member& m = *members_[pick(members_.size())];
+            if (m.up) {
+                m.raft->peerUnreachable(static_cast<NodeId>(pick(members_.size()) + 1));
+                handleReady(m);
+            }
+        }
         Member* l = leader();
         if (l && chance(0.01)) {
             NodeId target = static_cast<NodeId>(pick(members_.size()) + 1);
