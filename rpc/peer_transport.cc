@@ -13,7 +13,8 @@ struct PeerTransport::Outbound {
     tcp::endpoint endpoint;
     tcp::socket socket;
     boost::asio::steady_timer retry;
-    std::deque<std::string> queue;
+    std::deque<std::string> queue;  // not yet written
+    std::string inflight;           // being written (its buffer must outlive the write)
     bool connected = false;
     bool connecting = false;
     bool writing = false;
@@ -251,18 +252,21 @@ void PeerTransport::watchClose(Outbound& peer) {
 
 void PeerTransport::writeNext(Outbound& peer) {
     if (peer.writing || peer.queue.empty() || !peer.connected) return;
+    // Every message is sent at most once: one whose write began may have reached the peer, and
+    // a duplicate of a forwarded proposal would be appended (and applied) twice. So it leaves
+    // the queue when its write begins, whatever becomes of its connection.
     peer.writing = true;
+    peer.inflight = std::move(peer.queue.front());
+    peer.queue.pop_front();
     uint64_t generation = peer.generation;
     boost::asio::async_write(
-        peer.socket, boost::asio::buffer(peer.queue.front()),
+        peer.socket, boost::asio::buffer(peer.inflight),
         [this, &peer, generation](const boost::system::error_code& ec, size_t) {
             peer.writing = false;
             if (stopped_ || peer.retired) return;
-            // A write on a connection that has since been replaced: its message stays queued
-            // (Raft tolerates a duplicate) and goes out on the new connection.
+            // A write on a connection that has since been replaced: the new one goes on.
             if (generation != peer.generation) return writeNext(peer);
             if (ec) return fail(peer);
-            peer.queue.pop_front();
             writeNext(peer);
         });
 }
