@@ -2,7 +2,8 @@
 //
 //   coordbench kv [--runs 5] [--dir /tmp] [--keys 100000]
 //   coordbench raft [--runs 5]
-//   coordbench put|range|txn|lock|elect-resign|watch-latency --endpoints ... [--clients N --conns M ...]
+//   coordbench put|range|txn|lock|elect-resign|watch-latency --endpoints ... [--clients N --conns M
+//   ...]
 //
 // The kv mode measures the storage engine in-process (no network): durable put throughput with
 // one put per commit and with group commits, point gets and 100-key ranges at the head and at a

@@ -71,19 +71,6 @@ int report(const Error& e) {
 int runMember(Client& client, bool json, bool table, const std::string& verb,
               const std::string& name, const std::string& peer, bool learner,
               const std::string& ref) {
-    auto list = client.memberList();
-    if (!list.ok()) return report(list.error());
-    if (verb == "list") {
-        if (table) {
-            std::vector<std::vector<std::string>> rows;
-            for (const auto& m : *list)
-                rows.push_back(tableRow(m));
-            printTable({"ID", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"}, rows);
-        } else {
-            json ? printJson(*list) : printSimple(*list);
-        }
-        return 0;
-    }
     if (verb == "add") {
         auto r = client.memberAdd(name, peer, learner);
         if (!r.ok()) return report(r.error());
@@ -104,6 +91,19 @@ int runMember(Client& client, bool json, bool table, const std::string& verb,
             "--initial-cluster-state existing\n",
             name.c_str(), static_cast<unsigned long long>(id), learner ? "learner" : "voter",
             name.c_str(), peer.c_str(), initialCluster.c_str());
+        return 0;
+    }
+    auto list = client.memberList();
+    if (!list.ok()) return report(list.error());
+    if (verb == "list") {
+        if (table) {
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& m : *list)
+                rows.push_back(tableRow(m));
+            printTable({"ID", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"}, rows);
+        } else {
+            json ? printJson(*list) : printSimple(*list);
+        }
         return 0;
     }
     // A member named by its id (hex, as listed) or by its name.

@@ -33,11 +33,6 @@ namespace {
 using namespace coord;
 using boost::asio::ip::tcp;
 
-// Member and cluster ids are derived from names, identically on every member.
-uint64_t fnv1a(const std::string& s) {
-    return rpc::memberIdFromName(s);
-}
-
 std::string stripScheme(std::string url) {
     for (const char* scheme : {"http://", "https://", "tcp://"}) {
         if (url.rfind(scheme, 0) == 0) url = url.substr(std::strlen(scheme));
@@ -234,7 +229,7 @@ int main(int argc, char** argv) {
         for (const auto& [n, url] : members)
             clusterKey += "," + n + "=" + stripScheme(url);
         bool existing = clusterState == "existing";
-        uint64_t selfId = fnv1a(name);
+        uint64_t selfId = rpc::memberIdFromName(name);
 
         if (!restoreFile.empty()) {
             if (existing) {
@@ -249,7 +244,9 @@ int main(int argc, char** argv) {
         }
         std::filesystem::create_directories(dataDir);
         if (!restoreFile.empty()) restoreSnapshot(restoreFile, dataDir);
-        uint64_t clusterId = resolveClusterId(dataDir, existing, fnv1a(clusterKey), selfId);
+        uint64_t clusterId = resolveClusterId(dataDir, existing,
+                                              rpc::memberIdFromName(clusterKey),  // same hash
+                                              selfId);
 
         rpc::PeerTransportConfig pc;
         pc.self = selfId;
@@ -260,9 +257,10 @@ int main(int argc, char** argv) {
         nc.clientUrl = advertiseClientUrl.empty() ? clientUrl : advertiseClientUrl;
         nc.initialVoters.clear();
         for (const auto& [n, url] : members) {
-            pc.peers[fnv1a(n)] = parseEndpoint(url);
-            nc.initialVoters.push_back(fnv1a(n));
-            nc.initialMembers.push_back(kv::MemberInfo{fnv1a(n), n, stripScheme(url), ""});
+            uint64_t id = rpc::memberIdFromName(n);
+            pc.peers[id] = parseEndpoint(url);
+            nc.initialVoters.push_back(id);
+            nc.initialMembers.push_back(kv::MemberInfo{id, n, stripScheme(url), ""});
         }
         nc.dataFile = (std::filesystem::path(dataDir) / "member.mdb").string();
         nc.tickMs = heartbeatMs;

@@ -554,7 +554,8 @@ size_t Store::dataBytes() const {
 }
 
 bool Store::overQuota() const {
-    return dataBytes() > options_.quotaBytes;
+    // The file's size bounds the data: only a file past the quota needs the free-list walk.
+    return env_->usedBytes() > options_.quotaBytes && dataBytes() > options_.quotaBytes;
 }
 
 KvResult<Response> Store::write(Request request) {

@@ -20,29 +20,10 @@
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
+using coord::test::leaderIndex;
 using coord::test::optionsFor;
 
 namespace {
-
-// The index (0..2) of the member that is leader, as the live members see it.
-int leaderIndex(Client& client, const Cluster& c) {
-    for (int attempt = 0; attempt < 200; ++attempt) {
-        std::array<uint64_t, 3> ids{};
-        uint64_t leader = 0;
-        for (int i = 0; i < 3; ++i) {
-            if (c.pid[i] <= 0) continue;
-            auto st = client.status(c.ep(i), Clock::now() + 1s);
-            if (!st.ok()) continue;
-            ids[i] = st->memberId;
-            if (st->leader) leader = st->leader;
-        }
-        for (int i = 0; i < 3; ++i)
-            if (leader && ids[i] == leader) return i;
-        std::this_thread::sleep_for(20ms);
-    }
-    FAIL("no leader found");
-    return -1;
-}
 
 // Sends raw bytes to a TCP port and closes.
 void sendRaw(int port, const std::string& bytes) {

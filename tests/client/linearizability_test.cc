@@ -20,6 +20,7 @@
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
+using coord::test::leaderIndex;
 using coord::test::optionsFor;
 namespace lin = coord::test::lin;
 using Kind = lin::Op::Kind;
@@ -173,26 +174,9 @@ TEST_CASE("reads, writes and compare-and-set stay linearizable while members are
 
     // Faults: the leader and then a follower are killed and restarted while the clients run.
     Client observer(optionsFor(c));
-    auto leaderIndex = [&]() -> int {
-        for (int attempt = 0; attempt < 100; ++attempt) {
-            uint64_t leader = 0;
-            std::array<uint64_t, 3> ids{};
-            for (int i = 0; i < 3; ++i) {
-                if (c.pid[i] <= 0) continue;
-                auto st = observer.status(c.ep(i), Clock::now() + 500ms);
-                if (!st.ok()) continue;
-                ids[i] = st->memberId;
-                if (st->leader) leader = st->leader;
-            }
-            for (int i = 0; i < 3; ++i)
-                if (leader && ids[i] == leader) return i;
-            std::this_thread::sleep_for(20ms);
-        }
-        return 0;
-    };
     std::this_thread::sleep_for(700ms);
     for (int round = 0; round < 3; ++round) {
-        int victim = leaderIndex();
+        int victim = leaderIndex(observer, c);
         if (round == 1) victim = (victim + 1) % 3;  // a follower this time
         c.kill9(victim);
         std::this_thread::sleep_for(600ms);

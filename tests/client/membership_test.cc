@@ -17,6 +17,7 @@
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
+using coord::test::leaderIndex;
 using coord::test::optionsFor;
 
 namespace {
@@ -93,19 +94,14 @@ TEST_CASE("a learner joins by snapshot, is promoted, and the removed leader stop
     CHECK(eventually([&] { return countPrefix(direct, "after-promote", true) == 1; }));
 
     // Remove the leader: it steps down and stops; the other three elect and serve.
-    uint64_t leader = 0;
-    REQUIRE(eventually([&] { return (leader = leaderSeenBy(client, c, 0)) != 0; }));
-    int leaderIndex = -1;
-    for (int i = 0; i < 4; ++i) {
-        auto st = client.status(c.ep(i), Clock::now() + 1s);
-        if (st.ok() && st->memberId == leader) leaderIndex = i;
-    }
-    REQUIRE(leaderIndex >= 0);
+    int leaderAt = leaderIndex(client, c);
+    REQUIRE(leaderAt >= 0);
+    uint64_t leader = client.status(c.ep(leaderAt), Clock::now() + 1s)->memberId;
     std::vector<int> rest;
     for (int i = 0; i < 4; ++i)
-        if (i != leaderIndex) rest.push_back(i);
+        if (i != leaderAt) rest.push_back(i);
     // A watch connected to the member about to be removed resumes elsewhere.
-    std::vector<int> watchOrder{leaderIndex};
+    std::vector<int> watchOrder{leaderAt};
     watchOrder.insert(watchOrder.end(), rest.begin(), rest.end());
     Client watcher(optionsFor(c, watchOrder));
     std::mutex mu;
@@ -125,7 +121,7 @@ TEST_CASE("a learner joins by snapshot, is promoted, and the removed leader stop
     auto removed = client.memberRemove(leader);
     REQUIRE(removed.ok());
     CHECK(removed->size() == 3);
-    CHECK(c.waitExit(leaderIndex, 10000));
+    CHECK(c.waitExit(leaderAt, 10000));
     Client survivors(optionsFor(c, rest));
     REQUIRE(survivors.put("after-remove", "y").ok());
     CHECK(eventually([&] {
@@ -148,7 +144,7 @@ TEST_CASE("a learner joins by snapshot, is promoted, and the removed leader stop
     CHECK(eventually([&] { return leaderSeenBy(survivors, c, rest[0]) == target; }));
 
     // The joined member restarts from its data dir and still serves everything.
-    if (leaderIndex != j) {
+    if (leaderAt != j) {
         c.kill9(j);
         c.start(j);
         Client again(optionsFor(c, {j}));

@@ -1,8 +1,9 @@
 // Client options for a test cluster: its members' endpoints (all, or the ones named) and a
-// request timeout long enough for elections under sanitizers.
+// request timeout long enough for elections under sanitizers; and finding its leader.
 #pragma once
 
 #include <chrono>
+#include <thread>
 #include <vector>
 
 #include "rpc/client.h"
@@ -16,6 +17,29 @@ inline ClientOptions optionsFor(const Cluster& c, std::vector<int> members = {0,
         o.endpoints.push_back(c.ep(i));
     o.requestTimeout = std::chrono::seconds(10);
     return o;
+}
+
+// The index of the member that is leader, as the running members see it (polled for up to
+// 200 rounds; fails the test when none is found).
+inline int leaderIndex(Client& client, const Cluster& c) {
+    using namespace std::chrono_literals;
+    const size_t n = c.pid.size();
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        std::vector<uint64_t> ids(n, 0);
+        uint64_t leader = 0;
+        for (size_t i = 0; i < n; ++i) {
+            if (c.pid[i] <= 0) continue;
+            auto st = client.status(c.ep(static_cast<int>(i)), Clock::now() + 1s);
+            if (!st.ok()) continue;
+            ids[i] = st->memberId;
+            if (st->leader) leader = st->leader;
+        }
+        for (size_t i = 0; i < n; ++i)
+            if (leader && ids[i] == leader) return static_cast<int>(i);
+        std::this_thread::sleep_for(20ms);
+    }
+    FAIL("no leader found");
+    return -1;
 }
 
 }  // namespace coord::test

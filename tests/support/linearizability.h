@@ -150,49 +150,43 @@ inline bool checkOne(const std::vector<Op>& ops, size_t* explored) {
     std::vector<Frame> stack;
     Value state;
     Entry* e = head.next;
+    // Undoes the newest linearization choice and resumes the scan just after that call.
+    auto backtrack = [&]() -> bool {
+        if (stack.empty()) return false;
+        Frame f = stack.back();
+        stack.pop_back();
+        state = f.before;
+        linearized[f.call->op / 64] &= ~(uint64_t{1} << (f.call->op % 64));
+        if (f.call->match) ++returnsLeft;
+        unlift(f.call);
+        e = f.call->next;
+        return true;
+    };
     const size_t budget = 50'000'000;
     size_t steps = 0;
     while (returnsLeft > 0) {
         if (++steps > budget) return false;  // give up: treat as a failure to find one
-        if (e == nullptr) {
-            // Only unknown calls remain ahead, yet some op still must return: backtrack.
-            if (stack.empty()) return false;
-            Frame f = stack.back();
-            stack.pop_back();
-            state = f.before;
-            linearized[f.call->op / 64] &= ~(uint64_t{1} << (f.call->op % 64));
-            if (f.call->match) ++returnsLeft;
-            unlift(f.call);
-            e = f.call->next;
+        // At the end (only unknown calls ahead, yet some op must still return) or at a return
+        // whose op was not linearized yet: something earlier must change.
+        if (e == nullptr || !e->isCall) {
+            if (!backtrack()) return false;
             continue;
         }
-        if (e->isCall) {
-            Value next = state;
-            if (step(ops[e->op], next)) {
-                auto bits = linearized;
-                bits[e->op / 64] |= uint64_t{1} << (e->op % 64);
-                if (cache.insert(Key{bits, next}).second) {
-                    stack.push_back(Frame{e, state});
-                    state = std::move(next);
-                    linearized = std::move(bits);
-                    if (e->match) --returnsLeft;
-                    lift(e);
-                    e = head.next;
-                    continue;
-                }
+        Value next = state;
+        if (step(ops[e->op], next)) {
+            auto bits = linearized;
+            bits[e->op / 64] |= uint64_t{1} << (e->op % 64);
+            if (cache.insert(Key{bits, next}).second) {
+                stack.push_back(Frame{e, state});
+                state = std::move(next);
+                linearized = std::move(bits);
+                if (e->match) --returnsLeft;
+                lift(e);
+                e = head.next;
+                continue;
             }
-            e = e->next;
-        } else {
-            // A return whose op was not linearized yet: something earlier must change.
-            if (stack.empty()) return false;
-            Frame f = stack.back();
-            stack.pop_back();
-            state = f.before;
-            linearized[f.call->op / 64] &= ~(uint64_t{1} << (f.call->op % 64));
-            if (f.call->match) ++returnsLeft;
-            unlift(f.call);
-            e = f.call->next;
         }
+        e = e->next;
     }
     if (explored) *explored += steps;
     return true;
