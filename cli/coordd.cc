@@ -368,27 +368,35 @@ int main(int argc, char** argv) {
             clusterId = future.get();
         }
 
-        auto client = parseEndpoint(clientUrl);
-        capnp::EzRpcServer server(kj::heap<rpc::CoordService>(driver, clusterId),
-                                  client.address().to_string(), client.port());
-        auto& ws = server.getWaitScope();
-        server.getPort().wait(ws);
-        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-        {
-            std::lock_guard lock(stopMutex);
-            if (stopRequested) paf.fulfiller->fulfill();
-            stopFulfiller = kj::mv(paf.fulfiller);
+        // The core and signal threads run from here on: a failure to serve clients (the client
+        // port taken) stops them before the error is reported, instead of aborting the process.
+        try {
+            auto client = parseEndpoint(clientUrl);
+            capnp::EzRpcServer server(kj::heap<rpc::CoordService>(driver, clusterId),
+                                      client.address().to_string(), client.port());
+            auto& ws = server.getWaitScope();
+            server.getPort().wait(ws);
+            auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+            {
+                std::lock_guard lock(stopMutex);
+                if (stopRequested) paf.fulfiller->fulfill();
+                stopFulfiller = kj::mv(paf.fulfiller);
+            }
+            std::printf(
+                "coordd: member %s (id %016llx) of cluster %016llx: clients on %s, peers on "
+                "%s, data in %s\n",
+                name.c_str(), static_cast<unsigned long long>(selfId),
+                static_cast<unsigned long long>(clusterId), clientUrl.c_str(), peerUrl.c_str(),
+                dataDir.c_str());
+            std::fflush(stdout);
+            paf.promise.wait(ws);
+            std::printf("coordd: %s shutting down\n", name.c_str());
+            std::fflush(stdout);
+        } catch (...) {
+            kill(getpid(), SIGTERM);  // wakes the signal thread, which shutdown() joins
+            shutdown();
+            throw;
         }
-        std::printf(
-            "coordd: member %s (id %016llx) of cluster %016llx: clients on %s, peers on "
-            "%s, data in %s\n",
-            name.c_str(), static_cast<unsigned long long>(selfId),
-            static_cast<unsigned long long>(clusterId), clientUrl.c_str(), peerUrl.c_str(),
-            dataDir.c_str());
-        std::fflush(stdout);
-        paf.promise.wait(ws);
-        std::printf("coordd: %s shutting down\n", name.c_str());
-        std::fflush(stdout);
 
         shutdown();
         return 0;

@@ -478,3 +478,20 @@ TEST_CASE("coordctl -w table prints listings as tables and manages members", "[c
     auto [rcAfter, after] = run({"member", "list"});
     CHECK(std::count(after.begin(), after.end(), '\n') == 3);
 }
+
+TEST_CASE("a member whose client port is taken exits with a clear error", "[cli][cluster]") {
+    Cluster c;
+    int peerPort = freePort();
+    std::vector<std::string> args{COORDD,
+                                  "--name",
+                                  "late",
+                                  "--data-dir",
+                                  c.dir.file("late.coord"),
+                                  "--listen-client-urls",
+                                  c.ep(0),  // taken by member 1
+                                  "--listen-peer-urls",
+                                  "127.0.0.1:" + std::to_string(peerPort)};
+    pid_t pid = coord::test::spawn(args, c.dir.file("late.log"));
+    CHECK(waitExit(pid) == 1);
+    CHECK(readFile(c.dir.file("late.log")).find("Address already in use") != std::string::npos);
+}
