@@ -263,6 +263,7 @@ int main(int argc, char** argv) {
             nc.initialMembers.push_back(kv::MemberInfo{id, n, stripScheme(url), ""});
         }
         nc.dataFile = (std::filesystem::path(dataDir) / "member.mdb").string();
+        nc.walDir = (std::filesystem::path(dataDir) / "wal").string();
         nc.tickMs = heartbeatMs;
         nc.heartbeatTicks = 1;
         nc.electionTicks = electionMs / heartbeatMs;

@@ -546,11 +546,7 @@ std::vector<uint64_t> Store::noSpaceAlarms() const {
 }
 
 size_t Store::dataBytes() const {
-    // The Raft log shares the file but is not data: it is compacted on its own schedule.
-    size_t live = env_->liveBytes();
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    size_t log = t_.raftLog.bytes(txn);
-    return live > log ? live - log : 0;
+    return env_->liveBytes();
 }
 
 bool Store::overQuota() const {

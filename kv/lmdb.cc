@@ -114,6 +114,10 @@ Txn& Txn::operator=(Txn&& other) noexcept {
     return *this;
 }
 
+void Env::sync() {
+    check(mdb_env_sync(env_, 1), "env_sync");
+}
+
 void Txn::commit() {
     COORD_ASSERT(txn_ != nullptr && !reset_, "commit of a finished transaction");
     MDB_txn* t = txn_;

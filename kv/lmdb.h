@@ -73,6 +73,8 @@ class Env {
     size_t mapSizeBytes() const;
     // Maximum key size this LMDB build accepts (511 for the default build).
     int maxKeySize() const { return mdb_env_get_maxkeysize(env_); }
+    // Flushes every committed transaction to disk (mdb_env_sync, forced).
+    void sync();
     // Copies the whole environment, compacted, to an open file descriptor.
     void copyTo(int fd) const;
 

@@ -10,28 +10,7 @@ namespace coord::kv {
 
 namespace {
 
-constexpr std::string_view kHardStateKey = "raft_hard_state";
 constexpr std::string_view kConfStateKey = "raft_conf_state";
-constexpr std::string_view kSnapMetaKey = "meta";
-
-std::string encodeEntry(const raft::Entry& e) {
-    std::string s;
-    s.reserve(9 + e.data.size());
-    appendLe64(s, e.term);
-    s.push_back(static_cast<char>(e.type));
-    s += e.data;
-    return s;
-}
-
-raft::Entry decodeEntry(raft::Index index, std::string_view v) {
-    COORD_ASSERT(v.size() >= 9, "corrupt raft log entry", index, v.size());
-    raft::Entry e;
-    e.index = index;
-    e.term = loadLe64(v.data());
-    e.type = static_cast<raft::EntryType>(v[8]);
-    e.data.assign(v.substr(9));
-    return e;
-}
 
 void appendIds(std::string& s, const std::vector<raft::NodeId>& ids) {
     appendLe32(s, static_cast<uint32_t>(ids.size()));
@@ -134,65 +113,124 @@ std::optional<MemberInfo> decodeMemberInfo(std::string_view v) {
     return m;
 }
 
-RaftLogStorage::RaftLogStorage(Store& store) : store_(store) {
-    lmdb::Txn txn(store.env(), lmdb::Txn::Mode::ReadWrite);
-    log_ = lmdb::Table(txn, "raft_log", MDB_CREATE);
-    snap_ = lmdb::Table(txn, "raft_snap", MDB_CREATE);
-    meta_ = lmdb::Table(txn, "meta", MDB_CREATE);
-    txn.commit();
-    load();
+namespace {
+
+enum RecordType : uint8_t { kEntry = 1, kHardState = 2, kCompact = 3, kInstall = 4 };
+
+std::string encodeSnapMeta(const raft::SnapshotMeta& m) {
+    std::string s;
+    appendLe64(s, m.index);
+    appendLe64(s, m.term);
+    s += encodeConf(m.conf);
+    return s;
 }
 
-void RaftLogStorage::load() {
-    lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadOnly);
-    if (auto v = meta_.get(txn, kHardStateKey)) {
-        COORD_ASSERT(v->size() == 24, "corrupt hard state", v->size());
-        hardState_ =
-            raft::HardState{loadLe64(v->data()), loadLe64(v->data() + 8), loadLe64(v->data() + 16)};
+raft::SnapshotMeta decodeSnapMeta(std::string_view v) {
+    if (v.size() < 16) throw WalError("write-ahead log: corrupt snapshot record");
+    raft::SnapshotMeta m;
+    m.index = loadLe64(v.data());
+    m.term = loadLe64(v.data() + 8);
+    m.conf = decodeConf(v.substr(16));
+    return m;
+}
+
+std::string encodeHardState(const raft::HardState& h) {
+    std::string s;
+    appendLe64(s, h.term);
+    appendLe64(s, h.vote);
+    appendLe64(s, h.commit);
+    return s;
+}
+
+}  // namespace
+
+RaftLogStorage::RaftLogStorage(Store& store, const std::string& walDir) : store_(store) {
+    {
+        lmdb::Txn txn(store.env(), lmdb::Txn::Mode::ReadWrite);
+        meta_ = lmdb::Table(txn, "meta", MDB_CREATE);
+        txn.commit();
     }
-    if (auto v = meta_.get(txn, kConfStateKey)) conf_ = decodeConf(*v);
-    members_.clear();
-    if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
-    if (auto v = snap_.get(txn, kSnapMetaKey)) {
-        COORD_ASSERT(v->size() >= 16, "corrupt snapshot metadata", v->size());
-        snapMeta_.index = loadLe64(v->data());
-        snapMeta_.term = loadLe64(v->data() + 8);
-        snapMeta_.conf = decodeConf(v->substr(16));
+    {
+        lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadOnly);
+        if (auto v = meta_.get(txn, kConfStateKey)) conf_ = decodeConf(*v);
+        if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
     }
-    lmdb::Cursor c(txn, log_);
-    lastIndex_ = c.get(MDB_LAST) ? getBe64(c.key().data()) : snapMeta_.index;
-    if (lastIndex_ < snapMeta_.index) lastIndex_ = snapMeta_.index;
+    wal_ = std::make_unique<Wal>(
+        walDir, [this](uint8_t type, std::string_view payload) { return replay(type, payload); });
+    if (!log_.empty() && log_.front().index != snapMeta_.index + 1) {
+        throw WalError("write-ahead log in " + walDir + " has a gap: its entries start at " +
+                       std::to_string(log_.empty() ? 0 : log_.front().index) +
+                       " but its snapshot is at " + std::to_string(snapMeta_.index));
+    }
+}
+
+uint64_t RaftLogStorage::replay(uint8_t type, std::string_view v) {
+    empty_ = false;
+    switch (type) {
+        case kEntry: {
+            if (v.size() < 17) throw WalError("write-ahead log: corrupt entry record");
+            raft::Entry e;
+            e.index = loadLe64(v.data());
+            e.term = loadLe64(v.data() + 8);
+            e.type = static_cast<raft::EntryType>(v[16]);
+            e.data.assign(v.substr(17));
+            // Replay keeps the entries in index order without assuming where they start: the
+            // segments holding their predecessors may be released, and a later Compact record
+            // then covers the gap (checked once the replay ends).
+            if (e.index <= snapMeta_.index) return e.index;
+            if (!log_.empty() && e.index <= log_.back().index) {
+                if (e.index < log_.front().index) {
+                    log_.clear();
+                } else {
+                    log_.resize(e.index - log_.front().index);  // a conflicting suffix
+                }
+            }
+            if (!log_.empty() && e.index != log_.back().index + 1) log_.clear();
+            raft::Index index = e.index;
+            log_.push_back(std::move(e));
+            return index;
+        }
+        case kHardState:
+            if (v.size() != 24) throw WalError("write-ahead log: corrupt hard state record");
+            hardState_ = raft::HardState{loadLe64(v.data()), loadLe64(v.data() + 8),
+                                         loadLe64(v.data() + 16)};
+            return 0;
+        case kCompact: {
+            raft::SnapshotMeta m = decodeSnapMeta(v);
+            if (m.index <= snapMeta_.index) return m.index;
+            while (!log_.empty() && log_.front().index <= m.index)
+                log_.pop_front();
+            snapMeta_ = m;
+            return m.index;
+        }
+        case kInstall:
+            snapMeta_ = decodeSnapMeta(v);
+            log_.clear();
+            return snapMeta_.index;
+        default:
+            throw WalError("write-ahead log: unknown record type " + std::to_string(type));
+    }
 }
 
 std::vector<raft::Entry> RaftLogStorage::entries(raft::Index lo, raft::Index hi,
                                                  uint64_t maxBytes) const {
-    COORD_ASSERT(lo >= firstIndex() && lo <= hi && hi <= lastIndex_ + 1,
-                 "raft log read out of bounds", lo, hi, firstIndex(), lastIndex_);
+    COORD_ASSERT(lo >= firstIndex() && lo <= hi && hi <= lastIndex() + 1,
+                 "raft log read out of bounds", lo, hi, firstIndex(), lastIndex());
     std::vector<raft::Entry> out;
-    if (lo == hi) return out;
-    lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadOnly);
-    lmdb::Cursor c(txn, log_);
-    std::string start = be64(lo);
-    std::string_view k = start, v;
     uint64_t bytes = 0;
-    for (bool ok = c.get(MDB_SET_RANGE, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
-        raft::Index i = getBe64(k.data());
-        if (i >= hi) break;
-        COORD_ASSERT(i == lo + out.size(), "hole in the raft log", i, lo + out.size());
-        bytes += v.size() + 16;
+    for (raft::Index i = lo; i < hi; ++i) {
+        const raft::Entry& e = at(i);
+        bytes += e.data.size() + 16;
         if (!out.empty() && bytes > maxBytes) break;
-        out.push_back(decodeEntry(i, v));
+        out.push_back(e);
     }
     return out;
 }
 
 std::optional<raft::Term> RaftLogStorage::term(raft::Index i) const {
     if (i == snapMeta_.index) return snapMeta_.term;
-    if (i < firstIndex() || i > lastIndex_) return std::nullopt;
-    lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadOnly);
-    auto v = log_.get(txn, be64(i));
-    COORD_ASSERT(v.has_value(), "raft log entry missing", i);
-    return loadLe64(v->data());
+    if (i < firstIndex() || i > lastIndex()) return std::nullopt;
+    return at(i).term;
 }
 
 raft::Snapshot RaftLogStorage::snapshot() const {
@@ -206,34 +244,42 @@ raft::Snapshot RaftLogStorage::snapshot() const {
     return s;
 }
 
-void RaftLogStorage::persist(const lmdb::Txn& txn, const Update& u) {
-    if (!u.entries.empty()) {
-        raft::Index first = u.entries.front().index;
-        COORD_ASSERT(first > snapMeta_.index && first <= lastIndex_ + 1, "raft append out of place",
-                     first, snapMeta_.index, lastIndex_);
-        // Drop the conflicting suffix the new entries replace.
-        {
-            lmdb::Cursor c(txn, log_);
-            std::string from = be64(first);
-            std::string_view k = from, v;
-            while (c.get(MDB_SET_RANGE, k, v)) {
-                c.del();
-                k = from;
-            }
+void RaftLogStorage::append(const std::vector<raft::Entry>& entries,
+                            const std::optional<raft::HardState>& hardState, bool sync) {
+    if (entries.empty() && !hardState) return;
+    // A full segment is closed first; the new one opens with what a replay needs when the
+    // older segments are gone: the snapshot mark and the hard state.
+    wal_->rotateIfFull([this] {
+        std::vector<Wal::Record> header;
+        header.push_back({kCompact, encodeSnapMeta(snapMeta_)});
+        header.push_back({kHardState, encodeHardState(hardState_)});
+        return header;
+    });
+    if (!entries.empty()) {
+        raft::Index first = entries.front().index;
+        COORD_ASSERT(first > snapMeta_.index && first <= lastIndex() + 1,
+                     "raft append out of place", first, snapMeta_.index, lastIndex());
+        log_.resize(first - snapMeta_.index - 1);  // drop the conflicting suffix, if any
+        std::string rec;
+        for (const auto& e : entries) {
+            rec.clear();
+            appendLe64(rec, e.index);
+            appendLe64(rec, e.term);
+            rec.push_back(static_cast<char>(e.type));
+            rec += e.data;
+            wal_->add(kEntry, rec, e.index);
+            log_.push_back(e);
         }
-        for (const auto& e : u.entries) {
-            log_.put(txn, be64(e.index), encodeEntry(e), MDB_APPEND);
-        }
-        lastIndex_ = u.entries.back().index;
     }
-    if (u.hardState) {
-        std::string s;
-        appendLe64(s, u.hardState->term);
-        appendLe64(s, u.hardState->vote);
-        appendLe64(s, u.hardState->commit);
-        meta_.put(txn, kHardStateKey, s);
-        hardState_ = *u.hardState;
+    if (hardState) {
+        wal_->add(kHardState, encodeHardState(*hardState));
+        hardState_ = *hardState;
     }
+    wal_->flush(sync);
+    empty_ = false;
+}
+
+void RaftLogStorage::persist(const lmdb::Txn& txn, const Applied& u) {
     if (u.confState) {
         meta_.put(txn, kConfStateKey, encodeConf(*u.confState));
         conf_ = *u.confState;
@@ -244,61 +290,56 @@ void RaftLogStorage::persist(const lmdb::Txn& txn, const Update& u) {
     }
 }
 
-void RaftLogStorage::save(const Update& update) {
-    lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
-    persist(txn, update);
-    txn.commit();
+void RaftLogStorage::writeSnapRecord(uint8_t type, const raft::SnapshotMeta& meta) {
+    wal_->add(type, encodeSnapMeta(meta), meta.index);
+    wal_->flush(true);
+    empty_ = false;
 }
-
-namespace {
-std::string encodeSnapMeta(const raft::SnapshotMeta& m) {
-    std::string s;
-    appendLe64(s, m.index);
-    appendLe64(s, m.term);
-    s += encodeConf(m.conf);
-    return s;
-}
-}  // namespace
 
 void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
-    lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
-    log_.clear(txn);
-    snap_.put(txn, kSnapMetaKey, encodeSnapMeta(meta));
-    meta_.put(txn, kConfStateKey, encodeConf(meta.conf));
-    members_.clear();
-    if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
-    txn.commit();
+    {
+        lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
+        meta_.put(txn, kConfStateKey, encodeConf(meta.conf));
+        members_.clear();
+        if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
+        txn.commit();
+    }
+    writeSnapRecord(kInstall, meta);
     snapMeta_ = meta;
     conf_ = meta.conf;
-    lastIndex_ = meta.index;
+    log_.clear();
 }
 
 void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardState& hard,
                                const Members& members) {
     {
         lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
-        log_.clear(txn);
-        snap_.put(txn, kSnapMetaKey, encodeSnapMeta(meta));
-        persist(txn, {{}, hard, meta.conf, members});
+        persist(txn, {meta.conf, members});
         txn.commit();
     }
+    wal_->add(kInstall, encodeSnapMeta(meta), meta.index);
+    wal_->add(kHardState, encodeHardState(hard));
+    wal_->flush(true);
+    empty_ = false;
     snapMeta_ = meta;
-    lastIndex_ = meta.index;
+    hardState_ = hard;
+    log_.clear();
 }
 
 void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {
     if (index <= snapMeta_.index) return;
-    COORD_ASSERT(index <= lastIndex_, "compaction beyond the raft log", index, lastIndex_);
+    COORD_ASSERT(index <= lastIndex(), "compaction beyond the raft log", index, lastIndex());
+    COORD_ASSERT(index <= store_.appliedIndex(), "compaction beyond the applied index", index,
+                 store_.appliedIndex());
+    // The store was committed without syncing its meta page (see Store::apply): make every
+    // applied entry durable there before the log forgets it.
+    store_.env().sync();
     raft::SnapshotMeta meta{index, *term(index), conf};
-    lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
-    {
-        lmdb::Cursor c(txn, log_);
-        while (c.get(MDB_FIRST) && getBe64(c.key().data()) <= index)
-            c.del();
-    }
-    snap_.put(txn, kSnapMetaKey, encodeSnapMeta(meta));
-    txn.commit();
+    writeSnapRecord(kCompact, meta);
+    while (!log_.empty() && log_.front().index <= index)
+        log_.pop_front();
     snapMeta_ = meta;
+    wal_->release(index);
 }
 
 }  // namespace coord::kv

@@ -1,25 +1,32 @@
-// RaftLogStorage: the Raft log, hard state and membership, stored in the store's LMDB
-// environment (tables raft_log and raft_snap, records in meta).
+// RaftLogStorage: the Raft log and hard state in a write-ahead log (kv/wal.h), and the applied
+// membership in the store's LMDB environment.
 //
-// Because the log shares the environment with the state machine, one write transaction — and
-// one fsync — can append a Ready's entries, save its hard state and apply committed entries:
-// Store::apply() takes a hook that runs RaftLogStorage::persist() inside its transaction.
+// The log is appended with one sequential fdatasync per Ready, apart from the state machine:
+// applying committed entries to LMDB needs no sync of its own, because every applied entry is
+// already durable in this member's log and a restart applies again whatever LMDB lost (the store
+// refuses entries at or below its applied index, so nothing is applied twice).
 //
-// Layout: raft_log: be64(index) → le64 term, u8 type, data. meta: "raft_hard_state" → term,
-// vote, commit; "raft_conf_state" → membership; "members" → the member registry (names and
-// addresses). The raft_ records are this member's own and never leave it in a snapshot. raft_snap:
-// "meta" → index, term, membership of the newest snapshot (the snapshot's data is the store's own
-// state, exported on demand).
+// WAL records: Entry (index, term, type, data); HardState (term, vote, commit); Compact
+// (index, term, membership: the log now starts after index, entries up to it were applied and
+// synced to LMDB); Install (the same fields: a snapshot from the leader replaced the state
+// machine and the whole log). The entries since the last compaction are also kept in memory.
 //
-// Threading: reads (the raft::Storage interface) and writes happen on the core thread.
+// LMDB meta records, written in the apply transaction: "raft_conf_state" → the membership as of
+// the applied index; "members" → the member registry (names and addresses). The raft_ records
+// are this member's own and never leave it in a snapshot; the registry travels in snapshots.
+//
+// Threading: everything on the core thread, except snapshot() (any thread).
 #pragma once
 
+#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "kv/store.h"
+#include "kv/wal.h"
 #include "raft/storage.h"
 
 namespace coord::kv {
@@ -44,8 +51,8 @@ std::optional<Members> decodeMembers(std::string_view v);
 
 class RaftLogStorage final : public raft::Storage {
   public:
-    // Loads the cached state (first/last index, hard state, membership, snapshot meta).
-    explicit RaftLogStorage(Store& store);
+    // Replays the write-ahead log in `walDir` and loads the membership from the store.
+    RaftLogStorage(Store& store, const std::string& walDir);
 
     raft::HardState hardState() const override { return hardState_; }
     raft::ConfState confState() const override { return conf_; }
@@ -53,41 +60,52 @@ class RaftLogStorage final : public raft::Storage {
                                      uint64_t maxBytes) const override;
     std::optional<raft::Term> term(raft::Index i) const override;
     raft::Index firstIndex() const override { return snapMeta_.index + 1; }
-    raft::Index lastIndex() const override { return lastIndex_; }
+    raft::Index lastIndex() const override { return snapMeta_.index + log_.size(); }
     // The newest snapshot: its metadata and the store's current state as data.
     raft::Snapshot snapshot() const override;
+    // True until something was written: a new member's log (see bootstrap()).
+    bool empty() const { return empty_; }
 
-    // What one Ready asks to persist, written inside the caller's write transaction.
-    struct Update {
-        std::vector<raft::Entry> entries;
-        std::optional<raft::HardState> hardState;
+    // Appends a Ready's entries (replacing a conflicting suffix) and hard state to the log and,
+    // with `sync`, waits until they are on disk. Throws WalError on an I/O failure.
+    void append(const std::vector<raft::Entry>& entries,
+                const std::optional<raft::HardState>& hardState, bool sync);
+
+    // Membership applied with committed entries, written inside the apply transaction.
+    struct Applied {
         std::optional<raft::ConfState> confState;
         std::optional<Members> members = std::nullopt;
     };
     const Members& members() const { return members_; }
-    void persist(const lmdb::Txn& txn, const Update& update);
-    // Persists in a transaction of its own (one fsync).
-    void save(const Update& update);
-    // Records that the state machine is a snapshot at (index, term) and drops the log up to
-    // index (the Store's state must already be that snapshot; its member registry is reloaded).
+    void persist(const lmdb::Txn& txn, const Applied& applied);
+    // Records that the state machine is a snapshot at (index, term) and drops the whole log (the
+    // Store's state must already be that snapshot; its member registry is reloaded).
     void installSnapshot(const raft::SnapshotMeta& meta);
-    // A new member of a new cluster, in one transaction: the log starts behind a snapshot with
-    // the initial configuration, with this hard state and member registry.
+    // A new member of a new cluster: the log starts behind a snapshot with the initial
+    // configuration, with this hard state and member registry (the registry first, so a crash
+    // in between leaves an empty log and the bootstrap runs again).
     void bootstrap(const raft::SnapshotMeta& meta, const raft::HardState& hard,
                    const Members& members);
     // Drops log entries up to `index` (which must be applied) after recording a snapshot there.
+    // Syncs the store first: the entries dropped must never be needed to rebuild it.
     void compact(raft::Index index, const raft::ConfState& conf);
 
+    size_t walSegments() const { return wal_->segmentCount(); }
+
   private:
-    void load();
+    uint64_t replay(uint8_t type, std::string_view payload);
+    void writeSnapRecord(uint8_t type, const raft::SnapshotMeta& meta);
+    const raft::Entry& at(raft::Index i) const { return log_[i - snapMeta_.index - 1]; }
 
     Store& store_;
-    lmdb::Table log_, snap_, meta_;
+    lmdb::Table meta_;
+    std::unique_ptr<Wal> wal_;
     raft::HardState hardState_;
     raft::ConfState conf_;
     Members members_;
     raft::SnapshotMeta snapMeta_;
-    raft::Index lastIndex_ = 0;
+    std::deque<raft::Entry> log_;  // entries snapMeta_.index + 1 ... lastIndex()
+    bool empty_ = true;
 };
 
 }  // namespace coord::kv

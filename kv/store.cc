@@ -48,8 +48,6 @@ Store::Store(const std::string& path, const Options& options) : options_(options
     t_.leaseKeys = lmdb::Table(txn, "lease_keys", MDB_CREATE | MDB_DUPSORT);
     // The Raft log lives in the same environment so that one commit covers log, hard state and
     // applied state; its tables are created here and used by the Raft log storage.
-    t_.raftLog = lmdb::Table(txn, "raft_log", MDB_CREATE);
-    t_.raftSnap = lmdb::Table(txn, "raft_snap", MDB_CREATE);
 
     if (auto format = t_.meta.get(txn, detail::kMetaFormat)) {
         if (*format != detail::kFormatVersion) {

@@ -142,14 +142,14 @@ class Store {
     // Bytes in use: the file's pages minus the free ones LMDB will reuse; deleting and
     // compacting bring it down.
     size_t liveBytes() const { return env_->liveBytes(); }
-    // liveBytes() without the Raft log's pages: what the quota limits.
+    // What the quota limits: liveBytes() (the Raft log is in its own files, kv/wal.h).
     size_t dataBytes() const;
     bool overQuota() const;
     // Members whose NOSPACE alarm is raised (replicated state; see AlarmRequest).
     std::vector<uint64_t> noSpaceAlarms() const;
     const Options& options() const { return options_; }
 
-    // ---- used by the Raft log storage (raft issue) and by Reader ----
+    // ---- used by the Raft log storage (membership records) and by Reader ----
     lmdb::Env& env() const { return *env_; }
 
   private:
@@ -157,7 +157,7 @@ class Store {
     friend struct detail::WriteContext;
 
     struct Tables {
-        lmdb::Table meta, rev, keyIndex, live, lease, leaseKeys, raftLog, raftSnap;
+        lmdb::Table meta, rev, keyIndex, live, lease, leaseKeys;
     };
 
     KvResult<RangeResponse> rangeIn(const lmdb::Txn& txn, const RangeRequest& request,

@@ -35,11 +35,9 @@ raft::NodeId memberIdFromName(const std::string& name) {
 NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Transport& transport)
     : io_(io), config_(config), transport_(transport), timer_(io) {
     store_ = std::make_unique<kv::Store>(config.dataFile, config.store);
-    log_ = std::make_unique<kv::RaftLogStorage>(*store_);
-    if (!config.join && log_->confState().voters.empty() &&
-        log_->hardState() == raft::HardState{}) {
-        bootstrap();
-    }
+    log_ = std::make_unique<kv::RaftLogStorage>(
+        *store_, config.walDir.empty() ? config.dataFile + "-wal" : config.walDir);
+    if (!config.join && log_->empty()) bootstrap();
     raft::Config rc;
     rc.id = config.id;
     rc.electionTicks = config.electionTicks;
@@ -54,6 +52,7 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
             ? config.seed
             : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     raft_ = std::make_unique<raft::Raft>(rc);
+    applied_ = rc.applied;
     lastCompactIndex_ = log_->firstIndex() - 1;
     refreshMembersView();
 }
@@ -229,21 +228,23 @@ void NodeDriver::processReady() {
     for (int turn = 0; turn < 1000 && raft_->hasReady(); ++turn) {
         raft::Ready rd = raft_->ready();
         if (rd.snapshot) {
+            applyPending();  // entries committed before the snapshot answer their clients
             // A snapshot from the leader replaces the whole state machine.
             std::istringstream in(rd.snapshot->data);
             auto imported = store_->importSnapshot(in);
             COORD_ASSERT(imported.ok(), "snapshot from the leader does not import",
                          imported.ok() ? "" : imported.error().message);
             log_->installSnapshot(rd.snapshot->meta);
+            applied_ = std::max(applied_, rd.snapshot->meta.index);
             refreshMembersView();
             if (membersChanged_) membersChanged_(log_->members());
         }
         // A leader may send its appends and heartbeats before persisting its own entries
         // (Raft thesis §10.2.1): the followers persist in parallel. This is safe here because
-        // nothing is acknowledged before this Ready's transaction commits: commit advances only
-        // when the followers' answers are stepped, after this turn, and the client is answered
-        // when the entry is applied in a later Ready. Votes and answers of followers wait for
-        // the fsync, as they must.
+        // nothing is acknowledged before this Ready's log append is on disk: commit advances
+        // only when the followers' answers are stepped, after this turn, and the client is
+        // answered when the entry is applied, later. Votes and answers of followers wait for
+        // the fdatasync, as they must.
         bool leading = raft_->leader() == config_.id;
         auto early = [&](const raft::Message& m) {
             return leading &&
@@ -251,7 +252,13 @@ void NodeDriver::processReady() {
         };
         for (const auto& m : rd.messages)
             if (early(m)) transport_.send(m);
-        applyAndPersist(rd);
+        // The log first: new entries, a new term or vote are on disk (one sequential
+        // fdatasync) before anyone hears of them and before the entries they commit are
+        // applied. The entries committed by every Ready of this pass are applied together
+        // once the pass ends (applyPending): one store transaction for all of them.
+        log_->append(rd.entries, rd.hardState, rd.mustSync);
+        for (auto& e : rd.committedEntries)
+            toApply_.push_back(std::move(e));
         if (rd.softState) {
             if (rd.softState->leader != leader_.load()) leaderChanged(rd.softState->leader);
             if (rd.softState->role == raft::Role::Leader) {
@@ -272,18 +279,28 @@ void NodeDriver::processReady() {
     }
     leader_ = raft_->leader();
     term_ = raft_->term();
+    applyPending();
     settleTransfer();
+}
+
+void NodeDriver::applyPending() {
+    if (toApply_.empty()) return;
+    std::vector<raft::Entry> entries = std::move(toApply_);
+    toApply_.clear();
+    applyEntries(entries);
+    applied_ = std::max(applied_, entries.back().index);
+    serveReads();
     maybeCompact();
 }
 
-void NodeDriver::applyAndPersist(const raft::Ready& rd) {
+void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
     std::vector<kv::IndexedRequest> batch;
     std::vector<uint64_t> ids;
     std::optional<raft::ConfState> conf;
     std::optional<kv::Members> members;
     std::vector<uint64_t> changesDone;
     bool selfRemoved = false;
-    for (const raft::Entry& e : rd.committedEntries) {
+    for (const raft::Entry& e : committed) {
         if (e.type == raft::EntryType::ConfChange) {
             if (auto cc = raft::ConfChange::decode(e.data)) {
                 applyConfChange(*cc, conf, members, changesDone);
@@ -304,19 +321,16 @@ void NodeDriver::applyAndPersist(const raft::Ready& rd) {
         ids.push_back(decoded->first);
         batch.push_back({e.index, std::move(decoded->second)});
     }
-    if (batch.empty() && rd.entries.empty() && !rd.hardState && !conf) return;
-    // One write transaction, one fsync: the log append, the hard state, the membership and
-    // the application of the committed entries.
-    // New entries, a new term or vote must be durable before anyone hears of them; a Ready that
-    // only applies committed entries (already durable in a majority of logs) skips the meta
-    // flush — after an operating-system crash it is simply applied again from the log.
-    bool durable = rd.mustSync || conf || rd.snapshot;
+    if (batch.empty() && !conf && !members) return;
+    // One LMDB transaction without a sync of its own: every entry it applies is in this
+    // member's log already, and a restart applies again whatever an operating-system crash took
+    // from LMDB. A membership change is synced at once.
     auto results = store_->apply(
         batch,
         [&](const kv::lmdb::Txn& txn) {
-            log_->persist(txn, {rd.entries, rd.hardState, conf, members});
+            log_->persist(txn, {conf, members});
         },
-        durable);
+        conf.has_value() || members.has_value());
     if (conf || members) {
         refreshMembersView();
         if (members && membersChanged_) membersChanged_(log_->members());
@@ -352,7 +366,7 @@ void NodeDriver::applyAndPersist(const raft::Ready& rd) {
 }
 
 void NodeDriver::serveReads() {
-    raft::Index applied = raft_->log().applied();
+    raft::Index applied = applied_;
     for (auto it = reads_.begin(); it != reads_.end();) {
         if (it->second.index != 0 && it->second.index <= applied) {
             for (auto& done : it->second.done)
@@ -701,7 +715,7 @@ void NodeDriver::leaseKeepAlive(
 }
 
 void NodeDriver::maybeCompact() {
-    raft::Index applied = raft_->log().applied();
+    raft::Index applied = applied_;
     if (applied < lastCompactIndex_ + config_.snapshotCount + config_.snapshotCatchUpEntries) {
         return;
     }

@@ -1,10 +1,10 @@
 // NodeDriver: one coord member's engine — the Raft core, its LMDB log, the MVCC store and the
 // Ready loop that ties them together — running on a Boost.Asio io_context (the core thread).
 //
-// Each loop turn takes one Ready and, in ONE LMDB write transaction (one fsync), appends its
-// entries, saves its hard state and membership, and applies the committed entries to the
-// store; then it sends the messages, completes the client requests those entries answer, and
-// serves read states. Ticks come from a steady_timer.
+// Each loop turn takes one Ready, appends its entries and hard state to the write-ahead log (one
+// fdatasync), applies the committed entries to the store in one LMDB write transaction (no sync
+// of its own: the entries are in the log), then sends the messages, completes the client
+// requests those entries answer, and serves read states. Ticks come from a steady_timer.
 //
 // Threading: write(), linearizableRead() and deliver() may be called from any thread; they post
 // to the io_context. Callbacks run on the core thread and must not block. The store may be
@@ -53,6 +53,8 @@ struct NodeConfig {
     // This member's client address, published to the registry once a leader is known.
     std::string clientUrl;
     std::string dataFile;
+    // The Raft log's directory (write-ahead log segments); empty: dataFile + "-wal".
+    std::string walDir;
     int tickMs = 100;
     int electionTicks = 10;
     int heartbeatTicks = 1;
@@ -165,7 +167,8 @@ class NodeDriver {
     void scheduleReady();
     void flushReads();
     void processReady();
-    void applyAndPersist(const raft::Ready& rd);
+    void applyPending();
+    void applyEntries(const std::vector<raft::Entry>& committed);
     void serveReads();
     void expire();
     void maybeCompact();
@@ -197,6 +200,9 @@ class NodeDriver {
     std::map<std::string, PendingRead> reads_;
     std::vector<std::function<void(Result<Ok, Unavailable>)>> readBatch_;  // not yet asked
     bool readyScheduled_ = false;
+    // Committed entries handed out by Raft, not yet applied to the store.
+    std::vector<raft::Entry> toApply_;
+    raft::Index applied_ = 0;  // the store's applied index
     uint64_t lastCompactIndex_ = 0;
     // Lease deadlines, kept by the leader only. Expired leases are revoked through Raft.
     SteadyClock clock_;

@@ -481,6 +481,10 @@ TEST_CASE("coordctl -w table prints listings as tables and manages members", "[c
 
 TEST_CASE("a member whose client port is taken exits with a clear error", "[cli][cluster]") {
     Cluster c;
+    // Member 1 must hold its port before the late member tries it.
+    REQUIRE(
+        coordctl({"--endpoints", c.ep(0), "--command-timeout", "20000", "put", "k", "v"}).first ==
+        0);
     int peerPort = freePort();
     std::vector<std::string> args{COORDD,
                                   "--name",
