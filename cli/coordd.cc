@@ -14,7 +14,9 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -155,6 +157,8 @@ void restoreSnapshot(const std::string& file, const std::filesystem::path& dir) 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A file that may not grow (RLIMIT_FSIZE) is an I/O error to report, not a signal to die of.
+    std::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{"coordd: a member of a coord cluster"};
     std::string name = "default";
     std::string dataDir;
@@ -326,7 +330,18 @@ int main(int argc, char** argv) {
         transport.onPeerLost([&driver](raft::NodeId peer) { driver.peerLost(peer); });
         transport.start();
         driver.start();
-        std::thread core([&] { io.run(); });
+        std::thread core([&] {
+            try {
+                io.run();
+            } catch (const std::exception& e) {
+                // The Raft log or the store cannot be written (a full disk when a new log segment
+                // is allocated, an I/O error). Nothing unwritten was acknowledged: stop at once,
+                // naming the cause, rather than serve from state that is not on disk.
+                std::fprintf(stderr, "coordd: fatal storage error, stopping: %s\n", e.what());
+                std::fflush(stderr);
+                std::_Exit(1);
+            }
+        });
 
         std::atomic<bool> stopRequested{false};
         std::mutex stopMutex;

@@ -499,3 +499,56 @@ TEST_CASE("a member whose client port is taken exits with a clear error", "[cli]
     CHECK(waitExit(pid) == 1);
     CHECK(readFile(c.dir.file("late.log")).find("Address already in use") != std::string::npos);
 }
+
+TEST_CASE(
+    "a member that cannot grow its files stops with a clear error and loses no "
+    "acknowledged write",
+    "[cli][cluster]") {
+    coord::test::TempDir dir;
+    std::string ep = "127.0.0.1:" + std::to_string(freePort());
+    std::string peer = "127.0.0.1:" + std::to_string(freePort());
+    std::string data = dir.file("m.coord");
+    std::string member = std::string(COORDD) + " --data-dir '" + data + "' --listen-client-urls " +
+                         ep + " --listen-peer-urls " + peer;
+    // No file of the member may grow past 20 MiB: the store's file fills up first (the log's
+    // 16 MiB segment is allocated at start).
+    pid_t pid = coord::test::spawn({"/bin/bash", "-c", "ulimit -f 20480 && exec " + member},
+                                   dir.file("1.log"));
+    REQUIRE(waitFor(
+        [&] {
+            return coordctl({"--endpoints", ep, "put", "ready", "1"}).first == 0;
+        },
+        std::chrono::seconds(20)));
+    const std::string value(100000, 'v');
+    int acked = 0;
+    for (int i = 0; i < 400; ++i) {
+        auto [rc, out] = coordctl({"--endpoints", ep, "--command-timeout", "5000", "put",
+                                   "k/" + std::to_string(i), value});
+        if (rc != 0) break;
+        ++acked;
+    }
+    CHECK(acked > 50);
+    CHECK(acked < 400);
+    int status = 0;
+    REQUIRE(
+        waitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(20)));
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 1);
+    CHECK(readFile(dir.file("1.log")).find("fatal storage error") != std::string::npos);
+
+    // Without the limit the member comes back with every acknowledged write.
+    pid = coord::test::spawn({"/bin/sh", "-c", "exec " + member}, dir.file("2.log"));
+    REQUIRE(waitFor(
+        [&] {
+            return coordctl({"--endpoints", ep, "get", "ready"}).first == 0;
+        },
+        std::chrono::seconds(20)));
+    for (int i = 0; i < acked; ++i) {
+        auto [rc, out] =
+            coordctl({"--endpoints", ep, "get", "k/" + std::to_string(i), "--keys-only"});
+        CHECK(out == "k/" + std::to_string(i) + "\n");
+    }
+    CHECK(coordctl({"--endpoints", ep, "put", "after", "1"}).first == 0);
+    kill(pid, SIGTERM);
+    CHECK(waitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(20)));
+}
