@@ -14,7 +14,7 @@ struct PeerTransport::Outbound {
     tcp::socket socket;
     boost::asio::steady_timer retry;
     std::deque<std::string> queue;  // not yet written
-    std::string inflight;           // being written (its buffer must outlive the write)
+    std::string inflight;           // frames being written (the buffer must outlive the write)
     bool connected = false;
     bool connecting = false;
     bool writing = false;
@@ -255,9 +255,16 @@ void PeerTransport::writeNext(Outbound& peer) {
     // Every message is sent at most once: one whose write began may have reached the peer, and
     // a duplicate of a forwarded proposal would be appended (and applied) twice. So it leaves
     // the queue when its write begins, whatever becomes of its connection.
+    // Frames queued while the previous write was in progress go out together, in one write
+    // (frames are self-delimiting), up to 1 MiB unless a single frame is larger.
+    constexpr size_t kBatchBytes = size_t{1} << 20;
     peer.writing = true;
     peer.inflight = std::move(peer.queue.front());
     peer.queue.pop_front();
+    while (!peer.queue.empty() && peer.inflight.size() + peer.queue.front().size() <= kBatchBytes) {
+        peer.inflight += peer.queue.front();
+        peer.queue.pop_front();
+    }
     uint64_t generation = peer.generation;
     boost::asio::async_write(
         peer.socket, boost::asio::buffer(peer.inflight),
