@@ -28,7 +28,7 @@ start)
         "$bin/coordd" --name "m$i" --data-dir "$data/m$i" \
             --listen-client-urls "127.0.0.1:$((32379 + i * 100))" \
             --listen-peer-urls "127.0.0.1:$((32380 + i * 100))" \
-            --initial-cluster "$initial" > "$data/m$i.log" 2>&1 &
+            --initial-cluster "$initial" ${COORDD_FLAGS:-} > "$data/m$i.log" 2>&1 &
         pids+="${pids:+,}$!"
     done
     for ep in ${endpoints//,/ }; do

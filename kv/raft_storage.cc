@@ -157,6 +157,8 @@ RaftLogStorage::RaftLogStorage(Store& store, const std::string& walDir) : store_
     }
     wal_ = std::make_unique<Wal>(
         walDir, [this](uint8_t type, std::string_view payload) { return replay(type, payload); });
+    for (const auto& e : log_)
+        bytes_ += e.data.size();
     if (!log_.empty() && log_.front().index != snapMeta_.index + 1) {
         throw WalError("write-ahead log in " + walDir + " has a gap: its entries start at " +
                        std::to_string(log_.empty() ? 0 : log_.front().index) +
@@ -259,7 +261,10 @@ void RaftLogStorage::append(const std::vector<raft::Entry>& entries,
         raft::Index first = entries.front().index;
         COORD_ASSERT(first > snapMeta_.index && first <= lastIndex() + 1,
                      "raft append out of place", first, snapMeta_.index, lastIndex());
-        log_.resize(first - snapMeta_.index - 1);  // drop the conflicting suffix, if any
+        while (lastIndex() >= first) {  // drop the conflicting suffix, if any
+            bytes_ -= log_.back().data.size();
+            log_.pop_back();
+        }
         std::string rec;
         for (const auto& e : entries) {
             rec.clear();
@@ -269,6 +274,7 @@ void RaftLogStorage::append(const std::vector<raft::Entry>& entries,
             rec += e.data;
             wal_->add(kEntry, rec, e.index);
             log_.push_back(e);
+            bytes_ += e.data.size();
         }
     }
     if (hardState) {
@@ -308,6 +314,7 @@ void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
     snapMeta_ = meta;
     conf_ = meta.conf;
     log_.clear();
+    bytes_ = 0;
 }
 
 void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardState& hard,
@@ -324,6 +331,7 @@ void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardS
     snapMeta_ = meta;
     hardState_ = hard;
     log_.clear();
+    bytes_ = 0;
 }
 
 void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {
@@ -336,10 +344,27 @@ void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {
     store_.env().sync();
     raft::SnapshotMeta meta{index, *term(index), conf};
     writeSnapRecord(kCompact, meta);
-    while (!log_.empty() && log_.front().index <= index)
+    while (!log_.empty() && log_.front().index <= index) {
+        bytes_ -= log_.front().data.size();
         log_.pop_front();
+    }
     snapMeta_ = meta;
     wal_->release(index);
+}
+
+raft::Index RaftLogStorage::compactionPoint(raft::Index applied, uint64_t keepEntries,
+                                            uint64_t keepBytes) const {
+    applied = std::min(applied, lastIndex());
+    if (applied <= snapMeta_.index) return snapMeta_.index;
+    raft::Index point = applied;
+    uint64_t kept = 0, bytes = 0;
+    while (point > snapMeta_.index + 1 && kept < keepEntries) {
+        bytes += at(point).data.size();
+        if (bytes > keepBytes) break;
+        --point;
+        ++kept;
+    }
+    return std::max(point, snapMeta_.index + 1);
 }
 
 }  // namespace coord::kv

@@ -91,6 +91,12 @@ class RaftLogStorage final : public raft::Storage {
     void compact(raft::Index index, const raft::ConfState& conf);
 
     size_t walSegments() const { return wal_->segmentCount(); }
+    // Bytes of entry data held in memory (the entries since the last compaction).
+    uint64_t bytes() const { return bytes_; }
+    // Where to compact so that at most `keepEntries` entries and about `keepBytes` bytes of
+    // data stay behind `applied` (at least one entry is dropped when any can be).
+    raft::Index compactionPoint(raft::Index applied, uint64_t keepEntries,
+                                uint64_t keepBytes) const;
 
   private:
     uint64_t replay(uint8_t type, std::string_view payload);
@@ -105,6 +111,7 @@ class RaftLogStorage final : public raft::Storage {
     Members members_;
     raft::SnapshotMeta snapMeta_;
     std::deque<raft::Entry> log_;  // entries snapMeta_.index + 1 ... lastIndex()
+    uint64_t bytes_ = 0;           // data bytes of log_
     bool empty_ = true;
 };
 

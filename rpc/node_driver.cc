@@ -716,12 +716,15 @@ void NodeDriver::leaseKeepAlive(
 
 void NodeDriver::maybeCompact() {
     raft::Index applied = applied_;
-    if (applied < lastCompactIndex_ + config_.snapshotCount + config_.snapshotCatchUpEntries) {
-        return;
-    }
+    bool due =
+        applied >= lastCompactIndex_ + config_.snapshotCount + config_.snapshotCatchUpEntries;
+    bool big = log_->bytes() > config_.maxLogMemoryBytes;
+    if (!due && !big) return;
     // The snapshot sent to a lagging follower is the store's state when it is sent, which is
     // at or after this index; the follower's store skips the entries it already contains.
-    raft::Index upTo = applied - config_.snapshotCatchUpEntries;
+    raft::Index upTo = log_->compactionPoint(applied, config_.snapshotCatchUpEntries,
+                                             config_.maxLogMemoryBytes / 4);
+    if (upTo < log_->firstIndex()) return;
     log_->compact(upTo, raft_->confState());
     lastCompactIndex_ = upTo;
 }

@@ -62,6 +62,9 @@ struct NodeConfig {
     // keeping `snapshotCatchUpEntries` behind for slow followers.
     uint64_t snapshotCount = 10000;
     uint64_t snapshotCatchUpEntries = 1000;
+    // The log's entries since the last compaction are held in memory: compact early when their
+    // data passes this, keeping at most a quarter of it behind for slow followers.
+    uint64_t maxLogMemoryBytes = uint64_t{64} << 20;
     // Revision records examined per tick by physical compaction (after a compact request).
     size_t compactionBatch = 10000;
     // A request not completed within this time fails with Unavailable (outcome unknown).

@@ -325,3 +325,31 @@ TEST_CASE("records of an unfinished batch are never replayed after newer records
     kv::Wal wal(path, collect, 1 << 16);
     CHECK(seen == std::vector<std::string>{"AAAA", "DDDD"});
 }
+
+TEST_CASE("the log counts the bytes it holds and picks a compaction point by count and size",
+          "[kv][raftlog]") {
+    StoreFixture f;
+    RaftLogStorage log(f.s(), walDir(f));
+    auto es = entries(1, 10, 1);
+    for (auto& e : es)
+        e.data = std::string(100, 'x');
+    log.append(es, raft::HardState{1, 1, 10}, true);
+    CHECK(log.bytes() == 1000);
+    // Keep 3 entries: compact up to 7. Keep 250 bytes: only 2 entries fit, compact up to 8.
+    CHECK(log.compactionPoint(10, 3, 1 << 20) == 7);
+    CHECK(log.compactionPoint(10, 100, 250) == 8);
+    CHECK(log.compactionPoint(6, 2, 1 << 20) == 4);
+    // A conflicting suffix replaced by shorter entries.
+    log.append({raft::Entry{2, 9, raft::EntryType::Normal, "y"}}, std::nullopt, true);
+    CHECK(log.bytes() == 801);
+    std::vector<kv::IndexedRequest> batch;
+    for (raft::Index i = 1; i <= 8; ++i)
+        batch.push_back({i, kv::PutRequest{"k", "v"}});
+    f.s().apply(batch);
+    log.compact(log.compactionPoint(8, 3, 1 << 20), raft::ConfState{{1}, {}});
+    CHECK(log.firstIndex() == 6);
+    CHECK(log.bytes() == 301);
+    RaftLogStorage again(f.s(), walDir(f));
+    CHECK(again.bytes() == 301);
+    CHECK(again.lastIndex() == 9);
+}
