@@ -13,6 +13,8 @@
 
 #include <array>
 #include <cstdio>
+#include <ctime>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -24,7 +26,39 @@
 
 namespace coord::test {
 
+// True when a listening socket could bind 127.0.0.1:port right now.
+inline bool portBindable(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    return ok;
+}
+
+// A loopback port for a member to listen on. It is picked below the kernel's ephemeral range
+// (ip_local_port_range): a port the kernel handed out for port 0 could be handed out again as
+// the source port of some outgoing connection — the members' own, under a parallel test run —
+// before the member binds it. Random, so concurrent test processes rarely pick the same one.
 inline int freePort() {
+    int low = 32768;
+    if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+        if (std::fscanf(f, "%d", &low) != 1) low = 32768;
+        std::fclose(f);
+    }
+    if (low > 12000) {
+        static std::mt19937 rng(static_cast<unsigned>(getpid()) * 2654435761u ^
+                                static_cast<unsigned>(time(nullptr)));
+        std::uniform_int_distribution<int> pick(10000, low - 1);
+        for (int attempt = 0; attempt < 200; ++attempt) {
+            int port = pick(rng);
+            if (portBindable(port)) return port;
+        }
+    }
+    // Fallback: any port the kernel calls free.
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
