@@ -72,15 +72,25 @@ std::string keyOf(uint64_t i) {
     return buf;
 }
 
+// The endpoints connection i dials, in order (see ClusterArgs::spread).
+std::vector<std::string> endpointsFor(const ClusterArgs& a, size_t i) {
+    if (!a.spread) return a.endpoints;
+    std::vector<std::string> out;
+    for (size_t k = 0; k < a.endpoints.size(); ++k)
+        out.push_back(a.endpoints[(i + k) % a.endpoints.size()]);
+    return out;
+}
+
 // Runs `op(clientIndex, client, rng) -> (ok, extra)` in `clients` threads over `conns` Client
 // objects until the duration passes.
 template <typename Op>
 void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
     std::vector<std::unique_ptr<Client>> conns;
     ClientOptions o;
-    o.endpoints = a.endpoints;
-    for (int i = 0; i < std::max(1, a.conns); ++i)
+    for (int i = 0; i < std::max(1, a.conns); ++i) {
+        o.endpoints = endpointsFor(a, static_cast<size_t>(i));
         conns.push_back(std::make_unique<Client>(o));
+    }
     std::atomic<bool> stop{false};
     auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> threads;
@@ -211,7 +221,7 @@ int runLock(const ClusterArgs& a) {
     for (int c = 0; c < a.clients; ++c) {
         threads.emplace_back([&, c] {
             ClientOptions o;
-            o.endpoints = a.endpoints;
+            o.endpoints = endpointsFor(a, static_cast<size_t>(c));
             Client client(o);
             Session session(client, {a.ttlSeconds});
             Mutex m(session, a.sharedKey ? "bench/lock" : "bench/lock/" + std::to_string(c));

@@ -22,6 +22,9 @@ struct ClusterArgs {
     int64_t ttlSeconds = 10;
     int rounds = 20;
     int settleMs = 300;
+    // Connection i dials member i mod N first (as etcd's clientv3 balancer spreads its calls);
+    // off: every connection starts at the first endpoint.
+    bool spread = false;
 };
 
 int runPut(const ClusterArgs& a);

@@ -380,6 +380,9 @@ int main(int argc, char** argv) {
         sub->add_option("--label", a.label, "name printed with the result");
         sub->add_option("--clients", a.clients, "concurrent closed-loop clients")
             ->check(CLI::Range(1, 4096));
+        sub->add_flag("--spread", a.spread,
+                      "connection i dials member i mod N first (etcd's clientv3 spreads its "
+                      "calls over the endpoints); default: all start at the first");
         sub->add_option("--conns", a.conns, "client connections shared by the clients")
             ->check(CLI::Range(1, 1024));
         sub->add_option("--duration-ms", a.durationMs, "measuring time")

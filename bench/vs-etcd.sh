@@ -16,6 +16,9 @@ ONLY=${ONLY:-.}
 SYSTEMS=${SYSTEMS:-"coord etcd"}
 ETCD_BENCH=${ETCD_BENCH:-../shared/bench/etcd}
 CB=build/bench/coordbench
+# coordbench's connections start at different members, as etcd's clientv3 balancer spreads its
+# calls over the endpoints (SPREAD= puts every connection on the first endpoint).
+SPREAD=${SPREAD---spread}
 conns() { case $1 in 1) echo 1 ;; 64) echo 8 ;; 256) echo 16 ;; *) echo 8 ;; esac; }
 want() { [[ $1 =~ $ONLY ]]; }
 
@@ -26,30 +29,30 @@ coord_run() {
     . bench/.run/cluster.env
     if want put; then
         for c in 1 64 256; do
-            $CB put --endpoints "$ENDPOINTS" --clients $c --conns "$(conns $c)" \
+            $CB put $SPREAD --endpoints "$ENDPOINTS" --clients $c --conns "$(conns $c)" \
                 --duration-ms "$DUR_MS" --label "coord/put-rand/3node/c$c"
         done
         echo "{\"label\":\"coord/rss-after-put/3node\",\"rss\":\"$(bench/cluster.sh rss | tr '\n' ' ')\"}"
     fi
     if want range; then
         for cons in l s; do
-            $CB range --endpoints "$ENDPOINTS" --clients 64 --conns 8 --key-space 1000 \
+            $CB range $SPREAD --endpoints "$ENDPOINTS" --clients 64 --conns 8 --key-space 1000 \
                 --consistency $cons --duration-ms "$DUR_MS" --label "coord/get-$cons/3node/c64"
         done
     fi
     if want txn; then
         for c in 1 64; do
-            $CB txn --endpoints "$ENDPOINTS" --clients $c --conns "$(conns $c)" \
+            $CB txn $SPREAD --endpoints "$ENDPOINTS" --clients $c --conns "$(conns $c)" \
                 --duration-ms "$DUR_MS" --label "coord/txn-cas-own-key/3node/c$c"
         done
     fi
     if want lock; then
         for c in 1 8 32; do
-            $CB lock --endpoints "$ENDPOINTS" --clients $c --shared --duration-ms "$DUR_MS" \
+            $CB lock $SPREAD --endpoints "$ENDPOINTS" --clients $c --shared --duration-ms "$DUR_MS" \
                 --label "coord/lock-shared/3node/c$c"
         done
         for c in 8 32; do
-            $CB lock --endpoints "$ENDPOINTS" --clients $c --duration-ms "$DUR_MS" \
+            $CB lock $SPREAD --endpoints "$ENDPOINTS" --clients $c --duration-ms "$DUR_MS" \
                 --label "coord/lock-distinct/3node/c$c"
         done
     fi
