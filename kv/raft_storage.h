@@ -15,7 +15,8 @@
 // the applied index; "members" → the member registry (names and addresses). The raft_ records
 // are this member's own and never leave it in a snapshot; the registry travels in snapshots.
 //
-// Threading: everything on the core thread, except snapshot() (any thread).
+// Threading: the core thread only (the Raft core calls snapshot() there too; the export it
+// makes reads one committed LMDB state).
 #pragma once
 
 #include <deque>
