@@ -302,6 +302,13 @@ void RaftLogStorage::writeSnapRecord(uint8_t type, const raft::SnapshotMeta& met
     empty_ = false;
 }
 
+void RaftLogStorage::restartLog(const raft::SnapshotMeta& meta) {
+    writeSnapRecord(kInstall, meta);
+    snapMeta_ = meta;
+    log_.clear();
+    bytes_ = 0;
+}
+
 void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
     {
         lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
@@ -310,11 +317,8 @@ void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
         if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
         txn.commit();
     }
-    writeSnapRecord(kInstall, meta);
-    snapMeta_ = meta;
+    restartLog(meta);
     conf_ = meta.conf;
-    log_.clear();
-    bytes_ = 0;
 }
 
 void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardState& hard,
@@ -324,14 +328,9 @@ void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardS
         persist(txn, {meta.conf, members});
         txn.commit();
     }
-    wal_->add(kInstall, encodeSnapMeta(meta), meta.index);
-    wal_->add(kHardState, encodeHardState(hard));
-    wal_->flush(true);
-    empty_ = false;
-    snapMeta_ = meta;
+    wal_->add(kHardState, encodeHardState(hard));  // made durable with the Install record
     hardState_ = hard;
-    log_.clear();
-    bytes_ = 0;
+    restartLog(meta);
 }
 
 void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {

@@ -102,6 +102,8 @@ class RaftLogStorage final : public raft::Storage {
   private:
     uint64_t replay(uint8_t type, std::string_view payload);
     void writeSnapRecord(uint8_t type, const raft::SnapshotMeta& meta);
+    // The whole log replaced by a snapshot at `meta` (an Install record, made durable).
+    void restartLog(const raft::SnapshotMeta& meta);
     const raft::Entry& at(raft::Index i) const { return log_[i - snapMeta_.index - 1]; }
 
     Store& store_;

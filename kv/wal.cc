@@ -59,31 +59,37 @@ Wal::Wal(std::string dir, const ReplayFn& replay, size_t segmentBytes)
     std::filesystem::create_directories(dir_, ec);
     if (ec) throw WalError("write-ahead log: cannot create " + dir_ + ": " + ec.message());
     size_t end = replayAll(replay);
-    if (!segments_.empty() && end < segmentBytes_ / 2) {
-        reuseNewest(end);
-    } else {
-        openNewSegment();
-    }
+    bool reuse = !segments_.empty() && end < segmentBytes_ / 2;
+    if (!segments_.empty()) cutNewest(end, reuse);
+    if (!reuse) openNewSegment();
 }
 
-void Wal::reuseNewest(size_t end) {
+void Wal::cutNewest(size_t end, bool reuse) {
     const std::string path = segmentPath(segments_.back().seq);
     int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) fail("cannot open", path);
-    // Drop everything after the last valid record, then allocate the rest again: it reads as
-    // zeros, so a later replay stops right after the records written from now on.
+    // Drop everything after the last valid record (a torn batch, or bytes of one behind a
+    // record whose header never reached the disk), so no later replay reads past it. A reused
+    // segment is allocated again: the rest reads as zeros, and a replay stops right after the
+    // records written from now on.
     if (::ftruncate(fd, static_cast<off_t>(end)) != 0) {
         ::close(fd);
         fail("cannot cut", path);
     }
-    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(segmentBytes_)); rc != 0) {
-        ::close(fd);
-        errno = rc;
-        fail("cannot allocate", path);
+    if (reuse) {
+        if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(segmentBytes_)); rc != 0) {
+            ::close(fd);
+            errno = rc;
+            fail("cannot allocate", path);
+        }
     }
     if (::fsync(fd) != 0) {
         ::close(fd);
         fail("cannot sync", path);
+    }
+    if (!reuse) {
+        ::close(fd);
+        return;
     }
     fd_ = fd;
     offset_ = end;
@@ -135,15 +141,8 @@ size_t Wal::replayAll(const ReplayFn& replay) {
                 throw WalError("write-ahead log: segment " + path + " is corrupt at offset " +
                                std::to_string(pos) + " (not the newest segment)");
             }
-            // A batch whose fdatasync never completed: nothing in it was acknowledged. Cut it
-            // off so that no later replay reads past this point.
-            int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-            if (fd < 0) fail("cannot open", path);
-            if (::ftruncate(fd, static_cast<off_t>(pos)) != 0 || ::fsync(fd) != 0) {
-                ::close(fd);
-                fail("cannot cut the torn tail of", path);
-            }
-            ::close(fd);
+            // A batch whose fdatasync never completed: nothing in it was acknowledged. The
+            // constructor cuts it off (cutNewest).
         }
         segments_.push_back({seqs[s], maxIndex});
         newestEnd = pos;
@@ -175,16 +174,11 @@ void Wal::openNewSegment() {
 }
 
 void Wal::add(uint8_t type, std::string_view payload, uint64_t index) {
-    size_t len = 1 + payload.size();
-    size_t at = buffer_.size();
-    buffer_.resize(at + kHeaderBytes);
-    buffer_.push_back(static_cast<char>(type));
+    const char t = static_cast<char>(type);
+    appendLe32(buffer_, static_cast<uint32_t>(1 + payload.size()));
+    appendLe32(buffer_, crc32Update(crc32Update(0, &t, 1), payload.data(), payload.size()));
+    buffer_.push_back(t);
     buffer_.append(payload);
-    uint32_t crc = crc32Update(0, buffer_.data() + at + kHeaderBytes, len);
-    std::string header;
-    appendLe32(header, static_cast<uint32_t>(len));
-    appendLe32(header, crc);
-    std::memcpy(buffer_.data() + at, header.data(), kHeaderBytes);
     bufferMaxIndex_ = std::max(bufferMaxIndex_, index);
 }
 

@@ -76,7 +76,8 @@ class Wal {
     void openNewSegment();
     // Replays every segment; returns where the valid records of the newest one end.
     size_t replayAll(const ReplayFn& replay);
-    void reuseNewest(size_t end);
+    // Cuts the newest segment after its last valid record; with `reuse`, writing goes on there.
+    void cutNewest(size_t end, bool reuse);
 
     std::string dir_;
     size_t segmentBytes_;

@@ -53,7 +53,6 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
             : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     raft_ = std::make_unique<raft::Raft>(rc);
     applied_ = rc.applied;
-    lastCompactIndex_ = log_->firstIndex() - 1;
     refreshMembersView();
 }
 
@@ -717,7 +716,7 @@ void NodeDriver::leaseKeepAlive(
 void NodeDriver::maybeCompact() {
     raft::Index applied = applied_;
     bool due =
-        applied >= lastCompactIndex_ + config_.snapshotCount + config_.snapshotCatchUpEntries;
+        applied >= log_->firstIndex() - 1 + config_.snapshotCount + config_.snapshotCatchUpEntries;
     bool big = log_->bytes() > config_.maxLogMemoryBytes;
     if (!due && !big) return;
     // The snapshot sent to a lagging follower is the store's state when it is sent, which is
@@ -726,7 +725,6 @@ void NodeDriver::maybeCompact() {
                                              config_.maxLogMemoryBytes / 4);
     if (upTo < log_->firstIndex()) return;
     log_->compact(upTo, raft_->confState());
-    lastCompactIndex_ = upTo;
 }
 
 }  // namespace coord::rpc

@@ -206,7 +206,6 @@ class NodeDriver {
     // Committed entries handed out by Raft, not yet applied to the store.
     std::vector<raft::Entry> toApply_;
     raft::Index applied_ = 0;  // the store's applied index
-    uint64_t lastCompactIndex_ = 0;
     // Lease deadlines, kept by the leader only. Expired leases are revoked through Raft.
     SteadyClock clock_;
     std::unique_ptr<kv::Lessor> lessor_;

@@ -27,37 +27,30 @@ using Kind = lin::Op::Kind;
 
 namespace {
 
+lin::Op op(Kind kind, int64_t from, int64_t to, lin::Value value, bool unknown = false) {
+    lin::Op o;
+    o.kind = kind;
+    o.key = "k";
+    o.value = std::move(value);
+    o.invoke = from;
+    o.complete = to;
+    o.unknown = unknown;
+    return o;
+}
+
 lin::Op read(int64_t from, int64_t to, lin::Value seen) {
-    lin::Op op;
-    op.kind = Kind::Read;
-    op.key = "k";
-    op.value = std::move(seen);
-    op.invoke = from;
-    op.complete = to;
-    return op;
+    return op(Kind::Read, from, to, std::move(seen));
 }
 
 lin::Op write(int64_t from, int64_t to, std::string v, bool unknown = false) {
-    lin::Op op;
-    op.kind = Kind::Write;
-    op.key = "k";
-    op.value = std::move(v);
-    op.invoke = from;
-    op.complete = to;
-    op.unknown = unknown;
-    return op;
+    return op(Kind::Write, from, to, std::move(v), unknown);
 }
 
 lin::Op cas(int64_t from, int64_t to, lin::Value expected, std::string v, bool ok) {
-    lin::Op op;
-    op.kind = Kind::Cas;
-    op.key = "k";
-    op.expected = std::move(expected);
-    op.value = std::move(v);
-    op.casOk = ok;
-    op.invoke = from;
-    op.complete = to;
-    return op;
+    lin::Op o = op(Kind::Cas, from, to, std::move(v));
+    o.expected = std::move(expected);
+    o.casOk = ok;
+    return o;
 }
 
 }  // namespace
