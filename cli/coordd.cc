@@ -172,6 +172,8 @@ int main(int argc, char** argv) {
     int heartbeatMs = 100;
     int electionMs = 1000;
     uint64_t snapshotCount = 10000;
+    int batchIntervalMs = rpc::NodeConfig{}.storeCommitMs;
+    size_t batchLimit = rpc::NodeConfig{}.storeCommitRequests;
     size_t quotaBytes = size_t{2} << 30;
     size_t maxRequestBytes = 1536 * 1024;
     size_t maxTxnOps = 128;
@@ -204,6 +206,15 @@ int main(int argc, char** argv) {
                    "milliseconds without a leader before an election")
         ->check(CLI::Range(2, 600000))
         ->capture_default_str();
+    app.add_option("--backend-batch-interval", batchIntervalMs,
+                   "ms after which applied writes are committed to the data file (the write-ahead "
+                   "log already holds them; 0: commit every batch)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 10000));
+    app.add_option("--backend-batch-limit", batchLimit,
+                   "commit the data file once this many applied writes wait")
+        ->capture_default_str()
+        ->check(CLI::Range(size_t{1}, size_t{1000000}));
     app.add_option("--snapshot-count", snapshotCount, "applied entries between log compactions")
         ->check(CLI::Range(uint64_t{100}, uint64_t{100000000}))
         ->capture_default_str();
@@ -272,6 +283,8 @@ int main(int argc, char** argv) {
         nc.heartbeatTicks = 1;
         nc.electionTicks = electionMs / heartbeatMs;
         nc.snapshotCount = snapshotCount;
+        nc.storeCommitMs = batchIntervalMs;
+        nc.storeCommitRequests = batchLimit;
         // Entries kept behind a compaction for slow followers: up to 1000, never more than the
         // compaction interval itself.
         nc.snapshotCatchUpEntries = std::min<uint64_t>(1000, snapshotCount);

@@ -465,11 +465,10 @@ void setRevision(Response& r, int64_t rev) {
 
 }  // namespace
 
-std::vector<KvResult<Response>> Store::applyOnce(
-    std::span<const IndexedRequest> batch, bool noSpace,
+std::vector<KvResult<Response>> Store::applyIn(
+    lmdb::Txn& txn, std::span<const IndexedRequest> batch, bool noSpace,
     const std::function<void(const lmdb::Txn&)>& inTxn,
     std::vector<std::pair<int64_t, std::vector<Event>>>& events) {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
     int64_t applied = metaI64(txn, detail::kMetaAppliedIndex);
     detail::WriteContext w{*this, t_, txn, metaI64(txn, detail::kMetaCurrentRev), 0, true, {}};
     w.buildEvents = hub_->watcherCount() > 0;
@@ -501,35 +500,18 @@ std::vector<KvResult<Response>> Store::applyOnce(
     t_.meta.put(txn, detail::kMetaCurrentRev, encodeI64(w.currentRev));
     t_.meta.put(txn, detail::kMetaAppliedIndex, encodeI64(static_cast<int64_t>(last)));
     if (inTxn) inTxn(txn);
-    txn.commit();
     if (!w.buildEvents) events.emplace_back(w.currentRev, std::vector<Event>{});
     return results;
 }
 
-std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> batch,
-                                             const std::function<void(const lmdb::Txn&)>& inTxn,
-                                             bool durable) {
-    std::vector<std::pair<int64_t, std::vector<Event>>> events;
-    std::vector<KvResult<Response>> results;
-    // Environment flags are read at commit; only this (the writer) thread commits.
-    struct MetaAsync {
-        MDB_env* env;
-        bool on;
-        MetaAsync(MDB_env* e, bool enable) : env(e), on(enable) {
-            if (on) mdb_env_set_flags(env, MDB_NOMETASYNC, 1);
-        }
-        ~MetaAsync() {
-            if (on) mdb_env_set_flags(env, MDB_NOMETASYNC, 0);
-        }
-    } metaAsync(env_->get(), !durable && options_.sync);
-    try {
-        results = applyOnce(batch, false, inTxn, events);
-    } catch (const lmdb::MapFullError&) {
-        // The map filled up mid-batch (quota set too close to the map size). Apply the batch
-        // again refusing everything that adds data; deletes and revokes still free space.
-        events.clear();
-        results = applyOnce(batch, true, inTxn, events);
-    }
+void Store::publishApplied(const lmdb::Txn& txn) {
+    appliedIndex_.store(static_cast<uint64_t>(metaI64(txn, detail::kMetaAppliedIndex)),
+                        std::memory_order_release);
+    revision_.store(metaI64(txn, detail::kMetaCurrentRev), std::memory_order_release);
+    compacted_.store(metaI64(txn, detail::kMetaCompactedRev), std::memory_order_release);
+}
+
+void Store::notifyHub(std::vector<std::pair<int64_t, std::vector<Event>>>& events) {
     for (auto& [rev, evs] : events) {
         if (evs.empty()) {
             hub_->notifySkipped(rev);
@@ -537,12 +519,98 @@ std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> bat
             hub_->notify(rev, evs);
         }
     }
+}
+
+namespace {
+// Environment flags are read at commit; only the writer thread commits.
+struct MetaAsync {
+    MDB_env* env;
+    bool on;
+    MetaAsync(MDB_env* e, bool enable) : env(e), on(enable) {
+        if (on) mdb_env_set_flags(env, MDB_NOMETASYNC, 1);
+    }
+    ~MetaAsync() {
+        if (on) mdb_env_set_flags(env, MDB_NOMETASYNC, 0);
+    }
+};
+}  // namespace
+
+std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> batch,
+                                             const std::function<void(const lmdb::Txn&)>& inTxn,
+                                             bool durable) {
+    commitDeferred(false);  // this commit makes it as durable as itself
+    std::vector<std::pair<int64_t, std::vector<Event>>> events;
+    std::vector<KvResult<Response>> results;
+    MetaAsync metaAsync(env_->get(), !durable && options_.sync);
+    auto once = [&](bool noSpace) {
+        lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
+        results = applyIn(txn, batch, noSpace, inTxn, events);
+        publishApplied(txn);
+        txn.commit();
+    };
+    try {
+        once(false);
+    } catch (const lmdb::MapFullError&) {
+        // The map filled up mid-batch (quota set too close to the map size). Apply the batch
+        // again refusing everything that adds data; deletes and revokes still free space.
+        publishApplied(lmdb::Txn(*env_, lmdb::Txn::Mode::ReadOnly));
+        events.clear();
+        once(true);
+    }
+    committedIndex_.store(appliedIndex_.load(), std::memory_order_release);
+    notifyHub(events);
     return results;
 }
 
+std::vector<KvResult<Response>> Store::applyDeferred(
+    std::span<const IndexedRequest> batch, const std::function<void(const lmdb::Txn&)>& inTxn) {
+    // Near the end of the map a growing open transaction could fail at its commit, after its
+    // results went out: commit each batch then.
+    if (env_->mapSizeBytes() - env_->usedBytes() < options_.deferredHeadroomBytes) {
+        return apply(batch, inTxn, false);
+    }
+    if (!deferred_) {
+        writer_.store(std::this_thread::get_id(), std::memory_order_release);
+        deferred_ = std::make_unique<lmdb::Txn>(*env_, lmdb::Txn::Mode::ReadWrite);
+        deferredOpen_.store(true, std::memory_order_release);
+    }
+    std::vector<std::pair<int64_t, std::vector<Event>>> events;
+    std::vector<KvResult<Response>> results;
+    try {
+        lmdb::Txn child(*env_, lmdb::Txn::Mode::ReadWrite, deferred_.get());
+        results = applyIn(child, batch, false, inTxn, events);
+        child.commit();
+    } catch (const lmdb::LmdbError& e) {
+        if (e.code() != MDB_MAP_FULL && e.code() != MDB_TXN_FULL) throw;
+        // The nested transaction is gone and the open one is as it was: commit that one, then
+        // apply this batch in a transaction of its own (which refuses additions if the map is
+        // full).
+        commitDeferred(false);
+        return apply(batch, inTxn, false);
+    }
+    publishApplied(*deferred_);
+    deferredRequests_ += batch.size();
+    notifyHub(events);
+    return results;
+}
+
+void Store::commitDeferred(bool durable) {
+    if (!deferred_) return;
+    MetaAsync metaAsync(env_->get(), !durable && options_.sync);
+    std::unique_ptr<lmdb::Txn> txn = std::move(deferred_);
+    try {
+        txn->commit();
+    } catch (...) {
+        deferredOpen_.store(false, std::memory_order_release);
+        throw;
+    }
+    deferredRequests_ = 0;
+    committedIndex_.store(appliedIndex_.load(), std::memory_order_release);
+    deferredOpen_.store(false, std::memory_order_release);
+}
+
 std::vector<uint64_t> Store::noSpaceAlarms() const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    return detail::noSpaceAlarms(txn, t_.meta);
+    return reading([&](const lmdb::Txn& txn) { return detail::noSpaceAlarms(txn, t_.meta); });
 }
 
 size_t Store::dataBytes() const {

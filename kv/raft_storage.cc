@@ -310,6 +310,7 @@ void RaftLogStorage::restartLog(const raft::SnapshotMeta& meta) {
 }
 
 void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
+    store_.commitDeferred(false);
     {
         lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
         meta_.put(txn, kConfStateKey, encodeConf(meta.conf));
@@ -323,6 +324,7 @@ void RaftLogStorage::installSnapshot(const raft::SnapshotMeta& meta) {
 
 void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardState& hard,
                                const Members& members) {
+    store_.commitDeferred(false);
     {
         lmdb::Txn txn(store_.env(), lmdb::Txn::Mode::ReadWrite);
         persist(txn, {meta.conf, members});
@@ -338,8 +340,9 @@ void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {
     COORD_ASSERT(index <= lastIndex(), "compaction beyond the raft log", index, lastIndex());
     COORD_ASSERT(index <= store_.appliedIndex(), "compaction beyond the applied index", index,
                  store_.appliedIndex());
-    // The store was committed without syncing its meta page (see Store::apply): make every
-    // applied entry durable there before the log forgets it.
+    // The store commits without syncing its meta page, or not yet (see Store::applyDeferred):
+    // make every applied entry durable there before the log forgets it.
+    store_.commitDeferred(false);
     store_.env().sync();
     raft::SnapshotMeta meta{index, *term(index), conf};
     writeSnapRecord(kCompact, meta);

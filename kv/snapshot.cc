@@ -104,6 +104,7 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     if (!r.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) {
         return fail(malformed("bad magic"));
     }
+    commitDeferred(false);
     lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
     const lmdb::Table* tables[] = {&t_.meta, &t_.rev,   &t_.keyIndex,
                                    &t_.live, &t_.lease, &t_.leaseKeys};
@@ -176,7 +177,14 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     for (const auto& [k, v] : local)
         t_.meta.put(txn, k, v);
     int64_t current = detail::decodeI64(*t_.meta.get(txn, detail::kMetaCurrentRev));
-    txn.commit();
+    publishApplied(txn);
+    try {
+        txn.commit();
+    } catch (...) {
+        publishApplied(lmdb::Txn(*env_, lmdb::Txn::Mode::ReadOnly));
+        throw;
+    }
+    committedIndex_.store(appliedIndex_.load(), std::memory_order_release);
     hub_->resynchronize(current);
     return Ok{};
 }

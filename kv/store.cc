@@ -63,11 +63,17 @@ Store::Store(const std::string& path, const Options& options) : options_(options
         t_.meta.put(txn, detail::kMetaAppliedIndex, encodeI64(0));
         t_.meta.put(txn, detail::kMetaCompactCursor, detail::encodeRevKey({0, 0}));
     }
+    publishApplied(txn);
     txn.commit();
+    committedIndex_.store(appliedIndex_.load());
     hub_ = std::make_unique<WatchHub>(*this);
 }
 
-Store::~Store() = default;
+Store::~Store() {
+    // Uncommitted batches are dropped, as a crash would drop them: their owner's Raft log
+    // applies them again. Owners commit on the writer thread first (NodeDriver::stop).
+    deferred_.reset();
+}
 
 int64_t Store::metaI64(const lmdb::Txn& txn, std::string_view name) const {
     auto v = t_.meta.get(txn, name);
@@ -76,18 +82,15 @@ int64_t Store::metaI64(const lmdb::Txn& txn, std::string_view name) const {
 }
 
 int64_t Store::currentRevision() const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    return metaI64(txn, detail::kMetaCurrentRev);
+    return revision_.load(std::memory_order_acquire);
 }
 
 int64_t Store::compactedRevision() const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    return metaI64(txn, detail::kMetaCompactedRev);
+    return compacted_.load(std::memory_order_acquire);
 }
 
 uint64_t Store::appliedIndex() const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    return static_cast<uint64_t>(metaI64(txn, detail::kMetaAppliedIndex));
+    return appliedIndex_.load(std::memory_order_acquire);
 }
 
 std::optional<KeyValue> Store::getIn(const lmdb::Txn& txn, std::string_view key) const {
@@ -100,13 +103,13 @@ std::optional<KeyValue> Store::getIn(const lmdb::Txn& txn, std::string_view key)
 }
 
 std::optional<KeyValue> Store::get(std::string_view key) const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    return getIn(txn, key);
+    return reading([&](const lmdb::Txn& txn) { return getIn(txn, key); });
 }
 
 KvResult<RangeResponse> Store::range(const RangeRequest& request) const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    return rangeIn(txn, request, metaI64(txn, detail::kMetaCurrentRev));
+    return reading([&](const lmdb::Txn& txn) {
+        return rangeIn(txn, request, metaI64(txn, detail::kMetaCurrentRev));
+    });
 }
 
 namespace {
@@ -250,7 +253,13 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
 KvResult<int64_t> Store::readHistory(
     int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
     const std::function<void(int64_t, std::span<const Event>)>& fn) const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return reading(
+        [&](const lmdb::Txn& txn) { return historyIn(txn, from, to, maxEvents, withPrevKv, fn); });
+}
+
+KvResult<int64_t> Store::historyIn(
+    const lmdb::Txn& txn, int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
+    const std::function<void(int64_t, std::span<const Event>)>& fn) const {
     int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
     if (from < compacted) {
         return fail(detail::compactedError(from, compacted));
@@ -304,7 +313,10 @@ KvResult<int64_t> Store::readHistory(
 }
 
 std::optional<LeaseInfo> Store::leaseTimeToLive(int64_t id, bool withKeys) const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+    return reading([&](const lmdb::Txn& txn) { return leaseIn(txn, id, withKeys); });
+}
+
+std::optional<LeaseInfo> Store::leaseIn(const lmdb::Txn& txn, int64_t id, bool withKeys) const {
     auto v = t_.lease.get(txn, encodeI64(id));
     if (!v) return std::nullopt;
     LeaseInfo info{id, decodeI64(*v), {}};
@@ -320,23 +332,26 @@ std::optional<LeaseInfo> Store::leaseTimeToLive(int64_t id, bool withKeys) const
 }
 
 std::vector<LeaseInfo> Store::leaseList() const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    std::vector<LeaseInfo> out;
-    lmdb::Cursor c(txn, t_.lease);
-    for (bool ok = c.get(MDB_FIRST); ok; ok = c.get(MDB_NEXT)) {
-        out.push_back(LeaseInfo{decodeI64(c.key()), decodeI64(c.value()), {}});
-    }
-    return out;
+    return reading([&](const lmdb::Txn& txn) {
+        std::vector<LeaseInfo> out;
+        lmdb::Cursor c(txn, t_.lease);
+        for (bool ok = c.get(MDB_FIRST); ok; ok = c.get(MDB_NEXT)) {
+            out.push_back(LeaseInfo{decodeI64(c.key()), decodeI64(c.value()), {}});
+        }
+        return out;
+    });
 }
 
 bool Store::compactionPending() const {
-    lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
-    auto cursor = t_.meta.get(txn, detail::kMetaCompactCursor);
-    COORD_ASSERT(cursor.has_value(), "missing compaction cursor");
-    return detail::decodeRevKey(*cursor).main < metaI64(txn, detail::kMetaCompactedRev);
+    return reading([&](const lmdb::Txn& txn) {
+        auto cursor = t_.meta.get(txn, detail::kMetaCompactCursor);
+        COORD_ASSERT(cursor.has_value(), "missing compaction cursor");
+        return detail::decodeRevKey(*cursor).main < metaI64(txn, detail::kMetaCompactedRev);
+    });
 }
 
 size_t Store::compactStep(size_t maxRecords) {
+    commitDeferred(false);
     lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
     const int64_t target = metaI64(txn, detail::kMetaCompactedRev);
     auto saved = t_.meta.get(txn, detail::kMetaCompactCursor);

@@ -12,6 +12,7 @@
 // each sees one committed state. See docs/mvcc.md for the tables and algorithms.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -19,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "kv/lmdb.h"
@@ -38,6 +40,9 @@ struct Options {
     unsigned maxReaders = 126;
     // fsync on every commit. Turning this off loses durability: tests and benchmarks only.
     bool sync = true;
+    // applyDeferred() commits each batch on its own once the map has less room than this left,
+    // so that a growing open transaction never fills the map at its commit.
+    size_t deferredHeadroomBytes = size_t{64} << 20;
 };
 
 class Store;
@@ -90,6 +95,31 @@ class Store {
     std::vector<KvResult<Response>> apply(std::span<const IndexedRequest> batch,
                                           const std::function<void(const lmdb::Txn&)>& inTxn = {},
                                           bool durable = true);
+    // ---- deferred commit (writer thread) ----
+    //
+    // applyDeferred() applies a batch like apply() but leaves it in an open write transaction:
+    // its results and watch events are final, reads on the writer thread see it, reads on other
+    // threads do not until commitDeferred() commits it (hasDeferred() tells them). For a member
+    // whose Raft log already holds every entry durably: a crash before the commit loses only
+    // work that the restart applies again from the log. Every other write of the writer thread
+    // (apply(), compactStep(), importSnapshot(), the Raft log storage's own transactions)
+    // commits the open transaction first. Each batch runs in a nested transaction: when one does
+    // not fit (map or transaction full), the open transaction is committed without it and the
+    // batch is applied by apply() instead, so an earlier batch's results never change.
+    // Destroying the store drops the open transaction (commit it first, on the writer thread).
+    std::vector<KvResult<Response>> applyDeferred(
+        std::span<const IndexedRequest> batch,
+        const std::function<void(const lmdb::Txn&)>& inTxn = {});
+    // Commits the open transaction, if any; `durable` as for apply().
+    void commitDeferred(bool durable);
+    // Requests applied and not yet committed (writer thread).
+    size_t deferredRequests() const { return deferredRequests_; }
+    // True while applied batches wait for their commit (any thread): a reader that must see
+    // everything applied then reads on the writer thread.
+    bool hasDeferred() const { return deferredOpen_.load(std::memory_order_acquire); }
+    // The applied index of the committed state (any thread).
+    uint64_t committedIndex() const { return committedIndex_.load(std::memory_order_acquire); }
+
     // Applies one request at index appliedIndex() + 1 (for a store used without Raft).
     KvResult<Response> write(Request request);
 
@@ -109,6 +139,9 @@ class Store {
     bool compactionPending() const;
 
     // ---- reads (any thread) ----
+    // On the writer thread they see the open deferred transaction; elsewhere, committed state.
+    // currentRevision(), compactedRevision() and appliedIndex() are what was applied,
+    // committed or not.
 
     KvResult<RangeResponse> range(const RangeRequest& request) const;
     std::optional<KeyValue> get(std::string_view key) const;
@@ -160,19 +193,46 @@ class Store {
         lmdb::Table meta, rev, keyIndex, live, lease, leaseKeys;
     };
 
+    // Runs fn(txn) with the transaction reads of this thread must use.
+    template <typename F>
+    decltype(auto) reading(F&& fn) const {
+        if (deferredOpen_.load(std::memory_order_acquire) &&
+            writer_.load(std::memory_order_acquire) == std::this_thread::get_id()) {
+            return fn(static_cast<const lmdb::Txn&>(*deferred_));
+        }
+        lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
+        return fn(static_cast<const lmdb::Txn&>(txn));
+    }
+    void publishApplied(const lmdb::Txn& txn);
+    std::vector<KvResult<Response>> applyIn(
+        lmdb::Txn& txn, std::span<const IndexedRequest> batch, bool noSpace,
+        const std::function<void(const lmdb::Txn&)>& inTxn,
+        std::vector<std::pair<int64_t, std::vector<Event>>>& events);
+    void notifyHub(std::vector<std::pair<int64_t, std::vector<Event>>>& events);
+
     KvResult<RangeResponse> rangeIn(const lmdb::Txn& txn, const RangeRequest& request,
                                     int64_t currentRev) const;
     std::optional<KeyValue> getIn(const lmdb::Txn& txn, std::string_view key) const;
+    std::optional<LeaseInfo> leaseIn(const lmdb::Txn& txn, int64_t id, bool withKeys) const;
+    KvResult<int64_t> historyIn(
+        const lmdb::Txn& txn, int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
+        const std::function<void(int64_t, std::span<const Event>)>& fn) const;
     int64_t metaI64(const lmdb::Txn& txn, std::string_view name) const;
-    std::vector<KvResult<Response>> applyOnce(
-        std::span<const IndexedRequest> batch, bool noSpace,
-        const std::function<void(const lmdb::Txn&)>& inTxn,
-        std::vector<std::pair<int64_t, std::vector<Event>>>& events);
 
     Options options_;
     std::unique_ptr<lmdb::Env> env_;
     Tables t_;
     std::unique_ptr<WatchHub> hub_;
+
+    // The open deferred transaction (writer thread only) and what other threads may know of it.
+    std::unique_ptr<lmdb::Txn> deferred_;
+    size_t deferredRequests_ = 0;
+    std::atomic<bool> deferredOpen_{false};
+    std::atomic<std::thread::id> writer_{};
+    std::atomic<uint64_t> appliedIndex_{0};
+    std::atomic<uint64_t> committedIndex_{0};
+    std::atomic<int64_t> revision_{0};
+    std::atomic<int64_t> compacted_{0};
 };
 
 }  // namespace coord::kv

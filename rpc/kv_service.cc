@@ -32,37 +32,58 @@ void fillHeader(s::ResponseHeader::Builder header, NodeDriver& driver, uint64_t 
     header.setRaftTerm(driver.term());
 }
 
+namespace {
+
+// fn() evaluated where it sees what the read must (NodeDriver::read): on this thread when the
+// store's committed state holds that, else on the core thread, inside the store's open
+// transaction. A serializable read with nothing awaiting its commit never leaves this thread.
+template <typename T>
+kj::Promise<Slot<Result<T, Unavailable>>> placedRead(NodeDriver& driver, bool linearizable,
+                                                     std::function<T()> fn) {
+    using Outcome = Result<T, Unavailable>;
+    if (!linearizable && !driver.store().hasDeferred()) return Slot<Outcome>{Outcome(fn())};
+    auto shared = std::make_shared<std::function<T()>>(std::move(fn));
+    using Placed = Result<std::optional<T>, Unavailable>;
+    auto handoff = makeHandoff<Placed>();
+    driver.read(linearizable,
+                [shared, send = handoff.send](Result<NodeDriver::ReadAt, Unavailable> at) {
+                    if (!at.ok()) return send(fail(at.error()));
+                    if (*at == NodeDriver::ReadAt::Core) return send(std::optional<T>((*shared)()));
+                    send(std::optional<T>());
+                });
+    return handoff.promise.then([shared](Slot<Placed> slot) {
+        Placed& placed = *slot.value;
+        if (!placed.ok()) return Slot<Outcome>{Outcome(fail(placed.error()))};
+        if (placed.value()) return Slot<Outcome>{Outcome(std::move(*placed.value()))};
+        return Slot<Outcome>{Outcome((*shared)())};
+    });
+}
+
+}  // namespace
+
 kj::Promise<void> KvService::range(RangeContext context) {
     auto params = context.getParams();
     kv::RangeRequest request = fromCapnp(params.getRequest());
-    auto answer = [this, context, request]() mutable {
-        auto result = context.getResults().initResult();
-        auto r = driver_.store().range(request);
-        fillHeader(result.initHeader(), driver_, clusterId_);
-        if (r.ok()) {
-            toCapnp(r.value(), result.initOk());
-        } else {
-            auto e = result.initError();
-            e.setCode(static_cast<s::ErrorCode>(r.error().code));
-            e.setMessage(r.error().message);
-            e.setRevision(r.error().revision);
-        }
-    };
-    if (params.getSerializable()) {
-        answer();
-        return kj::READY_NOW;
-    }
-    auto handoff = makeHandoff<Result<Ok, Unavailable>>();
-    driver_.linearizableRead(handoff.send);
-    return handoff.promise.then(
-        [this, context, answer](Slot<Result<Ok, Unavailable>> slot) mutable {
+    kv::Store& store = driver_.store();
+    using Read = kv::KvResult<kv::RangeResponse>;
+    return placedRead<Read>(driver_, !params.getSerializable(),
+                            [&store, request] { return store.range(request); })
+        .then([this, context](Slot<Result<Read, Unavailable>> slot) mutable {
+            auto result = context.getResults().initResult();
+            fillHeader(result.initHeader(), driver_, clusterId_);
             if (!slot.value->ok()) {
-                auto result = context.getResults().initResult();
-                fillHeader(result.initHeader(), driver_, clusterId_);
                 result.setUnavailable(toSchema(slot.value->error()));
                 return;
             }
-            answer();
+            const Read& r = slot.value->value();
+            if (r.ok()) {
+                toCapnp(r.value(), result.initOk());
+            } else {
+                auto e = result.initError();
+                e.setCode(static_cast<s::ErrorCode>(r.error().code));
+                e.setMessage(r.error().message);
+                e.setRevision(r.error().revision);
+            }
         });
 }
 
@@ -116,39 +137,36 @@ kj::Promise<void> LeaseService::keepAlive(KeepAliveContext context) {
     });
 }
 
-namespace {
-// Resolves once this member has applied everything committed when the call arrived (ReadIndex),
-// so what it then reads from its store is linearizable.
-kj::Promise<Slot<Result<Ok, Unavailable>>> readBarrier(NodeDriver& driver) {
-    auto handoff = makeHandoff<Result<Ok, Unavailable>>();
-    driver.linearizableRead(handoff.send);
-    return kj::mv(handoff.promise);
-}
-}  // namespace
-
 kj::Promise<void> LeaseService::timeToLive(TimeToLiveContext context) {
-    return readBarrier(driver_).then([this, context](Slot<Result<Ok, Unavailable>> slot) mutable {
-        KJ_REQUIRE(slot.value->ok(), "no leader: cannot answer linearizably",
-                   unavailableName(slot.value->error()));
-        auto results = context.getResults();
-        fillHeader(results.initHeader(), driver_, clusterId_);
-        auto info = driver_.store().leaseTimeToLive(context.getParams().getId());
-        results.setFound(info.has_value());
-        if (info) leaseInfoToCapnp(*info, results.initInfo());
-    });
+    kv::Store& store = driver_.store();
+    int64_t id = context.getParams().getId();
+    using Read = std::optional<kv::LeaseInfo>;
+    return placedRead<Read>(driver_, true, [&store, id] { return store.leaseTimeToLive(id); })
+        .then([this, context](Slot<Result<Read, Unavailable>> slot) mutable {
+            KJ_REQUIRE(slot.value->ok(), "no leader: cannot answer linearizably",
+                       unavailableName(slot.value->error()));
+            auto results = context.getResults();
+            fillHeader(results.initHeader(), driver_, clusterId_);
+            const Read& info = slot.value->value();
+            results.setFound(info.has_value());
+            if (info) leaseInfoToCapnp(*info, results.initInfo());
+        });
 }
 
 kj::Promise<void> LeaseService::list(ListContext context) {
-    return readBarrier(driver_).then([this, context](Slot<Result<Ok, Unavailable>> slot) mutable {
-        KJ_REQUIRE(slot.value->ok(), "no leader: cannot answer linearizably",
-                   unavailableName(slot.value->error()));
-        auto results = context.getResults();
-        fillHeader(results.initHeader(), driver_, clusterId_);
-        auto leases = driver_.store().leaseList();
-        auto out = results.initLeases(static_cast<unsigned>(leases.size()));
-        for (unsigned i = 0; i < leases.size(); ++i)
-            leaseInfoToCapnp(leases[i], out[i]);
-    });
+    kv::Store& store = driver_.store();
+    using Read = std::vector<kv::LeaseInfo>;
+    return placedRead<Read>(driver_, true, [&store] { return store.leaseList(); })
+        .then([this, context](Slot<Result<Read, Unavailable>> slot) mutable {
+            KJ_REQUIRE(slot.value->ok(), "no leader: cannot answer linearizably",
+                       unavailableName(slot.value->error()));
+            auto results = context.getResults();
+            fillHeader(results.initHeader(), driver_, clusterId_);
+            const Read& leases = slot.value->value();
+            auto out = results.initLeases(static_cast<unsigned>(leases.size()));
+            for (unsigned i = 0; i < leases.size(); ++i)
+                leaseInfoToCapnp(leases[i], out[i]);
+        });
 }
 
 }  // namespace coord::rpc

@@ -110,6 +110,7 @@ void NodeDriver::stop() {
     boost::asio::post(io_, [this] {
         stopped_ = true;
         timer_.cancel();
+        store_->commitDeferred(false);  // on this, the writer thread
         for (auto& [id, w] : writes_)
             w.done(fail(Unavailable::Stopped));
         writes_.clear();
@@ -135,6 +136,7 @@ void NodeDriver::scheduleTick() {
         if (ec || stopped_) return;
         raft_->tick();
         processReady();
+        commitStoreIfDue();
         expire();
         expireLeases();
         // Physical compaction runs a bounded step per tick on this (the writer) thread, so a
@@ -200,13 +202,35 @@ void NodeDriver::write(kv::Request request, std::function<void(WriteOutcome)> do
     });
 }
 
-void NodeDriver::linearizableRead(std::function<void(Result<Ok, Unavailable>)> done) {
-    boost::asio::post(io_, [this, done = std::move(done)]() mutable {
+void NodeDriver::read(bool linearizable, ReadDone done) {
+    boost::asio::post(io_, [this, linearizable, done = std::move(done)]() mutable {
         if (stopped_) return done(fail(Unavailable::Stopped));
+        if (!linearizable) return done(readAt(store_->appliedIndex()));
         // Reads arriving together share one ReadIndex round (see flushReads).
         readBatch_.push_back(std::move(done));
         scheduleReady();
     });
+}
+
+NodeDriver::ReadAt NodeDriver::readAt(raft::Index index) const {
+    return !store_->hasDeferred() || store_->committedIndex() >= index ? ReadAt::Anywhere
+                                                                       : ReadAt::Core;
+}
+
+void NodeDriver::commitStore(std::function<void(Result<Ok, Unavailable>)> done) {
+    boost::asio::post(io_, [this, done = std::move(done)] {
+        if (stopped_) return done(fail(Unavailable::Stopped));
+        store_->commitDeferred(false);
+        done(Ok{});
+    });
+}
+
+void NodeDriver::commitStoreIfDue() {
+    if (!store_->hasDeferred()) return;
+    if (nowMs() - deferredSinceMs_ >= config_.storeCommitMs ||
+        store_->deferredRequests() >= config_.storeCommitRequests) {
+        store_->commitDeferred(false);
+    }
 }
 
 void NodeDriver::flushReads() {
@@ -279,6 +303,7 @@ void NodeDriver::processReady() {
     leader_ = raft_->leader();
     term_ = raft_->term();
     applyPending();
+    commitStoreIfDue();
     settleTransfer();
 }
 
@@ -321,15 +346,17 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
         batch.push_back({e.index, std::move(decoded->second)});
     }
     if (batch.empty() && !conf && !members) return;
-    // One LMDB transaction without a sync of its own: every entry it applies is in this
-    // member's log already, and a restart applies again whatever an operating-system crash took
-    // from LMDB. A membership change is synced at once.
-    auto results = store_->apply(
-        batch,
-        [&](const kv::lmdb::Txn& txn) {
-            log_->persist(txn, {conf, members});
-        },
-        conf.has_value() || members.has_value());
+    // Applied in the store's open transaction, committed later (commitStore) without a sync of
+    // its own: every entry it applies is in this member's log already, and a restart applies
+    // again whatever a crash took from the store. A membership change is synced at once.
+    auto persist = [&](const kv::lmdb::Txn& txn) { log_->persist(txn, {conf, members}); };
+    std::vector<kv::KvResult<kv::Response>> results;
+    if (conf || members || config_.storeCommitMs <= 0) {
+        results = store_->apply(batch, persist, conf.has_value() || members.has_value());
+    } else {
+        if (!store_->hasDeferred()) deferredSinceMs_ = nowMs();
+        results = store_->applyDeferred(batch, persist);
+    }
     if (conf || members) {
         refreshMembersView();
         if (members && membersChanged_) membersChanged_(log_->members());
@@ -368,8 +395,9 @@ void NodeDriver::serveReads() {
     raft::Index applied = applied_;
     for (auto it = reads_.begin(); it != reads_.end();) {
         if (it->second.index != 0 && it->second.index <= applied) {
+            ReadAt at = readAt(it->second.index);
             for (auto& done : it->second.done)
-                done(Ok{});
+                done(at);
             it = reads_.erase(it);
         } else {
             ++it;

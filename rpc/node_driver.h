@@ -2,13 +2,15 @@
 // Ready loop that ties them together — running on a Boost.Asio io_context (the core thread).
 //
 // Each loop turn takes one Ready, appends its entries and hard state to the write-ahead log (one
-// fdatasync), applies the committed entries to the store in one LMDB write transaction (no sync
-// of its own: the entries are in the log), then sends the messages, completes the client
-// requests those entries answer, and serves read states. Ticks come from a steady_timer.
+// fdatasync) and sends the messages; the entries committed by a loop pass are applied to the
+// store together, which completes the client requests they answer and serves read states. The
+// store's LMDB transaction is committed later (NodeConfig::storeCommitMs), without a sync of
+// its own: the entries are in the log. Ticks come from a steady_timer.
 //
-// Threading: write(), linearizableRead() and deliver() may be called from any thread; they post
-// to the io_context. Callbacks run on the core thread and must not block. The store may be
-// read from any thread (kv::Store's contract).
+// Threading: write(), read() and deliver() may be called from any thread; they post to the
+// io_context. Callbacks run on the core thread and must not block. The store may be read from
+// any thread (kv::Store's contract), but only the core thread sees applied batches that are
+// not committed yet: read() says where a consistent read must run.
 #pragma once
 
 #include <atomic>
@@ -69,6 +71,13 @@ struct NodeConfig {
     size_t compactionBatch = 10000;
     // A request not completed within this time fails with Unavailable (outcome unknown).
     int requestTimeoutMs = 5000;
+    // Applied entries are committed to the store (one LMDB commit, one data flush) at most this
+    // long after the first of them, or once `storeCommitRequests` wait, and before the Raft
+    // log forgets them. Clients are answered at apply time: the entries are in the log on a
+    // quorum, and a restart applies again what an uncommitted store lost. 0 commits every loop
+    // pass.
+    int storeCommitMs = 20;
+    size_t storeCommitRequests = 5000;
     kv::Options store;
     uint64_t seed = 0;  // 0: derived from the clock
 };
@@ -112,9 +121,20 @@ class NodeDriver {
     void peerLost(raft::NodeId peer);
     // Proposes a write; `done` gets the store's outcome once this member applied it.
     void write(kv::Request request, std::function<void(WriteOutcome)> done);
-    // Confirms leadership with ReadIndex and waits until this member applied up to the read
-    // index: afterwards a read of the store is linearizable. `done(true)` when so.
-    void linearizableRead(std::function<void(Result<Ok, Unavailable>)> done);
+    // Waits until a read of the store would see what it must, then says where to read.
+    // Linearizable: ReadIndex confirms leadership and this member applies up to the read index,
+    // so the read sees every write acknowledged before the call. Serializable: what this member
+    // applied so far. The store commits applied batches a little later (see
+    // NodeConfig::storeCommitMs); until then only its writer, the core thread, sees them. So
+    // `done` gets ReadAt::Core when the read must run inside the callback itself (on the core
+    // thread, without blocking), and ReadAt::Anywhere when the committed state already holds
+    // everything the read must see: read it on any thread, now or later.
+    enum class ReadAt { Core, Anywhere };
+    using ReadDone = std::function<void(Result<ReadAt, Unavailable>)>;
+    void read(bool linearizable, ReadDone done);
+    // Commits what the store applied so far, so that any thread reads it (a backup), then
+    // calls `done` on the core thread.
+    void commitStore(std::function<void(Result<Ok, Unavailable>)> done);
 
     // Renews a lease on the leader, which alone tracks lease deadlines. `done` gets the TTL in
     // seconds, LeaseNotFound (unknown or already expired) or NotLeader.
@@ -152,7 +172,7 @@ class NodeDriver {
         raft::NodeId leader;  // the leader when proposed
     };
     struct PendingRead {
-        std::vector<std::function<void(Result<Ok, Unavailable>)>> done;
+        std::vector<ReadDone> done;
         int64_t deadlineMs;
         raft::Index index = 0;  // set once the read state arrives
     };
@@ -173,6 +193,8 @@ class NodeDriver {
     void applyPending();
     void applyEntries(const std::vector<raft::Entry>& committed);
     void serveReads();
+    ReadAt readAt(raft::Index index) const;
+    void commitStoreIfDue();
     void expire();
     void maybeCompact();
     void becameLeader();
@@ -201,11 +223,12 @@ class NodeDriver {
     uint64_t nextRequest_ = 1;
     std::map<uint64_t, PendingWrite> writes_;
     std::map<std::string, PendingRead> reads_;
-    std::vector<std::function<void(Result<Ok, Unavailable>)>> readBatch_;  // not yet asked
+    std::vector<ReadDone> readBatch_;  // not yet asked
     bool readyScheduled_ = false;
     // Committed entries handed out by Raft, not yet applied to the store.
     std::vector<raft::Entry> toApply_;
-    raft::Index applied_ = 0;  // the store's applied index
+    raft::Index applied_ = 0;      // the store's applied index
+    int64_t deferredSinceMs_ = 0;  // when the store's oldest uncommitted batch was applied
     // Lease deadlines, kept by the leader only. Expired leases are revoked through Raft.
     SteadyClock clock_;
     std::unique_ptr<kv::Lessor> lessor_;

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "rpc/codec.h"
+#include "rpc/handoff.h"
 #include "rpc/kv_service.h"
 
 namespace coord::rpc {
@@ -239,33 +240,39 @@ kj::Promise<void> WatchService::watch(WatchContext context) {
 }
 
 kj::Promise<void> MaintenanceService::snapshot(SnapshotContext context) {
-    // A read transaction gives one consistent revision; the export runs on this thread (reads
-    // never block the writer). The file is unlinked at once and goes with the reader.
-    std::FILE* file = std::tmpfile();
-    KJ_REQUIRE(file != nullptr, "cannot create a temporary file for the snapshot");
-    // The export reads in its own transaction: at this revision or a later one.
-    int64_t revision = driver_.store().currentRevision();
-    struct FileBuf : std::streambuf {
-        explicit FileBuf(std::FILE* f) : f_(f) {}
-        int_type overflow(int_type c) override {
-            if (c == traits_type::eof()) return traits_type::not_eof(c);
-            return std::fputc(c, f_) == EOF ? traits_type::eof() : c;
-        }
-        std::streamsize xsputn(const char* s, std::streamsize n) override {
-            return static_cast<std::streamsize>(std::fwrite(s, 1, static_cast<size_t>(n), f_));
-        }
-        std::FILE* f_;
-    } buf(file);
-    std::ostream out(&buf);
-    driver_.store().exportSnapshot(out);
-    out.flush();
-    long bytes = std::ftell(file);
-    std::rewind(file);
-    auto results = context.getResults();
-    results.setReader(kj::heap<SnapshotReaderImpl>(file));
-    results.setRevision(revision);
-    results.setBytes(bytes < 0 ? 0 : static_cast<uint64_t>(bytes));
-    return kj::READY_NOW;
+    // Everything this member applied is committed first, so the backup holds every write
+    // acknowledged before the call. Then a read transaction gives one consistent revision; the
+    // export runs on this thread (reads never block the writer). The file is unlinked at once
+    // and goes with the reader.
+    auto handoff = makeHandoff<Result<Ok, Unavailable>>();
+    driver_.commitStore(handoff.send);
+    return handoff.promise.then([this, context](Slot<Result<Ok, Unavailable>> slot) mutable {
+        KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
+        std::FILE* file = std::tmpfile();
+        KJ_REQUIRE(file != nullptr, "cannot create a temporary file for the snapshot");
+        // The export reads in its own transaction: at this revision or a later one.
+        int64_t revision = driver_.store().currentRevision();
+        struct FileBuf : std::streambuf {
+            explicit FileBuf(std::FILE* f) : f_(f) {}
+            int_type overflow(int_type c) override {
+                if (c == traits_type::eof()) return traits_type::not_eof(c);
+                return std::fputc(c, f_) == EOF ? traits_type::eof() : c;
+            }
+            std::streamsize xsputn(const char* s, std::streamsize n) override {
+                return static_cast<std::streamsize>(std::fwrite(s, 1, static_cast<size_t>(n), f_));
+            }
+            std::FILE* f_;
+        } buf(file);
+        std::ostream out(&buf);
+        driver_.store().exportSnapshot(out);
+        out.flush();
+        long bytes = std::ftell(file);
+        std::rewind(file);
+        auto results = context.getResults();
+        results.setReader(kj::heap<SnapshotReaderImpl>(file));
+        results.setRevision(revision);
+        results.setBytes(bytes < 0 ? 0 : static_cast<uint64_t>(bytes));
+    });
 }
 
 kj::Promise<void> MaintenanceService::status(StatusContext context) {

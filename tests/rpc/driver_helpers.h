@@ -31,11 +31,18 @@ inline kv::KvResult<kv::Response> putRetrying(NodeDriver& d, std::string k, std:
     return fail(kv::Error{});
 }
 
+// A linearizable read barrier after which this thread may read the member's store directly:
+// when the barrier says the read must run on the core thread (applied batches not committed
+// yet), the callback, which runs there, commits them first.
 inline bool readBarrier(NodeDriver& d) {
     for (int attempt = 0; attempt < 100; ++attempt) {
         std::promise<Result<Ok, Unavailable>> p;
         auto f = p.get_future();
-        d.linearizableRead([&p](Result<Ok, Unavailable> r) { p.set_value(std::move(r)); });
+        d.read(true, [&p, &d](Result<NodeDriver::ReadAt, Unavailable> r) {
+            if (!r.ok()) return p.set_value(fail(r.error()));
+            if (*r == NodeDriver::ReadAt::Core) d.store().commitDeferred(false);
+            p.set_value(Ok{});
+        });
         if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return false;
         if (f.get().ok()) return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));

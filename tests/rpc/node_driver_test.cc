@@ -39,7 +39,8 @@ struct Member {
 
 class LocalCluster {
   public:
-    explicit LocalCluster(int n) : n_(n) {
+    explicit LocalCluster(int n, std::function<void(NodeConfig&)> tweak = {})
+        : n_(n), tweak_(std::move(tweak)) {
         for (int i = 1; i <= n; ++i)
             start(static_cast<raft::NodeId>(i));
     }
@@ -59,6 +60,7 @@ class LocalCluster {
         c.tickMs = 10;
         c.store.sync = false;  // durability is the crash tests' business; keep this fast
         c.seed = id;
+        if (tweak_) tweak_(c);
         m->driver = std::make_unique<NodeDriver>(m->io, c, *m->transport);
         m->work = std::make_unique<
             boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
@@ -123,6 +125,7 @@ class LocalCluster {
 
   private:
     int n_;
+    std::function<void(NodeConfig&)> tweak_;
     coord::test::TempDir dir_;
     std::mutex mu_;
     std::map<raft::NodeId, std::unique_ptr<Member>> members_;
@@ -275,4 +278,57 @@ TEST_CASE("a compact request is applied everywhere and old revisions are removed
         old.revision = rev;
         CHECK(c.driver(id).store().range(old).value().kvs.size() == 5);
     }
+}
+
+TEST_CASE("writes are answered before the store commits them; reads run where they see them",
+          "[rpc][driver]") {
+    LocalCluster c(3, [](NodeConfig& nc) {
+        nc.storeCommitMs = 60000;  // commit only when told to
+        nc.storeCommitRequests = 1000000;
+    });
+    raft::NodeId leader = c.waitForLeader();
+    REQUIRE(put(c, leader, "k", "v").ok());
+    NodeDriver& d = c.driver(leader);
+    CHECK(d.store().hasDeferred());
+    CHECK_FALSE(d.store().get("k"));  // this thread reads the committed state
+
+    using ReadAt = NodeDriver::ReadAt;
+    struct Seen {
+        bool ok = false;
+        ReadAt at = ReadAt::Anywhere;
+        std::optional<kv::KeyValue> kv;
+    };
+    auto readK = [&](bool linearizable) {
+        std::promise<Seen> p;
+        auto f = p.get_future();
+        d.read(linearizable, [&](Result<ReadAt, Unavailable> at) {
+            Seen seen;
+            seen.ok = at.ok();
+            if (at.ok()) {
+                seen.at = *at;
+                if (*at == ReadAt::Core) seen.kv = d.store().get("k");  // on the core thread
+            }
+            p.set_value(std::move(seen));
+        });
+        REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+        return f.get();
+    };
+    for (bool linearizable : {false, true}) {
+        Seen seen = readK(linearizable);
+        REQUIRE(seen.ok);
+        CHECK(seen.at == ReadAt::Core);
+        REQUIRE(seen.kv);
+        CHECK(seen.kv->value == "v");
+    }
+
+    // Once committed, every thread sees it and reads stay where they are.
+    std::promise<bool> committed;
+    d.commitStore([&](Result<Ok, Unavailable> r) { committed.set_value(r.ok()); });
+    REQUIRE(committed.get_future().get());
+    CHECK_FALSE(d.store().hasDeferred());
+    REQUIRE(d.store().get("k"));
+    CHECK(d.store().get("k")->value == "v");
+    Seen after = readK(true);
+    REQUIRE(after.ok);
+    CHECK(after.at == ReadAt::Anywhere);
 }
