@@ -4,6 +4,7 @@
 #include "common/assert.h"
 #include "kv/codec.h"
 #include "kv/internal.h"
+#include "kv/key_index.h"
 #include "kv/store.h"
 
 namespace coord::kv {
@@ -149,14 +150,30 @@ struct WriteContext {
 
     int64_t nextRev() const { return currentRev + 1; }
 
-    std::optional<KeyValue> live(std::string_view key) const { return store.getIn(txn, key); }
+    // The key as this transaction holds it now (the index is in step with it).
+    std::optional<KeyValue> live(std::string_view key) const {
+        return store.getIn(txn, key, INT64_MAX);
+    }
+
+    void compactIndex(int64_t rev) { store.index_->setCompacted(rev); }
+
+    // The keys in [key, rangeEnd) that exist now, in key order.
+    std::vector<std::string> liveKeys(const std::string& key, const std::string& rangeEnd) const {
+        std::vector<std::string> keys;
+        store.index_->forEachAt(key, rangeEnd, INT64_MAX,
+                                [&](const std::string& k, const IndexEntry& e) {
+                                    if (!e.tombstone) keys.push_back(k);
+                                    return true;
+                                });
+        return keys;
+    }
 
     bool leaseExists(int64_t id) const { return t.lease.get(txn, encodeI64(id)).has_value(); }
 
     // Read-only checks of a put that can only be decided against the current state.
     std::optional<Error> precheckPut(const PutRequest& p) const {
         if (p.ignoreValue || p.ignoreLease) {
-            if (!t.live.get(txn, p.key)) {
+            if (!live(p.key)) {
                 return makeError(ErrorCode::KeyNotFound,
                                  "key '" + p.key + "' not found (ignoreValue/ignoreLease)");
             }
@@ -189,7 +206,7 @@ struct WriteContext {
         // Revisions only grow, so appending keeps the B-tree compact.
         bool appended = t.rev.put(txn, encodeRevKey(r), encodeRevRecord(kv, tombstone), MDB_APPEND);
         COORD_ASSERT(appended, "revision written twice", r.main, r.sub);
-        t.keyIndex.put(txn, kv.key, encodeIndexEntry({r, tombstone}));
+        store.index_->add(kv.key, {r, tombstone});
     }
 
     void detachLease(int64_t lease, const std::string& key) {
@@ -207,7 +224,6 @@ struct WriteContext {
         kv.modRevision = r.main;
         kv.version = prev ? prev->version + 1 : 1;
         writeRevision(kv, r, false);
-        t.live.put(txn, kv.key, encodeLive(kv));
         if (prev && prev->lease != kv.lease) detachLease(prev->lease, kv.key);
         if (kv.lease != 0 && (!prev || prev->lease != kv.lease)) {
             t.leaseKeys.put(txn, encodeI64(kv.lease), kv.key);
@@ -222,7 +238,6 @@ struct WriteContext {
         Revision r = take();
         KeyValue tomb{prev.key, {}, 0, r.main, 0, 0};
         writeRevision(tomb, r, true);
-        t.live.del(txn, prev.key);
         detachLease(prev.lease, prev.key);
         if (buildEvents) events.push_back(Event{Event::Type::Delete, std::move(tomb), prev});
     }
@@ -232,14 +247,8 @@ struct WriteContext {
         if (d.rangeEnd.empty()) {
             if (auto kv = live(d.key)) victims.push_back(std::move(*kv));
         } else {
-            lmdb::Cursor c(txn, t.live);
-            std::string_view k = d.key, v;
-            for (bool ok = c.get(MDB_SET_RANGE, k, v); ok && inRange(k, d.key, d.rangeEnd);
-                 ok = c.get(MDB_NEXT, k, v)) {
-                KeyValue kv;
-                decodeLive(k, v, kv, true);
-                victims.push_back(std::move(kv));
-            }
+            for (const auto& key : liveKeys(d.key, d.rangeEnd))
+                victims.push_back(std::move(*live(key)));
         }
         DeleteRangeResponse resp;
         resp.deleted = static_cast<int64_t>(victims.size());
@@ -270,13 +279,8 @@ struct WriteContext {
         };
         if (c.rangeEnd.empty()) return check(live(c.key));
         // Over a range every key present must satisfy the compare (vacuously true when empty).
-        lmdb::Cursor cur(txn, t.live);
-        std::string_view k = c.key, v;
-        for (bool ok = cur.get(MDB_SET_RANGE, k, v); ok && inRange(k, c.key, c.rangeEnd);
-             ok = cur.get(MDB_NEXT, k, v)) {
-            KeyValue kv;
-            decodeLive(k, v, kv, c.target == Compare::Target::Value);
-            if (!check(kv)) return false;
+        for (const auto& key : liveKeys(c.key, c.rangeEnd)) {
+            if (!check(live(key))) return false;
         }
         return true;
     }
@@ -433,6 +437,7 @@ struct Executor {
             return fail(detail::futureRevisionError(c.revision, w.currentRev));
         }
         w.t.meta.put(w.txn, detail::kMetaCompactedRev, encodeI64(c.revision));
+        w.compactIndex(c.revision);
         return Response{CompactResponse{}};
     }
 
@@ -543,10 +548,17 @@ std::vector<KvResult<Response>> Store::apply(std::span<const IndexedRequest> bat
     std::vector<KvResult<Response>> results;
     MetaAsync metaAsync(env_->get(), !durable && options_.sync);
     auto once = [&](bool noSpace) {
-        lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
-        results = applyIn(txn, batch, noSpace, inTxn, events);
-        publishApplied(txn);
-        txn.commit();
+        size_t mark = index_->mark();
+        try {
+            lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
+            results = applyIn(txn, batch, noSpace, inTxn, events);
+            publishApplied(txn);
+            txn.commit();
+        } catch (...) {
+            index_->rollback(mark);
+            throw;
+        }
+        index_->forget();
     };
     try {
         once(false);
@@ -576,11 +588,14 @@ std::vector<KvResult<Response>> Store::applyDeferred(
     }
     std::vector<std::pair<int64_t, std::vector<Event>>> events;
     std::vector<KvResult<Response>> results;
+    size_t mark = index_->mark();
     try {
         lmdb::Txn child(*env_, lmdb::Txn::Mode::ReadWrite, deferred_.get());
         results = applyIn(child, batch, false, inTxn, events);
         child.commit();
+        index_->forget();
     } catch (const lmdb::LmdbError& e) {
+        index_->rollback(mark);
         if (e.code() != MDB_MAP_FULL && e.code() != MDB_TXN_FULL) throw;
         // The nested transaction is gone and the open one is as it was: commit that one, then
         // apply this batch in a transaction of its own (which refuses additions if the map is

@@ -14,7 +14,10 @@
 namespace coord::kv::detail {
 
 inline constexpr std::string_view kMetaFormat = "format";
-inline constexpr std::string_view kFormatVersion = "coord-kv-1";
+inline constexpr std::string_view kFormatVersion = "coord-kv-2";
+// Version 1 also kept the key index and each key's current value in tables of their own
+// (key_index, live); opening such a file drops them (the index is rebuilt in memory).
+inline constexpr std::string_view kFormatVersion1 = "coord-kv-1";
 inline constexpr std::string_view kMetaCurrentRev = "current_revision";
 inline constexpr std::string_view kMetaCompactedRev = "compacted_revision";
 inline constexpr std::string_view kMetaCompactCursor = "compact_cursor";
@@ -76,8 +79,5 @@ inline std::vector<uint64_t> noSpaceAlarms(const lmdb::Txn& txn, const lmdb::Tab
     }
     return out;
 }
-
-// The newest key_index entry of `key` at or below revision `rev` (any sub-revision).
-std::optional<IndexEntry> latestAtOrBelow(lmdb::Cursor& index, std::string_view key, int64_t rev);
 
 }  // namespace coord::kv::detail

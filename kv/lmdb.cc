@@ -182,6 +182,11 @@ void Table::clear(const Txn& txn) const {
     check(mdb_drop(txn.get(), dbi_, 0), "drop");
 }
 
+void Table::drop(const Txn& txn) {
+    check(mdb_drop(txn.get(), dbi_, 1), "drop");
+    dbi_ = 0;
+}
+
 size_t Table::bytes(const Txn& txn) const {
     MDB_stat st;
     check(mdb_stat(txn.get(), dbi_, &st), "stat");

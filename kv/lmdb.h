@@ -133,6 +133,8 @@ class Table {
              std::optional<std::string_view> value = std::nullopt) const;
     // Deletes every record of the table, keeping the table.
     void clear(const Txn& txn) const;
+    // Deletes the table itself from the environment (its handle is closed).
+    void drop(const Txn& txn);
     size_t entries(const Txn& txn) const;
     // Bytes of the pages (branch, leaf, overflow) the table occupies.
     size_t bytes(const Txn& txn) const;

@@ -75,9 +75,11 @@ void Store::exportSnapshot(std::ostream& out) const {
     lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadOnly);
     CrcWriter w(out);
     w.write(kMagic, sizeof kMagic);
-    const lmdb::Table* tables[] = {&t_.meta, &t_.rev,   &t_.keyIndex,
-                                   &t_.live, &t_.lease, &t_.leaseKeys};
+    // Table numbers 2 and 3 were the key index and current values of format 1: no longer
+    // written, skipped when read.
+    const lmdb::Table* tables[] = {&t_.meta, &t_.rev, nullptr, nullptr, &t_.lease, &t_.leaseKeys};
     for (uint8_t i = 0; i < std::size(tables); ++i) {
+        if (!tables[i]) continue;
         lmdb::Cursor c(txn, *tables[i]);
         // MDB_NEXT visits every duplicate of dupsort tables too.
         for (bool ok = c.get(MDB_FIRST); ok; ok = c.get(MDB_NEXT)) {
@@ -106,8 +108,7 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     }
     commitDeferred(false);
     lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
-    const lmdb::Table* tables[] = {&t_.meta, &t_.rev,   &t_.keyIndex,
-                                   &t_.live, &t_.lease, &t_.leaseKeys};
+    const lmdb::Table* tables[] = {&t_.meta, &t_.rev, nullptr, nullptr, &t_.lease, &t_.leaseKeys};
     const bool dupsort[] = {false, false, true, false, false, true};
     // This member's own Raft records survive the import; a snapshot never carries any.
     std::vector<std::pair<std::string, std::string>> local;
@@ -120,7 +121,7 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
         }
     }
     for (const auto* t : tables)
-        t->clear(txn);
+        if (t) t->clear(txn);
 
     std::string key, value;
     const size_t maxKey = static_cast<size_t>(env_->maxKeySize());
@@ -139,6 +140,7 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
         if (!r.readU32(vlen) || vlen > kMaxSnapshotValueBytes) return fail(malformed("bad value"));
         value.resize(vlen);
         if (!r.read(value.data(), vlen)) return fail(malformed("truncated"));
+        if (!tables[table]) continue;  // format 1's derived tables: rebuilt instead
         // Records come sorted, so appending is both fast and a check of the order.
         unsigned flags = dupsort[table] ? MDB_APPENDDUP : MDB_APPEND;
         try {
@@ -161,7 +163,10 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     if (crc != expected) return fail(malformed("checksum mismatch"));
     // The metadata must be complete and well-formed before anything decodes it.
     auto format = t_.meta.get(txn, detail::kMetaFormat);
-    if (!format || *format != detail::kFormatVersion) return fail(malformed("foreign format"));
+    if (!format || (*format != detail::kFormatVersion && *format != detail::kFormatVersion1)) {
+        return fail(malformed("foreign format"));
+    }
+    t_.meta.put(txn, detail::kMetaFormat, detail::kFormatVersion);
     for (auto name :
          {detail::kMetaCurrentRev, detail::kMetaCompactedRev, detail::kMetaAppliedIndex}) {
         auto v = t_.meta.get(txn, name);
@@ -177,11 +182,25 @@ KvResult<Ok> Store::importSnapshot(std::istream& in) {
     for (const auto& [k, v] : local)
         t_.meta.put(txn, k, v);
     int64_t current = detail::decodeI64(*t_.meta.get(txn, detail::kMetaCurrentRev));
-    publishApplied(txn);
+    // Every record must decode before the index is rebuilt from them.
+    {
+        lmdb::Cursor c(txn, t_.rev);
+        std::string_view k, v;
+        for (bool ok = c.get(MDB_FIRST, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
+            if (k.size() != detail::kRevKeyBytes || v.size() < detail::kRevHeaderBytes ||
+                v.size() < detail::kRevHeaderBytes + loadLe32(v.data() + 33)) {
+                return fail(malformed("bad revision record"));
+            }
+        }
+    }
     try {
+        rebuildIndex(txn);
+        publishApplied(txn);
         txn.commit();
     } catch (...) {
-        publishApplied(lmdb::Txn(*env_, lmdb::Txn::Mode::ReadOnly));
+        lmdb::Txn committed(*env_, lmdb::Txn::Mode::ReadOnly);
+        rebuildIndex(committed);
+        publishApplied(committed);
         throw;
     }
     committedIndex_.store(appliedIndex_.load(), std::memory_order_release);

@@ -5,6 +5,7 @@
 #include "common/assert.h"
 #include "kv/codec.h"
 #include "kv/internal.h"
+#include "kv/key_index.h"
 
 namespace coord::kv {
 
@@ -12,25 +13,6 @@ using detail::decodeI64;
 using detail::encodeI64;
 using detail::IndexEntry;
 using detail::Revision;
-
-namespace detail {
-
-std::optional<IndexEntry> latestAtOrBelow(lmdb::Cursor& index, std::string_view key, int64_t rev) {
-    std::string probe = encodeIndexEntry({{rev + 1, 0}, false});
-    std::string_view k = key, v = probe;
-    if (index.get(MDB_GET_BOTH_RANGE, k, v)) {
-        // Positioned at the first entry above rev; the one before it (if any) is the answer.
-        if (!index.get(MDB_PREV_DUP)) return std::nullopt;
-        return decodeIndexEntry(index.value());
-    }
-    // Either the key has no entries, or all of them are at or below rev.
-    k = key;
-    if (!index.get(MDB_SET, k, v)) return std::nullopt;
-    COORD_ASSERT(index.get(MDB_LAST_DUP), "key index entry without duplicates");
-    return decodeIndexEntry(index.value());
-}
-
-}  // namespace detail
 
 Store::Store(const std::string& path, const Options& options) : options_(options) {
     lmdb::EnvOptions envOptions;
@@ -42,15 +24,19 @@ Store::Store(const std::string& path, const Options& options) : options_(options
     lmdb::Txn txn(*env_, lmdb::Txn::Mode::ReadWrite);
     t_.meta = lmdb::Table(txn, "meta", MDB_CREATE);
     t_.rev = lmdb::Table(txn, "rev", MDB_CREATE);
-    t_.keyIndex = lmdb::Table(txn, "key_index", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED);
-    t_.live = lmdb::Table(txn, "live", MDB_CREATE);
     t_.lease = lmdb::Table(txn, "lease", MDB_CREATE);
     t_.leaseKeys = lmdb::Table(txn, "lease_keys", MDB_CREATE | MDB_DUPSORT);
     // The Raft log lives in the same environment so that one commit covers log, hard state and
     // applied state; its tables are created here and used by the Raft log storage.
 
     if (auto format = t_.meta.get(txn, detail::kMetaFormat)) {
-        if (*format != detail::kFormatVersion) {
+        if (*format == detail::kFormatVersion1) {
+            for (const char* name : {"key_index", "live"}) {
+                lmdb::Table old(txn, name, 0);
+                old.drop(txn);
+            }
+            t_.meta.put(txn, detail::kMetaFormat, detail::kFormatVersion);
+        } else if (*format != detail::kFormatVersion) {
             throw lmdb::LmdbError(MDB_INCOMPATIBLE, "coord: " + path + " has data format '" +
                                                         std::string(*format) +
                                                         "', this build reads '" +
@@ -63,10 +49,26 @@ Store::Store(const std::string& path, const Options& options) : options_(options
         t_.meta.put(txn, detail::kMetaAppliedIndex, encodeI64(0));
         t_.meta.put(txn, detail::kMetaCompactCursor, detail::encodeRevKey({0, 0}));
     }
+    index_ = std::make_unique<detail::KeyIndex>();
+    rebuildIndex(txn);
     publishApplied(txn);
     txn.commit();
     committedIndex_.store(appliedIndex_.load());
     hub_ = std::make_unique<WatchHub>(*this);
+}
+
+void Store::rebuildIndex(const lmdb::Txn& txn) {
+    index_->clear();
+    lmdb::Cursor c(txn, t_.rev);
+    std::string_view k, v;
+    std::string key;
+    for (bool ok = c.get(MDB_FIRST, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
+        auto view = detail::decodeRevRecord(v, nullptr);
+        key.assign(view.key);
+        index_->add(key, {detail::decodeRevKey(k), view.tombstone});
+    }
+    index_->setCompacted(metaI64(txn, detail::kMetaCompactedRev));
+    index_->forget();
 }
 
 Store::~Store() {
@@ -93,17 +95,22 @@ uint64_t Store::appliedIndex() const {
     return appliedIndex_.load(std::memory_order_acquire);
 }
 
-std::optional<KeyValue> Store::getIn(const lmdb::Txn& txn, std::string_view key) const {
+std::optional<KeyValue> Store::getIn(const lmdb::Txn& txn, std::string_view key,
+                                     int64_t rev) const {
     if (key.empty() || key.size() > kMaxKeyBytes) return std::nullopt;
-    auto v = t_.live.get(txn, key);
-    if (!v) return std::nullopt;
+    auto entry = index_->latestAtOrBelow(key, rev);
+    if (!entry || entry->tombstone) return std::nullopt;
+    auto rec = t_.rev.get(txn, detail::encodeRevKey(entry->rev));
+    COORD_ASSERT(rec.has_value(), "key index points at a missing revision", entry->rev.main);
     KeyValue kv;
-    detail::decodeLive(key, *v, kv, true);
+    detail::decodeRevRecord(*rec, &kv);
     return kv;
 }
 
 std::optional<KeyValue> Store::get(std::string_view key) const {
-    return reading([&](const lmdb::Txn& txn) { return getIn(txn, key); });
+    return reading([&](const lmdb::Txn& txn) {
+        return getIn(txn, key, metaI64(txn, detail::kMetaCurrentRev));
+    });
 }
 
 KvResult<RangeResponse> Store::range(const RangeRequest& request) const {
@@ -162,7 +169,7 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
     if (rev > currentRev) {
         return fail(detail::futureRevisionError(rev, currentRev));
     }
-    int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
+    int64_t compacted = std::max(metaI64(txn, detail::kMetaCompactedRev), index_->compacted());
     if (rev < compacted) {
         return fail(detail::compactedError(rev, compacted));
     }
@@ -183,55 +190,29 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
     RangeResponse resp;
     resp.revision = currentRev;
     std::vector<KeyValue>& kvs = resp.kvs;
-    auto consider = [&](KeyValue&& kv) {
-        ++resp.count;
-        if (!collect) return;
-        if (!passesFilters(req, kv)) return;
-        if (kvs.size() < keep) {
-            kvs.push_back(std::move(kv));
-        } else {
-            resp.more = true;
-        }
-    };
-
-    if (rev == currentRev) {
-        if (req.rangeEnd.empty()) {
-            if (auto v = t_.live.get(txn, req.key)) {
-                KeyValue kv;
-                detail::decodeLive(req.key, *v, kv, wantValues);
-                consider(std::move(kv));
-            }
-        } else {
-            lmdb::Cursor c(txn, t_.live);
-            std::string_view k = req.key, v;
-            for (bool ok = c.get(MDB_SET_RANGE, k, v);
-                 ok && detail::inRange(k, req.key, req.rangeEnd); ok = c.get(MDB_NEXT, k, v)) {
-                if (!collect || kvs.size() >= keep) {
-                    ++resp.count;
-                    if (collect) resp.more = true;
-                    continue;
-                }
-                KeyValue kv;
-                detail::decodeLive(k, v, kv, wantValues);
-                consider(std::move(kv));
-            }
-        }
-    } else {
-        lmdb::Cursor index(txn, t_.keyIndex);
-        lmdb::Cursor next(txn, t_.keyIndex);
-        std::string_view k = req.key, v;
-        for (bool ok = next.get(MDB_SET_RANGE, k, v);
-             ok && detail::inRange(k, req.key, req.rangeEnd); ok = next.get(MDB_NEXT_NODUP, k, v)) {
-            auto entry = detail::latestAtOrBelow(index, k, rev);
-            if (!entry || entry->tombstone) continue;
-            auto rec = t_.rev.get(txn, detail::encodeRevKey(entry->rev));
-            COORD_ASSERT(rec.has_value(), "key index points at a missing revision", entry->rev.main,
-                         entry->rev.sub);
-            KeyValue kv;
-            detail::decodeRevRecord(*rec, &kv, wantValues);
-            consider(std::move(kv));
-        }
+    // The index first (under its lock, briefly): the revisions to read; then the records.
+    std::vector<std::pair<std::string, detail::Revision>> found;
+    size_t counted = 0;
+    bool listed = index_->forEachAt(req.key, req.rangeEnd, rev,
+                                    [&](const std::string& key, const detail::IndexEntry& e) {
+                                        if (e.tombstone) return true;
+                                        ++counted;
+                                        if (collect && found.size() < keep)
+                                            found.emplace_back(key, e.rev);
+                                        return true;
+                                    });
+    if (!listed) return fail(detail::compactedError(rev, index_->compacted()));
+    for (const auto& [key, r] : found) {
+        auto rec = t_.rev.get(txn, detail::encodeRevKey(r));
+        COORD_ASSERT(rec.has_value(), "key index points at a missing revision", r.main, r.sub);
+        KeyValue kv;
+        detail::decodeRevRecord(*rec, &kv, wantValues);
+        if (!passesFilters(req, kv)) continue;
+        kvs.push_back(std::move(kv));
     }
+    // The count is of every key in the range, before filters and limit (as etcd's).
+    resp.count = static_cast<int64_t>(counted);
+    if (collect && counted > found.size()) resp.more = true;
 
     if (req.countOnly) {
         kvs.clear();
@@ -265,8 +246,6 @@ KvResult<int64_t> Store::historyIn(
         return fail(detail::compactedError(from, compacted));
     }
     lmdb::Cursor c(txn, t_.rev);
-    std::optional<lmdb::Cursor> index;
-    if (withPrevKv) index.emplace(txn, t_.keyIndex);
 
     std::string start = detail::encodeRevKey({from, 0});
     std::string_view k = start, v;
@@ -292,17 +271,13 @@ KvResult<int64_t> Store::historyIn(
             e.kv = KeyValue{std::string(view.key), {}, 0, r.main, 0, 0};
         }
         if (withPrevKv) {
-            std::string probe = detail::encodeIndexEntry({r, false});
-            std::string_view ik = view.key, iv = probe;
-            if (index->get(MDB_GET_BOTH_RANGE, ik, iv) && index->get(MDB_PREV_DUP)) {
-                auto prev = detail::decodeIndexEntry(index->value());
-                if (!prev.tombstone) {
-                    auto rec = t_.rev.get(txn, detail::encodeRevKey(prev.rev));
-                    if (rec) {
-                        KeyValue pkv;
-                        detail::decodeRevRecord(*rec, &pkv);
-                        e.prevKv = std::move(pkv);
-                    }
+            auto prev = index_->latestBefore(view.key, r);
+            if (prev && !prev->tombstone) {
+                // Gone when compacted away: no previous value then.
+                if (auto rec = t_.rev.get(txn, detail::encodeRevKey(prev->rev))) {
+                    KeyValue pkv;
+                    detail::decodeRevRecord(*rec, &pkv);
+                    e.prevKv = std::move(pkv);
                 }
             }
         }
@@ -361,10 +336,10 @@ size_t Store::compactStep(size_t maxRecords) {
 
     size_t examined = 0;
     Revision stop{target, 0};
+    std::vector<std::pair<std::string, Revision>> removed;  // from the index once committed
     {
         // Cursors of a write transaction must be closed before it commits.
         lmdb::Cursor c(txn, t_.rev);
-        lmdb::Cursor index(txn, t_.keyIndex);
         std::string_view k = position, v;
         bool ok = c.get(MDB_SET_RANGE, k, v);
         while (ok && examined < maxRecords) {
@@ -374,18 +349,16 @@ size_t Store::compactStep(size_t maxRecords) {
             auto view = detail::decodeRevRecord(v, nullptr);
             // Keep the newest revision of the key at or below the target unless it is a delete:
             // reads at the target must still see it. Everything older is superseded.
-            auto latest = detail::latestAtOrBelow(index, view.key, target);
+            auto latest = index_->latestAtOrBelow(view.key, target);
             COORD_ASSERT(latest.has_value(), "revision without key index entry", r.main, r.sub);
             bool keep = latest->rev == r && !latest->tombstone;
             if (keep) {
                 ok = c.get(MDB_NEXT, k, v);
                 continue;
             }
-            std::string key(view.key);
-            std::string entry = detail::encodeIndexEntry({r, view.tombstone});
+            removed.emplace_back(std::string(view.key), r);
             std::string here(k);
             c.del();
-            COORD_ASSERT(t_.keyIndex.del(txn, key, entry), "key index entry missing", key);
             std::string_view hk = here;
             ok = c.get(MDB_SET_RANGE, hk, v);
             k = hk;
@@ -394,6 +367,9 @@ size_t Store::compactStep(size_t maxRecords) {
     }
     t_.meta.put(txn, detail::kMetaCompactCursor, detail::encodeRevKey(stop));
     txn.commit();
+    // Lookups below the compacted revision already fail, so none needs these entries.
+    for (const auto& [key, r] : removed)
+        index_->remove(key, r);
     return examined;
 }
 
@@ -409,7 +385,7 @@ KvResult<RangeResponse> Reader::range(const RangeRequest& request) {
 }
 
 std::optional<KeyValue> Reader::get(std::string_view key) {
-    return store_.getIn(txn_, key);
+    return store_.getIn(txn_, key, store_.metaI64(txn_, detail::kMetaCurrentRev));
 }
 
 }  // namespace coord::kv

@@ -49,7 +49,8 @@ class Store;
 
 namespace detail {
 struct WriteContext;
-}
+class KeyIndex;
+}  // namespace detail
 
 // A reusable read transaction: reads through one Reader see one committed state until
 // refresh() moves it to the newest. Cheap to refresh (LMDB reset/renew). Use from one thread
@@ -190,7 +191,7 @@ class Store {
     friend struct detail::WriteContext;
 
     struct Tables {
-        lmdb::Table meta, rev, keyIndex, live, lease, leaseKeys;
+        lmdb::Table meta, rev, lease, leaseKeys;
     };
 
     // Runs fn(txn) with the transaction reads of this thread must use.
@@ -212,7 +213,10 @@ class Store {
 
     KvResult<RangeResponse> rangeIn(const lmdb::Txn& txn, const RangeRequest& request,
                                     int64_t currentRev) const;
-    std::optional<KeyValue> getIn(const lmdb::Txn& txn, std::string_view key) const;
+    // The key as of revision `rev` (the newest that `txn` holds: its current revision, or
+    // INT64_MAX on the writer thread inside its own transaction).
+    std::optional<KeyValue> getIn(const lmdb::Txn& txn, std::string_view key, int64_t rev) const;
+    void rebuildIndex(const lmdb::Txn& txn);
     std::optional<LeaseInfo> leaseIn(const lmdb::Txn& txn, int64_t id, bool withKeys) const;
     KvResult<int64_t> historyIn(
         const lmdb::Txn& txn, int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
@@ -223,6 +227,7 @@ class Store {
     std::unique_ptr<lmdb::Env> env_;
     Tables t_;
     std::unique_ptr<WatchHub> hub_;
+    std::unique_ptr<detail::KeyIndex> index_;
 
     // The open deferred transaction (writer thread only) and what other threads may know of it.
     std::unique_ptr<lmdb::Txn> deferred_;

@@ -1,0 +1,238 @@
+// Deferred commits (batches applied in an open transaction that only the writer thread sees
+// until it commits: Store::applyDeferred) and the in-memory key index.
+#include <catch2/catch.hpp>
+
+#include <sstream>
+#include <thread>
+
+#include "kv/internal.h"
+#include "kv/key_index.h"
+#include "tests/kv/helpers.h"
+
+using namespace coord::kv;
+using namespace coord::kv::test;
+
+TEST_CASE("deferred batches: final results at once, other threads see them once committed",
+          "[kv]") {
+    StoreFixture f;
+    f.put("k", "0");
+    std::vector<IndexedRequest> first{{2, PutRequest{"k", "1"}}, {3, PutRequest{"a", "x"}}};
+    auto results = f.s().applyDeferred(first);
+    REQUIRE(results.size() == 2);
+    REQUIRE(results[1].ok());
+    CHECK(std::get<PutResponse>(results[1].value()).revision == 4);
+    std::vector<IndexedRequest> second{{4, DeleteRangeRequest{"a", {}}}};
+    REQUIRE(f.s().applyDeferred(second).at(0).ok());
+    CHECK(f.s().hasDeferred());
+    CHECK(f.s().deferredRequests() == 3);
+    CHECK(f.s().appliedIndex() == 4);
+    CHECK(f.s().committedIndex() == 1);
+    CHECK(f.s().currentRevision() == 5);
+
+    // The writer thread reads the open transaction (history included) ...
+    CHECK(f.s().get("k")->value == "1");
+    CHECK_FALSE(f.s().get("a"));
+    CHECK(f.range(rangeOf("a", {}, 4)).kvs.at(0).value == "x");
+    // ... another thread reads the committed state.
+    auto elsewhere = [&](std::string key) {
+        std::optional<KeyValue> kv;
+        std::thread([&] { kv = f.s().get(key); }).join();
+        return kv;
+    };
+    CHECK(elsewhere("k")->value == "0");
+    CHECK_FALSE(elsewhere("a"));
+
+    f.s().commitDeferred(false);
+    CHECK_FALSE(f.s().hasDeferred());
+    CHECK(f.s().committedIndex() == 4);
+    CHECK(elsewhere("k")->value == "1");
+    f.reopen();
+    CHECK(f.s().get("k")->value == "1");
+    CHECK(f.s().appliedIndex() == 4);
+}
+
+TEST_CASE("a deferred batch is dropped by a crash before its commit, and applies again the same",
+          "[kv]") {
+    // The member's Raft log replays what the store lost: same indexes, same results.
+    StoreFixture f;
+    std::vector<IndexedRequest> batch{{1, PutRequest{"k", "1"}}, {2, PutRequest{"k", "2"}}};
+    auto before = f.s().applyDeferred(batch);
+    // A process crash: the open transaction never commits.
+    f.reopen();
+    CHECK(f.s().appliedIndex() == 0);
+    CHECK_FALSE(f.s().get("k"));
+    auto again = f.s().applyDeferred(batch);
+    REQUIRE(again.size() == before.size());
+    for (size_t i = 0; i < again.size(); ++i)
+        CHECK(std::get<PutResponse>(again[i].value()).revision ==
+              std::get<PutResponse>(before[i].value()).revision);
+}
+
+TEST_CASE("apply() and other writes commit deferred batches first", "[kv]") {
+    StoreFixture f;
+    std::vector<IndexedRequest> batch{{1, PutRequest{"k", "1"}}};
+    f.s().applyDeferred(batch);
+    CHECK(f.put("j", "2") == 3);  // write() applies at index 2 after the deferred batch
+    CHECK_FALSE(f.s().hasDeferred());
+    CHECK(f.s().committedIndex() == 2);
+    std::vector<IndexedRequest> more{{3, PutRequest{"k", "3"}}};
+    f.s().applyDeferred(more);
+    REQUIRE(f.s().compact(3).ok());
+    CHECK_FALSE(f.s().hasDeferred());
+    f.s().applyDeferred(std::vector<IndexedRequest>{{5, PutRequest{"k", "5"}}});
+    std::stringstream snap;
+    f.s().exportSnapshot(snap);  // committed state: before the open batch
+    StoreFixture g;
+    REQUIRE(g.s().importSnapshot(snap).ok());
+    CHECK(g.s().get("k")->value == "3");
+}
+
+TEST_CASE("a deferred batch that fills the map is applied on its own; earlier ones stay", "[kv]") {
+    StoreFixture f;
+    f.options.mapSizeBytes = 1 << 20;
+    f.options.quotaBytes = size_t{1} << 30;
+    f.options.deferredHeadroomBytes = 64 * 1024;
+    f.reopen();
+    std::string value(20000, 'y');
+    uint64_t index = 0;
+    int n = 0;
+    auto room = [&] { return f.s().options().mapSizeBytes - f.s().usedBytes(); };
+    while (room() > 400 * 1024) {
+        std::vector<IndexedRequest> batch{{++index, PutRequest{"k" + std::to_string(n++), value}}};
+        REQUIRE(f.s().applyDeferred(batch).at(0).ok());
+        f.s().commitDeferred(false);
+    }
+    // Deferred: a small batch that fits, then one larger than the room left.
+    std::vector<IndexedRequest> small{{++index, PutRequest{"small", "v"}}};
+    auto smallResult = f.s().applyDeferred(small);
+    REQUIRE(smallResult.at(0).ok());
+    int64_t smallRev = std::get<PutResponse>(smallResult[0].value()).revision;
+    std::vector<IndexedRequest> big;
+    for (size_t j = 0; j < room() / value.size() + 2; ++j)
+        big.push_back({++index, PutRequest{"big" + std::to_string(j), value}});
+    auto r = f.s().applyDeferred(big);
+    REQUIRE(r.size() == big.size());
+    for (auto& one : r) {
+        REQUIRE_FALSE(one.ok());
+        CHECK(one.error().code == ErrorCode::NoSpace);
+    }
+    // The small batch's answer stands: committed, with the revision it was given.
+    CHECK_FALSE(f.s().hasDeferred());
+    f.reopen();
+    CHECK(f.s().appliedIndex() == index);
+    CHECK(f.s().currentRevision() == smallRev);
+    CHECK(f.s().get("small")->value == "v");
+    CHECK_FALSE(f.s().get("big0"));
+}
+
+TEST_CASE("near the end of the map deferred batches are committed one by one", "[kv]") {
+    StoreFixture f;
+    f.options.mapSizeBytes = 1 << 20;
+    f.options.quotaBytes = size_t{1} << 30;
+    f.options.deferredHeadroomBytes = 512 * 1024;
+    f.reopen();
+    std::string value(20000, 'y');
+    uint64_t index = 0;
+    bool full = false, committedEach = false;
+    for (int i = 0; i < 200 && !full; ++i) {
+        std::vector<IndexedRequest> batch{{++index, PutRequest{"k" + std::to_string(i), value}}};
+        auto r = f.s().applyDeferred(batch);
+        full = !r.at(0).ok();
+        if (full) CHECK(r[0].error().code == ErrorCode::NoSpace);
+        if (!full && !f.s().hasDeferred()) committedEach = true;
+        if (i % 4 == 3) f.s().commitDeferred(false);  // as the member's interval does
+    }
+    REQUIRE(full);
+    CHECK(committedEach);
+    // As with apply(): deletes still work once the map is full.
+    std::vector<IndexedRequest> del{{++index, DeleteRangeRequest{"k0", {}}}};
+    REQUIRE(f.s().applyDeferred(del).at(0).ok());
+    f.s().commitDeferred(true);
+    CHECK_FALSE(f.s().get("k0"));
+}
+
+// ---- the in-memory key index ----
+
+TEST_CASE("key index: lookups at a revision, rollback of a dropped batch, compaction", "[kv]") {
+    detail::KeyIndex index;
+    index.add("a", {{2, 0}, false});
+    index.add("b", {{3, 0}, false});
+    index.add("a", {{4, 0}, true});
+    index.forget();
+    CHECK(index.latestAtOrBelow("a", 3)->rev.main == 2);
+    CHECK(index.latestAtOrBelow("a", 9)->tombstone);
+    CHECK_FALSE(index.latestAtOrBelow("a", 1));
+    CHECK(index.latestBefore("a", {4, 0})->rev.main == 2);
+
+    size_t mark = index.mark();
+    index.add("c", {{5, 0}, false});
+    index.add("a", {{5, 1}, false});
+    index.setCompacted(3);
+    index.rollback(mark);
+    CHECK_FALSE(index.latestAtOrBelow("c", 9));
+    CHECK(index.latestAtOrBelow("a", 9)->rev.main == 4);
+    CHECK(index.compacted() == 0);
+    CHECK(index.keyCount() == 2);
+
+    std::vector<std::string> seen;
+    auto collect = [&](const std::string& k, const detail::IndexEntry& e) {
+        if (!e.tombstone) seen.push_back(k);
+        return true;
+    };
+    REQUIRE(index.forEachAt("a", "c", 3, collect));
+    CHECK(seen == std::vector<std::string>{"a", "b"});
+    index.setCompacted(4);
+    seen.clear();
+    CHECK_FALSE(index.forEachAt("a", "c", 3, collect));  // below the compacted revision
+    REQUIRE(index.forEachAt("a", "c", 4, collect));
+    CHECK(seen == std::vector<std::string>{"b"});
+    index.remove("a", {2, 0});
+    index.remove("a", {4, 0});
+    CHECK(index.keyCount() == 1);
+}
+
+TEST_CASE("opening a format-1 data file drops its derived tables and keeps the data", "[kv]") {
+    coord::test::TempDir dir;
+    std::string path = dir.file("old.mdb");
+    {
+        // What format 1 wrote: the revisions, plus a key index and current values.
+        lmdb::EnvOptions eo;
+        eo.sync = false;
+        lmdb::Env env(path, eo);
+        lmdb::Txn txn(env, lmdb::Txn::Mode::ReadWrite);
+        lmdb::Table meta(txn, "meta", MDB_CREATE), rev(txn, "rev", MDB_CREATE),
+            keyIndex(txn, "key_index", MDB_CREATE | MDB_DUPSORT), live(txn, "live", MDB_CREATE);
+        lmdb::Table(txn, "lease", MDB_CREATE);
+        lmdb::Table(txn, "lease_keys", MDB_CREATE | MDB_DUPSORT);
+        meta.put(txn, detail::kMetaFormat, detail::kFormatVersion1);
+        meta.put(txn, detail::kMetaCurrentRev, detail::encodeI64(3));
+        meta.put(txn, detail::kMetaCompactedRev, detail::encodeI64(0));
+        meta.put(txn, detail::kMetaAppliedIndex, detail::encodeI64(2));
+        meta.put(txn, detail::kMetaCompactCursor, detail::encodeRevKey({0, 0}));
+        rev.put(txn, detail::encodeRevKey({2, 0}),
+                detail::encodeRevRecord(KeyValue{"k", "one", 2, 2, 1, 0}, false));
+        rev.put(txn, detail::encodeRevKey({3, 0}),
+                detail::encodeRevRecord(KeyValue{"k", "two", 2, 3, 2, 0}, false));
+        keyIndex.put(txn, "k", "junk");
+        live.put(txn, "k", "junk");
+        txn.commit();
+    }
+    Options o;
+    o.sync = false;
+    {
+        Store store(path, o);
+        CHECK(store.get("k")->value == "two");
+        CHECK(store.get("k")->version == 2);
+        RangeRequest at2;
+        at2.key = "k";
+        at2.revision = 2;
+        CHECK(store.range(at2).value().kvs.at(0).value == "one");
+        CHECK(store.put("k", "three")->revision == 4);
+    }
+    lmdb::EnvOptions eo;
+    lmdb::Env env(path, eo);
+    lmdb::Txn txn(env, lmdb::Txn::Mode::ReadWrite);
+    CHECK_THROWS(lmdb::Table(txn, "key_index", 0));
+    lmdb::Table meta(txn, "meta", 0);
+    CHECK(*meta.get(txn, detail::kMetaFormat) == detail::kFormatVersion);
+}
