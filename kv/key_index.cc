@@ -9,12 +9,28 @@ namespace coord::kv::detail {
 
 void KeyIndex::add(const std::string& key, IndexEntry entry) {
     std::unique_lock lock(mu_);
-    auto it = keys_.find(key);
-    if (it == keys_.end()) it = keys_.emplace(key, std::vector<IndexEntry>{}).first;
+    auto found = byKey_.find(key);
+    Keys::iterator it;
+    if (found != byKey_.end()) {
+        it = found->second;
+    } else {
+        it = keys_.emplace(key, std::vector<IndexEntry>{}).first;
+        byKey_.emplace(std::string_view(it->first), it);
+    }
     COORD_ASSERT(it->second.empty() || it->second.back().rev < entry.rev,
                  "key index entries out of order", key, entry.rev.main);
     it->second.push_back(entry);
     undo_.push_back(Undo{key, 0});
+}
+
+const std::vector<IndexEntry>* KeyIndex::find(std::string_view key) const {
+    auto it = byKey_.find(key);
+    return it == byKey_.end() ? nullptr : &it->second->second;
+}
+
+void KeyIndex::erase(Keys::iterator it) {
+    byKey_.erase(std::string_view(it->first));
+    keys_.erase(it);
 }
 
 void KeyIndex::setCompacted(int64_t rev) {
@@ -33,7 +49,7 @@ void KeyIndex::rollback(size_t mark) {
             auto it = keys_.find(u.key);
             COORD_ASSERT(it != keys_.end() && !it->second.empty(), "key index undo", u.key);
             it->second.pop_back();
-            if (it->second.empty()) keys_.erase(it);
+            if (it->second.empty()) erase(it);
         }
         undo_.pop_back();
     }
@@ -41,17 +57,19 @@ void KeyIndex::rollback(size_t mark) {
 
 void KeyIndex::remove(std::string_view key, Revision rev) {
     std::unique_lock lock(mu_);
-    auto it = keys_.find(key);
-    if (it == keys_.end()) return;
+    auto found = byKey_.find(key);
+    if (found == byKey_.end()) return;
+    auto it = found->second;
     auto& entries = it->second;
     auto e = std::lower_bound(entries.begin(), entries.end(), rev,
                               [](const IndexEntry& a, Revision r) { return a.rev < r; });
     if (e != entries.end() && e->rev == rev) entries.erase(e);
-    if (entries.empty()) keys_.erase(it);
+    if (entries.empty()) erase(it);
 }
 
 void KeyIndex::clear() {
     std::unique_lock lock(mu_);
+    byKey_.clear();
     keys_.clear();
     compacted_ = 0;
     undo_.clear();
@@ -73,16 +91,16 @@ std::optional<IndexEntry> KeyIndex::atOrBelow(const std::vector<IndexEntry>& ent
 
 std::optional<IndexEntry> KeyIndex::latestAtOrBelow(std::string_view key, int64_t rev) const {
     std::shared_lock lock(mu_);
-    auto it = keys_.find(key);
-    if (it == keys_.end()) return std::nullopt;
-    return atOrBelow(it->second, Revision{rev, INT32_MAX});
+    const auto* entries = find(key);
+    if (!entries) return std::nullopt;
+    return atOrBelow(*entries, Revision{rev, INT32_MAX});
 }
 
 std::optional<IndexEntry> KeyIndex::latestBefore(std::string_view key, Revision rev) const {
     std::shared_lock lock(mu_);
-    auto it = keys_.find(key);
-    if (it == keys_.end()) return std::nullopt;
-    const auto& entries = it->second;
+    const auto* found = find(key);
+    if (!found) return std::nullopt;
+    const auto& entries = *found;
     auto e = std::lower_bound(entries.begin(), entries.end(), rev,
                               [](const IndexEntry& a, Revision r) { return a.rev < r; });
     if (e == entries.begin()) return std::nullopt;
@@ -96,9 +114,9 @@ bool KeyIndex::forEachAt(
     if (rev < compacted_) return false;
     const Revision bound{rev, INT32_MAX};
     if (rangeEnd.empty()) {
-        auto it = keys_.find(key);
-        if (it == keys_.end()) return true;
-        if (auto e = atOrBelow(it->second, bound)) fn(it->first, *e);
+        auto it = byKey_.find(key);
+        if (it == byKey_.end()) return true;
+        if (auto e = atOrBelow(it->second->second, bound)) fn(it->second->first, *e);
         return true;
     }
     for (auto it = keys_.lower_bound(key); it != keys_.end() && inRange(it->first, key, rangeEnd);

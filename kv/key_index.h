@@ -20,6 +20,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "kv/codec.h"
@@ -64,8 +65,14 @@ class KeyIndex {
     static std::optional<IndexEntry> atOrBelow(const std::vector<IndexEntry>& entries,
                                                Revision bound);
 
+    using Keys = std::map<std::string, std::vector<IndexEntry>, std::less<>>;
+    // The entries of `key`, or null (hash lookup: point reads do not walk the ordered map).
+    const std::vector<IndexEntry>* find(std::string_view key) const;
+    void erase(Keys::iterator it);
+
     mutable std::shared_mutex mu_;
-    std::map<std::string, std::vector<IndexEntry>, std::less<>> keys_;
+    Keys keys_;                                                   // ordered, for ranges
+    std::unordered_map<std::string_view, Keys::iterator> byKey_;  // views of keys_'s keys
     int64_t compacted_ = 0;
     std::vector<Undo> undo_;  // writer thread only
 };
