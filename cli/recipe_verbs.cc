@@ -1,11 +1,15 @@
 #include "cli/recipe_verbs.h"
 
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "cli/output.h"
@@ -76,26 +80,46 @@ int exitStatusOf(int status) {
 // group, SIGKILL after the grace period, exit kLockLost.
 int runHolding(const LockArgs& args, const std::string& key, int64_t token,
                const std::atomic<bool>& lost) {
-    pid_t child = fork();
-    if (child < 0) {
-        std::perror("coordctl: fork");
-        return 1;
+    // posix_spawnp, not fork + exec: this process has other threads (the client's loop, the
+    // session's keep-alive), and a forked child that allocates before exec (setenv, argv
+    // vectors) can deadlock on an allocator lock one of them held at the fork. Everything the
+    // child needs is built here; the spawn puts it in a process group of its own, with SIGINT
+    // and SIGTERM at their defaults.
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+        std::string_view entry(*e);
+        if (entry.starts_with("COORD_LOCK_KEY=") || entry.starts_with("COORD_FENCING_TOKEN="))
+            continue;
+        env.emplace_back(entry);
     }
-    if (child == 0) {
-        setpgid(0, 0);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        setenv("COORD_LOCK_KEY", key.c_str(), 1);
-        setenv("COORD_FENCING_TOKEN", std::to_string(token).c_str(), 1);
-        std::vector<char*> argv;
-        for (const auto& a : args.command)
-            argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        execvp(argv[0], argv.data());
-        std::fprintf(stderr, "coordctl: cannot run %s\n", argv[0]);
-        _exit(127);
+    env.push_back("COORD_LOCK_KEY=" + key);
+    env.push_back("COORD_FENCING_TOKEN=" + std::to_string(token));
+    std::vector<char*> envp, argv;
+    for (auto& e : env)
+        envp.push_back(e.data());
+    envp.push_back(nullptr);
+    for (const auto& a : args.command)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t defaults, none;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    pid_t child = 0;
+    int err = posix_spawnp(&child, argv[0], nullptr, &attr, argv.data(), envp.data());
+    posix_spawnattr_destroy(&attr);
+    if (err != 0) {
+        std::fprintf(stderr, "coordctl: cannot run %s: %s\n", argv[0], std::strerror(err));
+        return 127;
     }
-    setpgid(child, child);  // also here: no race with the first kill
     bool forwarded = false;
     for (;;) {
         int status = 0;
