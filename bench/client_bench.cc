@@ -3,6 +3,7 @@
 // connections, value size, key pattern, fixed duration. Prints one JSON line and a table row.
 #include "bench/client_bench.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -355,10 +356,13 @@ int runElectKill(const ClusterArgs& a, const std::string& coordctl) {
     Samples s;
     for (int round = 0; round < a.rounds; ++round) {
         std::string name = "bench/elect-kill/" + std::to_string(round);
+        // Built before the fork: the child of this multi-threaded process (the client's loop)
+        // calls only async-signal-safe functions before exec.
+        std::string ttl = std::to_string(a.ttlSeconds);
         pid_t child = fork();
         if (child == 0) {
-            if (FILE* devnull = std::fopen("/dev/null", "w")) dup2(fileno(devnull), STDOUT_FILENO);
-            std::string ttl = std::to_string(a.ttlSeconds);
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
             execl(coordctl.c_str(), coordctl.c_str(), "--endpoints", endpoints.c_str(), "elect",
                   name.c_str(), "child", "--ttl", ttl.c_str(), static_cast<char*>(nullptr));
             _exit(127);

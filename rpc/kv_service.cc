@@ -6,6 +6,7 @@
 
 #include "rpc/codec.h"
 #include "rpc/handoff.h"
+#include "rpc/placed_read.h"
 
 namespace coord::rpc {
 
@@ -31,35 +32,6 @@ void fillHeader(s::ResponseHeader::Builder header, NodeDriver& driver, uint64_t 
     header.setRevision(driver.store().currentRevision());
     header.setRaftTerm(driver.term());
 }
-
-namespace {
-
-// fn() evaluated where it sees what the read must (NodeDriver::read): on this thread when the
-// store's committed state holds that, else on the core thread, inside the store's open
-// transaction. A serializable read with nothing awaiting its commit never leaves this thread.
-template <typename T>
-kj::Promise<Slot<Result<T, Unavailable>>> placedRead(NodeDriver& driver, bool linearizable,
-                                                     std::function<T()> fn) {
-    using Outcome = Result<T, Unavailable>;
-    if (!linearizable && !driver.store().hasDeferred()) return Slot<Outcome>{Outcome(fn())};
-    auto shared = std::make_shared<std::function<T()>>(std::move(fn));
-    using Placed = Result<std::optional<T>, Unavailable>;
-    auto handoff = makeHandoff<Placed>();
-    driver.read(linearizable,
-                [shared, send = handoff.send](Result<NodeDriver::ReadAt, Unavailable> at) {
-                    if (!at.ok()) return send(fail(at.error()));
-                    if (*at == NodeDriver::ReadAt::Core) return send(std::optional<T>((*shared)()));
-                    send(std::optional<T>());
-                });
-    return handoff.promise.then([shared](Slot<Placed> slot) {
-        Placed& placed = *slot.value;
-        if (!placed.ok()) return Slot<Outcome>{Outcome(fail(placed.error()))};
-        if (placed.value()) return Slot<Outcome>{Outcome(std::move(*placed.value()))};
-        return Slot<Outcome>{Outcome((*shared)())};
-    });
-}
-
-}  // namespace
 
 kj::Promise<void> KvService::range(RangeContext context) {
     auto params = context.getParams();

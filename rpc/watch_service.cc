@@ -9,6 +9,7 @@
 #include "rpc/codec.h"
 #include "rpc/handoff.h"
 #include "rpc/kv_service.h"
+#include "rpc/placed_read.h"
 
 namespace coord::rpc {
 
@@ -289,13 +290,20 @@ kj::Promise<void> MaintenanceService::status(StatusContext context) {
 }
 
 kj::Promise<void> MaintenanceService::alarms(AlarmsContext context) {
-    auto results = context.getResults();
-    fillHeader(results.initHeader(), driver_, clusterId_);
-    auto alarms = driver_.store().noSpaceAlarms();
-    auto list = results.initNoSpace(static_cast<unsigned>(alarms.size()));
-    for (unsigned i = 0; i < alarms.size(); ++i)
-        list.set(i, alarms[i]);
-    return kj::READY_NOW;
+    // The alarms this member applied (a serializable read: a raised alarm may not be
+    // committed to the store yet).
+    kv::Store& store = driver_.store();
+    using Read = std::vector<uint64_t>;
+    return placedRead<Read>(driver_, false, [&store] { return store.noSpaceAlarms(); })
+        .then([this, context](Slot<Result<Read, Unavailable>> slot) mutable {
+            KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
+            auto results = context.getResults();
+            fillHeader(results.initHeader(), driver_, clusterId_);
+            const Read& alarms = slot.value->value();
+            auto list = results.initNoSpace(static_cast<unsigned>(alarms.size()));
+            for (unsigned i = 0; i < alarms.size(); ++i)
+                list.set(i, alarms[i]);
+        });
 }
 
 }  // namespace coord::rpc

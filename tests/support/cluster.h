@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -72,6 +73,13 @@ inline int freePort() {
 }
 
 inline pid_t spawn(const std::vector<std::string>& args, const std::string& logFile) {
+    // Everything is prepared before the fork: the test process may have other threads (a
+    // coord::Client's loop), so the child calls only async-signal-safe functions before exec.
+    std::vector<char*> argv;
+    for (const auto& a : args)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const char* logPath = logFile.c_str();
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
@@ -79,15 +87,11 @@ inline pid_t spawn(const std::vector<std::string>& args, const std::string& logF
         // outlives its test.
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() == 1) _exit(127);
-        FILE* log = std::fopen(logFile.c_str(), "a");
-        if (log) {
-            dup2(fileno(log), STDOUT_FILENO);
-            dup2(fileno(log), STDERR_FILENO);
+        int log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (log >= 0) {
+            dup2(log, STDOUT_FILENO);
+            dup2(log, STDERR_FILENO);
         }
-        std::vector<char*> argv;
-        for (const auto& a : args)
-            argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
         execv(argv[0], argv.data());
         _exit(127);
     }
