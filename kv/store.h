@@ -4,12 +4,14 @@
 // one txn share it and are numbered by a sub-revision). History is kept per revision until
 // compacted, so reads can be served at any retained revision and watchers can replay from one.
 // Write requests arrive in batches tagged with their Raft log index; a batch is applied in one
-// LMDB write transaction with one fsync, and the applied index is stored in that same
-// transaction, so a crash never applies an entry twice or half.
+// LMDB write transaction (or one nested transaction of a longer one, applyDeferred()), and the
+// applied index is stored in that same transaction, so a crash never applies an entry twice or
+// half. Only revisions are on disk; the key index is in memory (kv/key_index.h).
 //
-// Threading: one writer thread calls apply(), write(), compactStep() and importSnapshot(). Reads
-// (range(), Reader, leases, exportSnapshot()) may run on any thread concurrently with the writer;
-// each sees one committed state. See docs/mvcc.md for the tables and algorithms.
+// Threading: one writer thread calls apply(), applyDeferred(), commitDeferred(), write(),
+// compactStep() and importSnapshot(). Reads (range(), Reader, leases, exportSnapshot()) may run
+// on any thread concurrently with the writer; each sees one committed state, except on the
+// writer thread, where they also see its open transaction. See docs/mvcc.md.
 #pragma once
 
 #include <atomic>
@@ -87,7 +89,8 @@ class Store {
     // Returns one outcome per request. A request that fails leaves no trace (no revision).
     // Throws lmdb::LmdbError on an I/O failure, in which case nothing of the batch is applied.
     // `inTxn`, when given, runs inside the same write transaction before it commits (the Raft
-    // log storage persists a Ready's entries and hard state there: one fsync for both).
+    // log storage records an applied membership change there). Commits an open deferred
+    // transaction first.
     //
     // `durable` false commits the data with one flush but not the meta page (MDB_NOMETASYNC):
     // an operating-system crash may undo this transaction (never corrupt the store); the next
