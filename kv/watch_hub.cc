@@ -8,7 +8,8 @@ namespace coord::kv {
 WatchHub::WatchHub(const Store& store)
     : store_(store), notifiedRevision_(store.currentRevision()) {}
 
-KvResult<WatchId> WatchHub::watch(const WatchRequest& request, std::shared_ptr<WatchSink> sink) {
+KvResult<WatchId> WatchHub::watch(const WatchRequest& request, std::shared_ptr<WatchSink> sink,
+                                  int64_t* firstRevision) {
     if (auto err = detail::checkKey(request.key)) return fail(*err);
     if (!sink) return fail(detail::makeError(ErrorCode::InvalidArgument, "watch without a sink"));
     std::lock_guard lock(mu_);
@@ -29,6 +30,7 @@ KvResult<WatchId> WatchHub::watch(const WatchRequest& request, std::shared_ptr<W
         w.nextRevision = request.startRevision;
     }
     WatchId id = nextId_++;
+    if (firstRevision) *firstRevision = w.nextRevision;
     watchers_.emplace(id, std::move(w));
     return id;
 }

@@ -52,7 +52,10 @@ class WatchHub {
 
     // Registers a watcher. Errors: Compacted (startRevision below the compacted revision),
     // EmptyKey, KeyTooLarge, InvalidArgument (filters out both puts and deletes is allowed).
-    KvResult<WatchId> watch(const WatchRequest& request, std::shared_ptr<WatchSink> sink);
+    // `firstRevision`, when given, receives the first revision the watcher can be sent (for a
+    // watcher that starts now: one past the newest revision notified so far).
+    KvResult<WatchId> watch(const WatchRequest& request, std::shared_ptr<WatchSink> sink,
+                            int64_t* firstRevision = nullptr);
     // Removes a watcher; returns false when it does not exist. No sink call follows.
     bool cancel(WatchId id);
 

@@ -227,11 +227,16 @@ kj::Promise<void> WatchService::watch(WatchContext context) {
     auto results = context.getResults();
     fillHeader(results.initHeader(), driver_, clusterId_);
     auto out = results.initResult();
-    auto id = hub.watch(request, buffer);
+    int64_t first = 0;
+    auto id = hub.watch(request, buffer, &first);
     if (!id.ok()) {
         toCapnp(id.error(), out.initError());
         return kj::READY_NOW;
     }
+    // A watch from "now" starts right after the header's revision (as etcd's): a client that
+    // resumes it elsewhere from header + 1 neither skips nor repeats an event. (The store's
+    // revision may be ahead of the events notified so far for a moment.)
+    if (request.startRevision <= 0) results.getHeader().setRevision(first - 1);
     out.setWatchId(*id);
     out.setHandle(kj::heap<WatchHandleImpl>(driver_, *id, std::move(buffer), params.getSink(),
                                             request.prevKv));

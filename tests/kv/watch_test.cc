@@ -231,3 +231,24 @@ TEST_CASE("a watcher that starts in the future gets events from that revision", 
         f.put("k", std::to_string(i));
     CHECK(sink->revisions() == std::vector<int64_t>{4, 5});
 }
+
+TEST_CASE("a watcher says its first revision: the next one for now, its start for the past",
+          "[kv][watch]") {
+    StoreFixture f;
+    f.put("k", "1");
+    f.put("k", "2");
+    int64_t first = 0;
+    auto now = std::make_shared<RecordingSink>();
+    REQUIRE(f.s().watchHub().watch(watchOf("k"), now, &first).ok());
+    CHECK(first == f.s().currentRevision() + 1);
+    WatchRequest past = watchOf("k");
+    past.startRevision = 2;
+    auto old = std::make_shared<RecordingSink>();
+    REQUIRE(f.s().watchHub().watch(past, old, &first).ok());
+    CHECK(first == 2);
+    f.put("k", "3");
+    drain(f);
+    REQUIRE(now->all().size() == 1);
+    CHECK(now->all()[0].kv.modRevision == f.s().currentRevision());
+    CHECK(old->all().size() == 3);
+}
