@@ -7,8 +7,7 @@
 
 namespace coord::kv::detail {
 
-void KeyIndex::add(const std::string& key, IndexEntry entry) {
-    std::unique_lock lock(mu_);
+KeyIndex::Keys::iterator KeyIndex::insert(const std::string& key, IndexEntry entry) {
     auto found = byKey_.find(key);
     Keys::iterator it;
     if (found != byKey_.end()) {
@@ -20,7 +19,17 @@ void KeyIndex::add(const std::string& key, IndexEntry entry) {
     COORD_ASSERT(it->second.empty() || it->second.back().rev < entry.rev,
                  "key index entries out of order", key, entry.rev.main);
     it->second.push_back(entry);
-    undo_.push_back(Undo{key, 0});
+    return it;
+}
+
+void KeyIndex::add(const std::string& key, IndexEntry entry) {
+    std::unique_lock lock(mu_);
+    undo_.push_back(Undo{insert(key, entry), 0});
+}
+
+void KeyIndex::load(const std::string& key, IndexEntry entry) {
+    std::unique_lock lock(mu_);
+    insert(key, entry);
 }
 
 const std::vector<IndexEntry>* KeyIndex::find(std::string_view key) const {
@@ -35,7 +44,7 @@ void KeyIndex::erase(Keys::iterator it) {
 
 void KeyIndex::setCompacted(int64_t rev) {
     std::unique_lock lock(mu_);
-    undo_.push_back(Undo{{}, compacted_});
+    undo_.push_back(Undo{std::nullopt, compacted_});
     compacted_ = std::max(compacted_, rev);
 }
 
@@ -43,11 +52,11 @@ void KeyIndex::rollback(size_t mark) {
     std::unique_lock lock(mu_);
     while (undo_.size() > mark) {
         Undo& u = undo_.back();
-        if (u.key.empty()) {
+        if (!u.added) {
             compacted_ = u.previousCompacted;
         } else {
-            auto it = keys_.find(u.key);
-            COORD_ASSERT(it != keys_.end() && !it->second.empty(), "key index undo", u.key);
+            auto it = *u.added;
+            COORD_ASSERT(!it->second.empty(), "key index undo", it->first);
             it->second.pop_back();
             if (it->second.empty()) erase(it);
         }

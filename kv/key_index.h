@@ -30,8 +30,11 @@ namespace coord::kv::detail {
 class KeyIndex {
   public:
     // ---- writer thread ----
+    // Adds an entry newer than every entry of `key`, undoably (see mark()).
     void add(const std::string& key, IndexEntry entry);
-    // From now on lookups below `rev` fail; compactEntries() removes what they needed.
+    // The same without an undo record: rebuilding from the revisions (nothing to undo).
+    void load(const std::string& key, IndexEntry entry);
+    // From now on lookups below `rev` fail; remove() drops what they needed.
     void setCompacted(int64_t rev);
     // Undo log: mark() before a batch, rollback(mark) when its transaction is dropped,
     // forget() once it is kept.
@@ -58,14 +61,17 @@ class KeyIndex {
     size_t keyCount() const;
 
   private:
+    using Keys = std::map<std::string, std::vector<IndexEntry>, std::less<>>;
     struct Undo {
-        std::string key;  // empty: a setCompacted
+        // The key whose newest entry to drop (map iterators stay valid: nothing erases a key
+        // while its batch can still be rolled back), or none for a setCompacted.
+        std::optional<Keys::iterator> added;
         int64_t previousCompacted = 0;
     };
     static std::optional<IndexEntry> atOrBelow(const std::vector<IndexEntry>& entries,
                                                Revision bound);
+    Keys::iterator insert(const std::string& key, IndexEntry entry);  // mu_ held
 
-    using Keys = std::map<std::string, std::vector<IndexEntry>, std::less<>>;
     // The entries of `key`, or null (hash lookup: point reads do not walk the ordered map).
     const std::vector<IndexEntry>* find(std::string_view key) const;
     void erase(Keys::iterator it);

@@ -26,8 +26,6 @@ Store::Store(const std::string& path, const Options& options) : options_(options
     t_.rev = lmdb::Table(txn, "rev", MDB_CREATE);
     t_.lease = lmdb::Table(txn, "lease", MDB_CREATE);
     t_.leaseKeys = lmdb::Table(txn, "lease_keys", MDB_CREATE | MDB_DUPSORT);
-    // The Raft log lives in the same environment so that one commit covers log, hard state and
-    // applied state; its tables are created here and used by the Raft log storage.
 
     if (auto format = t_.meta.get(txn, detail::kMetaFormat)) {
         if (*format == detail::kFormatVersion1) {
@@ -65,7 +63,7 @@ void Store::rebuildIndex(const lmdb::Txn& txn) {
     for (bool ok = c.get(MDB_FIRST, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
         auto view = detail::decodeRevRecord(v, nullptr);
         key.assign(view.key);
-        index_->add(key, {detail::decodeRevKey(k), view.tombstone});
+        index_->load(key, {detail::decodeRevKey(k), view.tombstone});
     }
     index_->setCompacted(metaI64(txn, detail::kMetaCompactedRev));
     index_->forget();

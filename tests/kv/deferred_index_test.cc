@@ -12,6 +12,16 @@
 using namespace coord::kv;
 using namespace coord::kv::test;
 
+namespace {
+// A 1 MiB map that fills before the quota is reached; deferral stops `headroom` before its end.
+void useSmallMap(StoreFixture& f, size_t headroom) {
+    f.options.mapSizeBytes = 1 << 20;
+    f.options.quotaBytes = size_t{1} << 30;
+    f.options.deferredHeadroomBytes = headroom;
+    f.reopen();
+}
+}  // namespace
+
 TEST_CASE("deferred batches: final results at once, other threads see them once committed",
           "[kv]") {
     StoreFixture f;
@@ -89,10 +99,7 @@ TEST_CASE("apply() and other writes commit deferred batches first", "[kv]") {
 
 TEST_CASE("a deferred batch that fills the map is applied on its own; earlier ones stay", "[kv]") {
     StoreFixture f;
-    f.options.mapSizeBytes = 1 << 20;
-    f.options.quotaBytes = size_t{1} << 30;
-    f.options.deferredHeadroomBytes = 64 * 1024;
-    f.reopen();
+    useSmallMap(f, 64 * 1024);
     std::string value(20000, 'y');
     uint64_t index = 0;
     int n = 0;
@@ -127,10 +134,7 @@ TEST_CASE("a deferred batch that fills the map is applied on its own; earlier on
 
 TEST_CASE("near the end of the map deferred batches are committed one by one", "[kv]") {
     StoreFixture f;
-    f.options.mapSizeBytes = 1 << 20;
-    f.options.quotaBytes = size_t{1} << 30;
-    f.options.deferredHeadroomBytes = 512 * 1024;
-    f.reopen();
+    useSmallMap(f, 512 * 1024);
     std::string value(20000, 'y');
     uint64_t index = 0;
     bool full = false, committedEach = false;
