@@ -123,6 +123,85 @@ void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) 
         t.join();
 }
 
+// The callback an asynchronous operation calls when it completes: (ok, mode-specific count).
+using Finished = std::function<void(bool, uint64_t)>;
+
+// Runs `op(clientIndex, client, rng, finished)` as `clients` closed loops over `conns` Client
+// objects with the asynchronous API: each loop starts its next operation from the previous
+// one's callback on the client's event-loop thread, so no thread blocks per request. A loop's
+// state is touched only by its client's thread until every loop has stopped.
+template <typename Op>
+void asyncLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
+    std::vector<std::unique_ptr<Client>> conns;
+    ClientOptions o;
+    for (int i = 0; i < std::max(1, a.conns); ++i) {
+        o.endpoints = endpointsFor(a, static_cast<size_t>(i));
+        conns.push_back(std::make_unique<Client>(o));
+    }
+    struct Loop {
+        int index = 0;
+        Client* client = nullptr;
+        std::mt19937_64 rng;
+        std::chrono::steady_clock::time_point t0;
+        std::vector<double> ms;
+        uint64_t errors = 0, extra = 0;
+    };
+    std::vector<Loop> loops(static_cast<size_t>(a.clients));
+    std::atomic<bool> stop{false};
+    std::mutex mu;
+    std::condition_variable cv;
+    int running = a.clients;
+    std::function<void(Loop&)> next = [&](Loop& loop) {
+        loop.t0 = std::chrono::steady_clock::now();
+        op(loop.index, *loop.client, loop.rng, [&, lp = &loop](bool ok, uint64_t ex) {
+            Loop& l = *lp;
+            auto t1 = std::chrono::steady_clock::now();
+            if (ok) {
+                l.ms.push_back(std::chrono::duration<double, std::milli>(t1 - l.t0).count());
+            } else {
+                ++l.errors;
+            }
+            l.extra += ex;
+            if (!stop.load(std::memory_order_relaxed)) {
+                next(l);
+                return;
+            }
+            std::lock_guard lock(mu);
+            if (--running == 0) cv.notify_all();
+        });
+    };
+    auto start = std::chrono::steady_clock::now();
+    for (int c = 0; c < a.clients; ++c) {
+        Loop& l = loops[static_cast<size_t>(c)];
+        l.index = c;
+        l.client = conns[static_cast<size_t>(c) % conns.size()].get();
+        l.rng.seed(static_cast<uint64_t>(c) * 7919 + 1);
+        l.ms.reserve(1 << 14);
+        next(l);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(a.durationMs));
+    stop = true;
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return running == 0; });
+    }
+    for (auto& l : loops)
+        samples.add(l.ms, l.errors, l.extra);
+}
+
+// One mode's operation in both forms: `blocking(c, client, rng) -> (ok, extra)` for a thread
+// per client (--blocking), `async(c, client, rng, finished)` otherwise.
+template <typename Blocking, typename Async>
+void runLoop(const ClusterArgs& a, Samples& samples, Blocking blocking, Async async,
+             double& seconds) {
+    if (a.blocking) {
+        closedLoop(a, samples, blocking, seconds);
+    } else {
+        asyncLoop(a, samples, async, seconds);
+    }
+}
+
 void preload(const ClusterArgs& a, uint64_t keys) {
     ClientOptions o;
     o.endpoints = a.endpoints;
@@ -147,11 +226,17 @@ int runPut(const ClusterArgs& a) {
     double secs = 0;
     std::string v = valueOf(a.valueSize);
     std::atomic<uint64_t> seq{0};
-    closedLoop(
+    auto key = [&](std::mt19937_64& rng) {
+        return keyOf(a.sequential ? seq.fetch_add(1) : rng() % a.keySpace);
+    };
+    runLoop(
         a, s,
         [&](int, Client& c, std::mt19937_64& rng) {
-            uint64_t k = a.sequential ? seq.fetch_add(1) : rng() % a.keySpace;
-            return std::pair<bool, uint64_t>{c.put(keyOf(k), v).ok(), 0};
+            return std::pair<bool, uint64_t>{c.put(key(rng), v).ok(), 0};
+        },
+        [&](int, Client& c, std::mt19937_64& rng, Finished done) {
+            c.putAsync(key(rng), v,
+                       [done = std::move(done)](Expected<PutResponse> r) { done(r.ok(), 0); });
         },
         secs);
     report(a.label, s, secs, nullptr);
@@ -162,12 +247,19 @@ int runRange(const ClusterArgs& a) {
     preload(a, a.keySpace);
     Samples s;
     double secs = 0;
-    closedLoop(
+    auto request = [&](std::mt19937_64& rng) {
+        RangeRequest r;
+        r.key = keyOf(rng() % a.keySpace);
+        return r;
+    };
+    runLoop(
         a, s,
         [&](int, Client& c, std::mt19937_64& rng) {
-            RangeRequest r;
-            r.key = keyOf(rng() % a.keySpace);
-            return std::pair<bool, uint64_t>{c.range(r, a.serializable).ok(), 0};
+            return std::pair<bool, uint64_t>{c.range(request(rng), a.serializable).ok(), 0};
+        },
+        [&](int, Client& c, std::mt19937_64& rng, Finished done) {
+            c.rangeAsync(request(rng), a.serializable,
+                         [done = std::move(done)](Expected<RangeResponse> r) { done(r.ok(), 0); });
         },
         secs);
     report(a.label, s, secs, nullptr);
@@ -176,37 +268,47 @@ int runRange(const ClusterArgs& a) {
 
 int runTxn(const ClusterArgs& a) {
     // Compare-and-swap on the client's own key (or one shared key): if mod == last then put
-    // else get. Each thread tracks the mod revision it last saw.
+    // else get. Each client tracks the mod revision it last saw.
     Samples s;
     double secs = 0;
     std::vector<int64_t> last(static_cast<size_t>(a.clients), 0);
     std::string v = valueOf(a.valueSize);
-    closedLoop(
+    auto request = [&](int c) {
+        std::string key = a.sharedKey ? "bench/cas" : "bench/cas/" + std::to_string(c);
+        TxnRequest t;
+        Compare cmp;
+        cmp.key = key;
+        cmp.target = Compare::Target::Mod;
+        cmp.number = last[static_cast<size_t>(c)];
+        t.compare.push_back(cmp);
+        PutRequest p;
+        p.key = key;
+        p.value = v;
+        t.success.push_back(RequestOp{p});
+        RangeRequest g;
+        g.key = key;
+        t.failure.push_back(RequestOp{g});
+        return t;
+    };
+    // Records what the client saw: (ok, succeeded).
+    auto seen = [&](int c, const Expected<TxnResponse>& r) {
+        if (!r.ok()) return std::pair<bool, uint64_t>{false, 0};
+        if (r->succeeded) {
+            last[static_cast<size_t>(c)] = r->revision;
+        } else {
+            const auto& got = std::get<RangeResponse>(r->responses.front().op);
+            last[static_cast<size_t>(c)] = got.kvs.empty() ? 0 : got.kvs.front().modRevision;
+        }
+        return std::pair<bool, uint64_t>{true, r->succeeded ? 1u : 0u};
+    };
+    runLoop(
         a, s,
-        [&](int c, Client& client, std::mt19937_64&) {
-            std::string key = a.sharedKey ? "bench/cas" : "bench/cas/" + std::to_string(c);
-            TxnRequest t;
-            Compare cmp;
-            cmp.key = key;
-            cmp.target = Compare::Target::Mod;
-            cmp.number = last[static_cast<size_t>(c)];
-            t.compare.push_back(cmp);
-            PutRequest p;
-            p.key = key;
-            p.value = v;
-            t.success.push_back(RequestOp{p});
-            RangeRequest g;
-            g.key = key;
-            t.failure.push_back(RequestOp{g});
-            auto r = client.txn(t);
-            if (!r.ok()) return std::pair<bool, uint64_t>{false, 0};
-            if (r->succeeded) {
-                last[static_cast<size_t>(c)] = r->revision;
-            } else {
-                const auto& got = std::get<RangeResponse>(r->responses.front().op);
-                last[static_cast<size_t>(c)] = got.kvs.empty() ? 0 : got.kvs.front().modRevision;
-            }
-            return std::pair<bool, uint64_t>{true, r->succeeded ? 1u : 0u};
+        [&](int c, Client& client, std::mt19937_64&) { return seen(c, client.txn(request(c))); },
+        [&](int c, Client& client, std::mt19937_64&, Finished done) {
+            client.txnAsync(request(c), [&, c, done = std::move(done)](Expected<TxnResponse> r) {
+                auto [ok, succeeded] = seen(c, r);
+                done(ok, succeeded);
+            });
         },
         secs);
     report(a.label, s, secs, "succ_per_s");

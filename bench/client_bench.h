@@ -25,6 +25,9 @@ struct ClusterArgs {
     // Connection i dials member i mod N first (as etcd's clientv3 balancer spreads its calls);
     // off: every connection starts at the first endpoint.
     bool spread = false;
+    // put/range/txn: a thread per client making blocking calls instead of closed loops on the
+    // asynchronous API.
+    bool blocking = false;
 };
 
 int runPut(const ClusterArgs& a);

@@ -391,15 +391,23 @@ int main(int argc, char** argv) {
         sub->add_option("--key-space", a.keySpace, "distinct keys")
             ->check(CLI::Range(1, 100'000'000));
     };
+    auto blocking = [&](CLI::App* sub) {
+        sub->add_flag("--blocking", a.blocking,
+                      "a thread per client making blocking calls; default: each connection's "
+                      "clients are closed loops on the asynchronous API");
+    };
     auto* put = app.add_subcommand("put", "puts (random keys unless --seq)");
     common(put);
+    blocking(put);
     put->add_flag("--seq", a.sequential, "sequential new keys");
     auto* range = app.add_subcommand("range", "single-key gets of preloaded keys");
     common(range);
+    blocking(range);
     range->add_option("--consistency", consistency, "l (linearizable) or s (serializable)")
         ->check(CLI::IsMember({"l", "s"}));
     auto* txn = app.add_subcommand("txn", "compare-and-swap txns");
     common(txn);
+    blocking(txn);
     txn->add_flag("--shared-key", a.sharedKey, "every client on one key (contended)");
     auto* lock = app.add_subcommand("lock", "coord::Mutex lock/unlock cycles");
     common(lock);

@@ -260,6 +260,44 @@ struct Client::Impl {
         }
     }
 
+    // Calls `done` exactly once: with the outcome, or with Canceled when the call is dropped
+    // (the client closed first).
+    template <typename T>
+    struct Once {
+        explicit Once(std::function<void(Expected<T>)> f) : fn(std::move(f)) {}
+        Once(const Once&) = delete;
+        Once& operator=(const Once&) = delete;
+        ~Once() {
+            if (fn) call(fail(canceled()));
+        }
+        void call(Expected<T> e) {
+            auto f = std::move(fn);
+            fn = nullptr;
+            if (f) f(std::move(e));
+        }
+        std::function<void(Expected<T>)> fn;
+    };
+
+    // Runs `fn` (as for sync) on the loop thread without waiting; `done` gets the outcome there.
+    // `fn` must own what it uses: the caller does not wait for it.
+    template <typename T, typename Fn>
+    void async(Fn fn, std::function<void(Expected<T>)> done) {
+        auto once = std::make_shared<Once<T>>(std::move(done));
+        auto start = [this, once, fn = std::move(fn)]() mutable {
+            if (!tasks) return;  // tearing down: `once` reports Canceled
+            tasks->add(
+                fn().then([once](Slot<Expected<T>> box) { once->call(std::move(*box.value)); },
+                          [once](kj::Exception&& e) {
+                              once->call(fail(unavailable(e.getDescription().cStr())));
+                          }));
+        };
+        if (std::this_thread::get_id() == loopThread) {
+            start();  // from a callback: no hand-off needed
+            return;
+        }
+        (void)inbox->post(std::move(start));  // refused when closed: Canceled
+    }
+
     // A membership change or leadership transfer (client.cc's Client::member*).
     template <typename Fn>
     Expected<std::vector<Member>> clusterChange(Deadline deadline, Fn makeRequest);
@@ -439,6 +477,28 @@ struct Client::Impl {
             rpc::requestToCapnp(*shared, req.initRequest());
             return req.send().then([](capnp::Response<s::KV::WriteResults>&& r) {
                 return writeStep(r.getResult(), 0);
+            });
+        });
+    }
+
+    kj::Promise<Slot<Expected<RangeResponse>>> range(RangeRequest request, bool serializable,
+                                                     Deadline deadline) {
+        auto shared = std::make_shared<RangeRequest>(std::move(request));
+        return call<RangeResponse>(deadline, false, [shared, serializable](Conn& c) {
+            auto req = c.kv.rangeRequest();
+            rpc::toCapnp(*shared, req.initRequest());
+            req.setSerializable(serializable);
+            return req.send().then([](capnp::Response<s::KV::RangeResults>&& r) {
+                auto result = r.getResult();
+                if (result.getUnavailable() != s::Unavailable::NONE) {
+                    return Step<RangeResponse>::retry(unavailableText(result.getUnavailable()),
+                                                      true);
+                }
+                if (result.which() == s::RangeResult::ERROR) {
+                    return Step<RangeResponse>::finish(
+                        fail(storeError(rpc::fromCapnp(result.getError()))));
+                }
+                return Step<RangeResponse>::finish(rpc::fromCapnp(result.getOk()));
             });
         });
     }
@@ -743,28 +803,47 @@ const ClientOptions& Client::options() const {
     return impl_->options;
 }
 
+namespace {
+template <typename T>
+std::function<void(Expected<kv::Response>)> picking(std::function<void(Expected<T>)> done) {
+    return [done = std::move(done)](Expected<kv::Response> r) { done(pick<T>(std::move(r))); };
+}
+}  // namespace
+
 Expected<RangeResponse> Client::range(const RangeRequest& request, bool serializable,
                                       Deadline deadline) {
     deadline = impl_->deadlineOr(deadline);
-    return impl_->sync<RangeResponse>([&] {
-        return impl_->call<RangeResponse>(deadline, false, [request, serializable](Conn& c) {
-            auto req = c.kv.rangeRequest();
-            rpc::toCapnp(request, req.initRequest());
-            req.setSerializable(serializable);
-            return req.send().then([](capnp::Response<s::KV::RangeResults>&& r) {
-                auto result = r.getResult();
-                if (result.getUnavailable() != s::Unavailable::NONE) {
-                    return Step<RangeResponse>::retry(unavailableText(result.getUnavailable()),
-                                                      true);
-                }
-                if (result.which() == s::RangeResult::ERROR) {
-                    return Step<RangeResponse>::finish(
-                        fail(storeError(rpc::fromCapnp(result.getError()))));
-                }
-                return Step<RangeResponse>::finish(rpc::fromCapnp(result.getOk()));
-            });
-        });
-    });
+    return impl_->sync<RangeResponse>(
+        [&] { return impl_->range(request, serializable, deadline); });
+}
+
+void Client::rangeAsync(const RangeRequest& request, bool serializable,
+                        Callback<RangeResponse> done, Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    impl_->async<RangeResponse>([impl = impl_.get(), request, serializable,
+                                 deadline] { return impl->range(request, serializable, deadline); },
+                                std::move(done));
+}
+
+void Client::writeAsync(const kv::Request& request, Callback<kv::Response> done,
+                        Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    impl_->async<kv::Response>(
+        [impl = impl_.get(), request, deadline] { return impl->write(request, deadline); },
+        std::move(done));
+}
+
+void Client::putAsync(const std::string& key, const std::string& value, Callback<PutResponse> done,
+                      int64_t lease, Deadline deadline) {
+    PutRequest p;
+    p.key = key;
+    p.value = value;
+    p.lease = lease;
+    writeAsync(p, picking<PutResponse>(std::move(done)), deadline);
+}
+
+void Client::txnAsync(const TxnRequest& request, Callback<TxnResponse> done, Deadline deadline) {
+    writeAsync(request, picking<TxnResponse>(std::move(done)), deadline);
 }
 
 Expected<std::optional<KeyValue>> Client::get(const std::string& key, Deadline deadline) {

@@ -138,6 +138,21 @@ class Client {
     Expected<TxnResponse> txn(const TxnRequest& request, Deadline deadline = {});
     Expected<kv::CompactResponse> compact(int64_t revision, Deadline deadline = {});
 
+    // Asynchronous forms: they return at once, and `done` runs exactly once on the client's
+    // event-loop thread with the outcome (Canceled if the client is destroyed first). Retries
+    // and failover are those of the blocking forms. A callback must not block or call a
+    // blocking form; it may start further asynchronous calls. Many calls may be outstanding on
+    // one client: this is how one thread keeps a connection busy.
+    template <typename T>
+    using Callback = std::function<void(Expected<T>)>;
+    void rangeAsync(const RangeRequest& request, bool serializable, Callback<RangeResponse> done,
+                    Deadline deadline = {});
+    void writeAsync(const kv::Request& request, Callback<kv::Response> done,
+                    Deadline deadline = {});
+    void putAsync(const std::string& key, const std::string& value, Callback<PutResponse> done,
+                  int64_t lease = 0, Deadline deadline = {});
+    void txnAsync(const TxnRequest& request, Callback<TxnResponse> done, Deadline deadline = {});
+
     // Leases. `id` 0 lets the cluster choose.
     Expected<kv::LeaseGrantResponse> leaseGrant(int64_t ttlSeconds, int64_t id = 0,
                                                 Deadline deadline = {});

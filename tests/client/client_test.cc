@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -231,4 +232,113 @@ TEST_CASE("calls to an unreachable cluster end at their deadline with Unavailabl
     auto w = client.put("k", "v", 0, Clock::now() + 300ms);
     REQUIRE_FALSE(w.ok());
     CHECK(w.error().kind == Error::Kind::Unavailable);  // never sent: nothing applied
+}
+
+TEST_CASE(
+    "asynchronous calls complete on the client's thread, chain from their callbacks and "
+    "report Canceled when the client closes first",
+    "[client]") {
+    Cluster c;
+    Client client(optionsFor(c));
+
+    // 8 chains of 25 puts, each put started from the previous one's callback.
+    constexpr int kChains = 8, kPerChain = 25;
+    struct Chain {
+        int done = 0;
+        int64_t lastRevision = 0;
+        bool ordered = true;
+        bool offCallerThread = true;
+    };
+    std::vector<Chain> chains(kChains);
+    std::mutex mu;
+    std::condition_variable cv;
+    int finished = 0, failures = 0;
+    auto caller = std::this_thread::get_id();
+    std::function<void(int)> step = [&](int i) {
+        std::string key = "async/" + std::to_string(i) + "/" + std::to_string(chains[i].done);
+        client.putAsync(key, "v", [&, i](Expected<PutResponse> r) {
+            Chain& ch = chains[static_cast<size_t>(i)];
+            if (std::this_thread::get_id() == caller) ch.offCallerThread = false;
+            if (!r.ok()) {
+                std::lock_guard lock(mu);
+                ++failures;
+                ++finished;
+                cv.notify_all();
+                return;
+            }
+            if (r->revision <= ch.lastRevision) ch.ordered = false;
+            ch.lastRevision = r->revision;
+            if (++ch.done < kPerChain) {
+                step(i);
+                return;
+            }
+            std::lock_guard lock(mu);
+            ++finished;
+            cv.notify_all();
+        });
+    };
+    for (int i = 0; i < kChains; ++i)
+        step(i);
+    {
+        std::unique_lock lock(mu);
+        REQUIRE(cv.wait_for(lock, 30s, [&] { return finished == kChains; }));
+    }
+    CHECK(failures == 0);
+    for (const auto& ch : chains) {
+        CHECK(ch.done == kPerChain);
+        CHECK(ch.ordered);
+        CHECK(ch.offCallerThread);
+    }
+
+    // Reads, txns and typed errors through the asynchronous forms.
+    std::promise<Expected<RangeResponse>> counted;
+    RangeRequest all;
+    all.key = "async/";
+    all.rangeEnd = kv::prefixEnd("async/");
+    all.countOnly = true;
+    client.rangeAsync(all, false, [&](Expected<RangeResponse> r) { counted.set_value(r); });
+    auto count = counted.get_future().get();
+    REQUIRE(count.ok());
+    CHECK(count->count == kChains * kPerChain);
+
+    std::promise<Expected<TxnResponse>> txnDone;
+    TxnRequest t;
+    Compare absent;
+    absent.key = "async/0/0";
+    absent.target = Compare::Target::Create;
+    absent.op = Compare::Op::Equal;
+    absent.number = 0;
+    t.compare.push_back(absent);
+    PutRequest p;
+    p.key = "async/0/0";
+    p.value = "again";
+    t.success.push_back(RequestOp{p});
+    client.txnAsync(t, [&](Expected<TxnResponse> r) { txnDone.set_value(r); });
+    auto txn = txnDone.get_future().get();
+    REQUIRE(txn.ok());
+    CHECK_FALSE(txn->succeeded);  // the key exists
+
+    std::promise<Expected<PutResponse>> bad;
+    client.putAsync("", "v", [&](Expected<PutResponse> r) { bad.set_value(r); });
+    auto refused = bad.get_future().get();
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().is(kv::ErrorCode::EmptyKey));
+
+    // A call still dialing an unreachable member when its client is destroyed: Canceled, once.
+    std::atomic<int> calls{0};
+    std::atomic<bool> wasCanceled{false};
+    {
+        ClientOptions o;
+        o.endpoints = {"127.0.0.1:" + std::to_string(coord::test::freePort())};
+        Client lonely(o);
+        lonely.rangeAsync(
+            all, true,
+            [&](Expected<RangeResponse> r) {
+                ++calls;
+                wasCanceled = !r.ok() && r.error().kind == Error::Kind::Canceled;
+            },
+            Clock::now() + 60s);
+    }
+    CHECK(calls == 1);
+    CHECK(wasCanceled);
 }
