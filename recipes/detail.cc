@@ -111,10 +111,11 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
 
 RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t myRev,
                                const std::string& blockKey, const std::string& blockEnd,
-                               int64_t slots, bool ownInRange, const WaitContext& ctx, bool wait) {
+                               int64_t slots, bool ownInRange, const WaitContext& ctx, bool wait,
+                               std::optional<TurnView> known) {
     struct View {
         bool ownMissing = false;
-        std::vector<KeyValue> blockers;
+        std::vector<std::string> blockers;  // the youngest first
         int64_t at = 0;
     };
     // One consistent snapshot: my key and the keys created before it. A serializable read is
@@ -139,7 +140,8 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             if (r->kvs.empty() || r->kvs.front().key != myKey) {
                 v.ownMissing = true;
             } else {
-                v.blockers.assign(r->kvs.begin() + 1, r->kvs.end());
+                for (auto it = r->kvs.begin() + 1; it != r->kvs.end(); ++it)
+                    v.blockers.push_back(std::move(it->key));
             }
             return v;
         }
@@ -158,12 +160,20 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
         auto r = retry<RangeResponse>(client, ctx,
                                       [&](Deadline d) { return client.range(q, serializable, d); });
         if (!r.ok()) return fail(r.error());
-        v.blockers = std::move(r->kvs);
+        for (auto& kv : r->kvs)
+            v.blockers.push_back(std::move(kv.key));
         return v;
     };
     for (;;) {
-        auto view = look(true);
-        if (view.ok() && view->ownMissing) view = look(false);
+        RecipeResult<View> view = View{};
+        if (known) {
+            view->at = known->at;
+            view->blockers = std::move(known->blockers);
+            known.reset();
+        } else {
+            view = look(true);
+            if (view.ok() && view->ownMissing) view = look(false);
+        }
         if (!view.ok()) return fail(view.error());
         if (view->ownMissing) {
             if (ctx.session && ctx.session->isLost()) {
@@ -183,7 +193,7 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
         w.startRevision = view->at + 1;
         w.noPut = true;
         if (slots == 1) {
-            w.key = view->blockers.front().key;
+            w.key = view->blockers.front();
         } else {
             w.key = blockKey;
             w.rangeEnd = blockEnd;
@@ -322,34 +332,41 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
         return fail(*stop);
     }
     Client& client = session_.client();
-    // One txn creates my key (unless a lost reply already did) and reads the oldest keys of the
-    // range: uncontended, the lock is held after this single round trip.
+    // One txn creates my key (unless a lost reply already did) and reads the keys created just
+    // before it: at the txn's revision my new key is the youngest, so the range by descending
+    // create revision lists it (when in range) and then its predecessors. Uncontended, the lock
+    // is held after this single round trip; contended, the waiter watches its predecessor at
+    // once.
     TxnRequest t = createIfAbsentTxn(key_, value, session_.lease());
-    RangeRequest oldest;
-    oldest.key = turn.blockKey;
-    oldest.rangeEnd = turn.blockEnd;
-    oldest.sortOrder = kv::SortOrder::Ascend;
-    oldest.sortTarget = kv::SortTarget::Create;
-    oldest.limit = turn.slots;
-    oldest.keysOnly = true;
-    t.success.push_back(RequestOp{oldest});
-    t.failure.push_back(RequestOp{oldest});
+    RangeRequest previous;
+    previous.key = turn.blockKey;
+    previous.rangeEnd = turn.blockEnd;
+    previous.sortOrder = kv::SortOrder::Descend;
+    previous.sortTarget = kv::SortTarget::Create;
+    previous.limit = turn.slots + (turn.ownInRange ? 1 : 0);
+    previous.keysOnly = true;
+    t.success.push_back(RequestOp{previous});
     auto created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
     if (!created.ok()) return fail(created.error());
     int64_t myRev = created->revision;
-    if (!created->succeeded) {
+    std::optional<TurnView> known;
+    if (created->succeeded) {
+        known.emplace();
+        known->at = created->revision;
+        for (auto& kv : std::get<RangeResponse>(created->responses[1].op).kvs)
+            if (kv.createRevision < myRev) known->blockers.push_back(std::move(kv.key));
+    } else {
+        // My key already existed (a retried txn): younger keys may exist too; read afresh.
         const auto& got = std::get<RangeResponse>(created->responses[0].op);
         if (got.kvs.empty())
             return fail(RecipeError{RecipeError::Kind::NotHeld, key_ + " vanished", {}});
         myRev = got.kvs.front().createRevision;
     }
-    int64_t older = 0;
-    for (const auto& kv : std::get<RangeResponse>(created->responses[1].op).kvs)
-        if (kv.createRevision < myRev) ++older;
-    RecipeResult<int64_t> turn_ = older < turn.slots
-                                      ? RecipeResult<int64_t>(created->revision)
-                                      : waitTurn(client, key_, myRev, turn.blockKey, turn.blockEnd,
-                                                 turn.slots, turn.ownInRange, ctx, wait);
+    RecipeResult<int64_t> turn_ =
+        known && static_cast<int64_t>(known->blockers.size()) < turn.slots
+            ? RecipeResult<int64_t>(created->revision)
+            : waitTurn(client, key_, myRev, turn.blockKey, turn.blockEnd, turn.slots,
+                       turn.ownInRange, ctx, wait, std::move(known));
     if (!turn_.ok()) {
         // Gave up (deadline, cancel, busy) or lost: never leave a key that blocks others.
         if (turn_.error().kind != RecipeError::Kind::SessionLost)

@@ -81,10 +81,17 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
 // before it. `ownInRange` says whether myKey itself lies in that range. Returns the revision
 // at which the turn was confirmed. Fails with SessionLost (or NotHeld) when myKey disappears, and
 // with Busy when the turn is not there yet and `wait` is false.
+// `known`, when given, is what a read at revision `at` already showed: myKey existed and these
+// keys (the youngest first, at least `slots` of them) were created before it; the wait then
+// starts without reading again.
+struct TurnView {
+    int64_t at = 0;
+    std::vector<std::string> blockers;
+};
 RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t myRev,
                                const std::string& blockKey, const std::string& blockEnd,
                                int64_t slots, bool ownInRange, const WaitContext& ctx,
-                               bool wait = true);
+                               bool wait = true, std::optional<TurnView> known = std::nullopt);
 
 // The compare "key's create revision == revision" (0: the key is absent).
 Compare createRevisionEquals(const std::string& key, int64_t revision);
