@@ -69,7 +69,7 @@ std::optional<RecipeError> WaitContext::interrupted() const {
 
 RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
                               const std::function<bool(const Event&)>& accept,
-                              const WaitContext& ctx) {
+                              const WaitContext& ctx, std::unique_ptr<Handle>* keep) {
     struct State {
         std::mutex mu;
         std::condition_variable cv;
@@ -99,7 +99,12 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
     constexpr auto kPoll = std::chrono::milliseconds(20);
     std::unique_lock lock(st->mu);
     for (;;) {
-        if (st->hit) return Ok{};
+        if (st->hit) {
+            // Stopping a watch waits for the client's thread: a caller about to read again
+            // stops it afterwards, off the path to that read.
+            if (keep) *keep = std::move(handle);
+            return Ok{};
+        }
         if (st->error) {
             if (st->error->is(kv::ErrorCode::Compacted)) return Ok{};  // re-check from now
             return fail(clientError(*st->error));
@@ -164,6 +169,7 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             v.blockers.push_back(std::move(kv.key));
         return v;
     };
+    std::unique_ptr<Handle> finished;  // the last wait's watch, stopped after the next read
     for (;;) {
         RecipeResult<View> view = View{};
         if (known) {
@@ -173,6 +179,7 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
         } else {
             view = look(true);
             if (view.ok() && view->ownMissing) view = look(false);
+            finished.reset();
         }
         if (!view.ok()) return fail(view.error());
         if (view->ownMissing) {
@@ -199,7 +206,7 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             w.rangeEnd = blockEnd;
         }
         auto waited = waitForEvent(
-            client, w, [](const Event&) { return true; }, ctx);
+            client, w, [](const Event&) { return true; }, ctx, &finished);
         if (!waited.ok()) return fail(waited.error());
     }
 }
@@ -419,9 +426,13 @@ RecipeResult<Ok> Holder::release(Deadline deadline) {
         ++st_->epoch;
         watch = std::move(st_->ownerWatch);
     }
-    watch.reset();
     (void)deadline;
-    return deleteOwned(session_.client(), key_, rev);
+    // The delete goes first: the next waiter's turn starts when it applies. Stopping the owner
+    // watch waits for the client's thread, so it comes after (the deletion it reports is
+    // ignored: the epoch moved on).
+    auto deleted = deleteOwned(session_.client(), key_, rev);
+    watch.reset();
+    return deleted;
 }
 
 RecipeResult<Ok> Holder::update(const std::string& value, Deadline deadline) {

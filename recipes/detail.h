@@ -72,9 +72,11 @@ RecipeResult<T> retry(const Client& client, const WaitContext& ctx,
 
 // Blocks until an event of `request` satisfies `accept`, or the context stops the wait. A watch
 // refused because its start revision was compacted counts as an event (the caller re-checks).
+// With `keep`, a watch that fired is handed over instead of stopped (stopping waits for the
+// client's thread; the caller stops it when that no longer delays anything).
 RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
                               const std::function<bool(const Event&)>& accept,
-                              const WaitContext& ctx);
+                              const WaitContext& ctx, std::unique_ptr<Handle>* keep = nullptr);
 
 // The common wait of locks, semaphores and elections: the waiter's key `myKey` was created at
 // `myRev`; it holds its turn when fewer than `slots` keys in [blockKey, blockEnd) were created

@@ -4,11 +4,13 @@
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
+#include <atomic>
 #include <deque>
 #include <future>
 #include <map>
 #include <mutex>
 #include <ostream>
+#include <set>
 #include <thread>
 
 #include "rpc/codec.h"
@@ -505,15 +507,34 @@ struct Client::Impl {
 
     // ---- runners (watches, keep-alives) ----
 
-    uint64_t addRunner(kj::Own<Runner> r) {
-        uint64_t id = nextRunner++;
-        runners.emplace(id, kj::mv(r));
-        return id;
+    // Starts a runner under an id taken by the caller (any thread): the caller does not wait
+    // for the loop. A handle dropped on the loop thread before its runner started leaves its id
+    // in `dropped`, and the runner is then never started.
+    uint64_t takeRunnerId() { return nextRunner.fetch_add(1, std::memory_order_relaxed); }
+
+    template <typename MakeRunner>
+    std::unique_ptr<Handle> startRunner(MakeRunner make) {
+        uint64_t id = takeRunnerId();
+        auto start = [this, id, make = std::move(make)]() mutable {
+            if (!tasks) return;
+            if (dropped.erase(id)) return;
+            kj::Own<Runner> runner = make();
+            runners.emplace(id, kj::mv(runner));
+        };
+        if (std::this_thread::get_id() == loopThread) {
+            start();
+        } else if (!inbox->post(std::move(start))) {
+            return nullptr;
+        }
+        return std::make_unique<RunnerHandle>(*this, id);
     }
 
     void removeRunner(uint64_t id) {
         auto it = runners.find(id);
-        if (it == runners.end()) return;
+        if (it == runners.end()) {
+            dropped.insert(id);  // not started yet: see startRunner
+            return;
+        }
         it->second->stopped = true;
         // A runner may be removed from its own callback: destroy it from a fresh turn.
         tasks->add(kj::evalLater([this, id] { runners.erase(id); }));
@@ -568,7 +589,8 @@ struct Client::Impl {
     std::vector<kj::Own<kj::PromiseFulfiller<void>>> dialWaiters;
     std::string lastError;
     std::map<uint64_t, kj::Own<Runner>> runners;
-    uint64_t nextRunner = 1;
+    std::atomic<uint64_t> nextRunner{1};
+    std::set<uint64_t> dropped;  // handles gone before their runner started
 };
 
 // ---- watch ----
@@ -947,29 +969,23 @@ Expected<std::vector<LeaseInfo>> Client::leaseList(Deadline deadline) {
 
 std::unique_ptr<Handle> Client::keepAlive(int64_t id, int64_t ttlSeconds,
                                           std::function<void(const Error&)> onLost) {
-    uint64_t runnerId = 0;
-    auto r = impl_->sync<Ok>([&] {
-        auto runner = kj::heap<KeepAliveRunner>(*impl_, id, ttlSeconds, std::move(onLost));
-        auto* raw = runner.get();
-        raw->task = kj::evalLater([raw] { return raw->run(); }).eagerlyEvaluate(nullptr);
-        runnerId = impl_->addRunner(kj::mv(runner));
-        return kj::Promise<Slot<Expected<Ok>>>(Slot<Expected<Ok>>{Ok{}});
-    });
-    if (!r.ok()) return nullptr;
-    return std::make_unique<Impl::RunnerHandle>(*impl_, runnerId);
+    return impl_->startRunner(
+        [impl = impl_.get(), id, ttlSeconds, onLost = std::move(onLost)]() mutable {
+            auto runner = kj::heap<KeepAliveRunner>(*impl, id, ttlSeconds, std::move(onLost));
+            auto* raw = runner.get();
+            raw->task = kj::evalLater([raw] { return raw->run(); }).eagerlyEvaluate(nullptr);
+            return kj::Own<Runner>(kj::mv(runner));
+        });
 }
 
 std::unique_ptr<Handle> Client::watch(const WatchRequest& request, WatchCallbacks callbacks) {
-    uint64_t runnerId = 0;
-    auto r = impl_->sync<Ok>([&] {
-        auto runner = kj::heap<WatchRunner>(*impl_, request, std::move(callbacks));
-        auto* raw = runner.get();
-        raw->task = kj::evalLater([raw] { return raw->run(0); }).eagerlyEvaluate(nullptr);
-        runnerId = impl_->addRunner(kj::mv(runner));
-        return kj::Promise<Slot<Expected<Ok>>>(Slot<Expected<Ok>>{Ok{}});
-    });
-    if (!r.ok()) return nullptr;
-    return std::make_unique<Impl::RunnerHandle>(*impl_, runnerId);
+    return impl_->startRunner(
+        [impl = impl_.get(), request, callbacks = std::move(callbacks)]() mutable {
+            auto runner = kj::heap<WatchRunner>(*impl, request, std::move(callbacks));
+            auto* raw = runner.get();
+            raw->task = kj::evalLater([raw] { return raw->run(0); }).eagerlyEvaluate(nullptr);
+            return kj::Own<Runner>(kj::mv(runner));
+        });
 }
 
 namespace {

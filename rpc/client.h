@@ -171,6 +171,8 @@ class Client {
 
     // Watches a key, range or prefix from request.startRevision (0: from now). Events arrive in
     // revision order, never twice and without gaps, across reconnections to other members.
+    // watch() and keepAlive() return at once (also when called from a client callback); the
+    // handle's destructor waits until no callback of it can run any more.
     std::unique_ptr<Handle> watch(const WatchRequest& request, WatchCallbacks callbacks);
 
     // Writes a consistent snapshot of the connected member's store to `out` (a backup in

@@ -342,3 +342,58 @@ TEST_CASE(
     CHECK(calls == 1);
     CHECK(wasCanceled);
 }
+
+TEST_CASE("watches and keep-alives start without blocking, also from a client callback",
+          "[client]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    auto lease = client.leaseGrant(30);
+    REQUIRE(lease.ok());
+
+    // From a watch callback (the client's thread): start a second watch and a keep-alive, and
+    // drop a third watch at once. Blocking calls from there throw; these must not.
+    Collector second;
+    std::mutex mu;
+    std::unique_ptr<Handle> started, keeper;
+    std::atomic<bool> threw{false};
+    WatchRequest first;
+    first.key = "cb/first";
+    WatchCallbacks cb;
+    cb.onEvents = [&](std::span<const Event>, int64_t revision) {
+        try {
+            WatchRequest w;
+            w.key = "cb/second";
+            w.startRevision = revision + 1;
+            auto h = client.watch(w, second.callbacks());
+            auto dropped = client.watch(w, WatchCallbacks{});
+            dropped.reset();
+            auto k = client.keepAlive(lease->id, 30, [](const Error&) {});
+            std::lock_guard lock(mu);
+            started = std::move(h);
+            keeper = std::move(k);
+        } catch (const std::exception&) {
+            threw = true;
+        }
+    };
+    auto firstHandle = client.watch(first, cb);
+    REQUIRE(firstHandle != nullptr);
+    REQUIRE(client.put("cb/first", "go").ok());
+    for (int i = 0; i < 200; ++i) {
+        {
+            std::lock_guard lock(mu);
+            if (started) break;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK_FALSE(threw);
+    {
+        std::lock_guard lock(mu);
+        REQUIRE(started != nullptr);
+        REQUIRE(keeper != nullptr);
+    }
+    REQUIRE(client.put("cb/second", "seen").ok());
+    REQUIRE(second.waitFor(1));
+    std::lock_guard lock(second.mu);
+    REQUIRE_FALSE(second.error);
+    CHECK(second.events.front().kv.value == "seen");
+}
