@@ -204,9 +204,13 @@ struct WriteContext {
 
     void writeRevision(const KeyValue& kv, Revision r, bool tombstone) {
         // Revisions only grow, so appending keeps the B-tree compact.
-        bool appended = t.rev.put(txn, encodeRevKey(r), encodeRevRecord(kv, tombstone), MDB_APPEND);
+        std::string revKey = encodeRevKey(r);
+        std::string record = encodeRevRecord(kv, tombstone);
+        bool appended = t.rev.put(txn, revKey, record, MDB_APPEND);
         COORD_ASSERT(appended, "revision written twice", r.main, r.sub);
         store.index_->add(kv.key, {r, tombstone});
+        if (store.collectRecords_)
+            store.batchRecords_.emplace_back(std::move(revKey), std::move(record));
     }
 
     void detachLease(int64_t lease, const std::string& key) {
@@ -584,17 +588,26 @@ std::vector<KvResult<Response>> Store::applyDeferred(
     if (!deferred_) {
         writer_.store(std::this_thread::get_id(), std::memory_order_release);
         deferred_ = std::make_unique<lmdb::Txn>(*env_, lmdb::Txn::Mode::ReadWrite);
+        auto records = std::make_shared<DeferredRecords>();
+        records->revision = revision_.load(std::memory_order_acquire);
+        std::lock_guard lock(recordsMu_);
+        records_ = std::move(records);
         deferredOpen_.store(true, std::memory_order_release);
     }
     std::vector<std::pair<int64_t, std::vector<Event>>> events;
     std::vector<KvResult<Response>> results;
     size_t mark = index_->mark();
+    batchRecords_.clear();
+    collectRecords_ = true;
     try {
         lmdb::Txn child(*env_, lmdb::Txn::Mode::ReadWrite, deferred_.get());
         results = applyIn(child, batch, false, inTxn, events);
         child.commit();
+        collectRecords_ = false;
         index_->forget();
     } catch (const lmdb::LmdbError& e) {
+        collectRecords_ = false;
+        batchRecords_.clear();
         index_->rollback(mark);
         if (e.code() != MDB_MAP_FULL && e.code() != MDB_TXN_FULL) throw;
         // The nested transaction is gone and the open one is as it was: commit that one, then
@@ -604,8 +617,20 @@ std::vector<KvResult<Response>> Store::applyDeferred(
         return apply(batch, inTxn, false);
     }
     publishApplied(*deferred_);
+    bool full = false;
+    {
+        std::unique_lock lock(records_->mu);
+        for (auto& [revKey, record] : batchRecords_) {
+            records_->bytes += revKey.size() + record.size();
+            records_->byRevKey.emplace(std::move(revKey), std::move(record));
+        }
+        records_->revision = revision_.load(std::memory_order_acquire);
+        full = records_->bytes >= options_.deferredMaxBytes;
+    }
+    batchRecords_.clear();
     deferredRequests_ += batch.size();
     notifyHub(events);
+    if (full) commitDeferred(false);
     return results;
 }
 
@@ -616,11 +641,20 @@ void Store::commitDeferred(bool durable) {
     try {
         txn->commit();
     } catch (...) {
+        {
+            std::lock_guard lock(recordsMu_);
+            records_.reset();
+        }
         deferredOpen_.store(false, std::memory_order_release);
         throw;
     }
     deferredRequests_ = 0;
     committedIndex_.store(appliedIndex_.load(), std::memory_order_release);
+    {
+        // After the commit: a reader holding the records took an older snapshot with them.
+        std::lock_guard lock(recordsMu_);
+        records_.reset();
+    }
     deferredOpen_.store(false, std::memory_order_release);
 }
 

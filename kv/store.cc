@@ -159,8 +159,27 @@ void sortKvs(std::vector<KeyValue>& kvs, SortOrder order, SortTarget target) {
 
 }  // namespace
 
+KvResult<RangeResponse> Store::rangeApplied(const RangeRequest& request) const {
+    std::shared_ptr<const DeferredRecords> records;
+    std::optional<lmdb::Txn> txn;
+    {
+        // The snapshot and the records together: the commit replaces the records only after
+        // it is visible to new snapshots.
+        std::lock_guard lock(recordsMu_);
+        txn.emplace(*env_, lmdb::Txn::Mode::ReadOnly);
+        records = records_;
+    }
+    if (!records) return rangeIn(*txn, request, metaI64(*txn, detail::kMetaCurrentRev));
+    int64_t current;
+    {
+        std::shared_lock lock(records->mu);
+        current = records->revision;
+    }
+    return rangeIn(*txn, request, current, records.get());
+}
+
 KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest& req,
-                                       int64_t currentRev) const {
+                                       int64_t currentRev, const DeferredRecords* deferred) const {
     if (auto err = detail::checkKey(req.key)) return fail(*err);
     if (req.limit < 0) return fail(detail::makeError(ErrorCode::InvalidArgument, "negative limit"));
     int64_t rev = req.revision > 0 ? req.revision : currentRev;
@@ -201,10 +220,21 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
                                     });
     if (!listed) return fail(detail::compactedError(rev, index_->compacted()));
     for (const auto& [key, r] : found) {
-        auto rec = t_.rev.get(txn, detail::encodeRevKey(r));
-        COORD_ASSERT(rec.has_value(), "key index points at a missing revision", r.main, r.sub);
+        std::string revKey = detail::encodeRevKey(r);
         KeyValue kv;
-        detail::decodeRevRecord(*rec, &kv, wantValues);
+        bool fromDeferred = false;
+        if (deferred) {
+            std::shared_lock lock(deferred->mu);
+            if (auto it = deferred->byRevKey.find(revKey); it != deferred->byRevKey.end()) {
+                detail::decodeRevRecord(it->second, &kv, wantValues);
+                fromDeferred = true;
+            }
+        }
+        if (!fromDeferred) {
+            auto rec = t_.rev.get(txn, revKey);
+            COORD_ASSERT(rec.has_value(), "key index points at a missing revision", r.main, r.sub);
+            detail::decodeRevRecord(*rec, &kv, wantValues);
+        }
         if (!passesFilters(req, kv)) continue;
         kvs.push_back(std::move(kv));
     }

@@ -19,10 +19,13 @@
 #include <functional>
 #include <iosfwd>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "kv/lmdb.h"
@@ -45,6 +48,9 @@ struct Options {
     // applyDeferred() commits each batch on its own once the map has less room than this left,
     // so that a growing open transaction never fills the map at its commit.
     size_t deferredHeadroomBytes = size_t{64} << 20;
+    // applyDeferred() commits the open transaction once the revisions it holds (also kept in
+    // memory for rangeApplied) reach this many bytes.
+    size_t deferredMaxBytes = size_t{16} << 20;
 };
 
 class Store;
@@ -123,6 +129,10 @@ class Store {
     bool hasDeferred() const { return deferredOpen_.load(std::memory_order_acquire); }
     // The applied index of the committed state (any thread).
     uint64_t committedIndex() const { return committedIndex_.load(std::memory_order_acquire); }
+    // A range over everything applied, deferred batches included, from any thread: the
+    // revisions of the open transaction are also kept in memory (deferred records) until its
+    // commit, and read from there. Answers like range().
+    KvResult<RangeResponse> rangeApplied(const RangeRequest& request) const;
 
     // Applies one request at index appliedIndex() + 1 (for a store used without Raft).
     KvResult<Response> write(Request request);
@@ -214,8 +224,10 @@ class Store {
         std::vector<std::pair<int64_t, std::vector<Event>>>& events);
     void notifyHub(std::vector<std::pair<int64_t, std::vector<Event>>>& events);
 
+    struct DeferredRecords;
     KvResult<RangeResponse> rangeIn(const lmdb::Txn& txn, const RangeRequest& request,
-                                    int64_t currentRev) const;
+                                    int64_t currentRev,
+                                    const DeferredRecords* deferred = nullptr) const;
     // The key as of revision `rev` (the newest that `txn` holds: its current revision, or
     // INT64_MAX on the writer thread inside its own transaction).
     std::optional<KeyValue> getIn(const lmdb::Txn& txn, std::string_view key, int64_t rev) const;
@@ -241,6 +253,22 @@ class Store {
     std::atomic<uint64_t> committedIndex_{0};
     std::atomic<int64_t> revision_{0};
     std::atomic<int64_t> compacted_{0};
+
+    // The revision records of the open transaction's finished batches, for rangeApplied() on
+    // other threads. Replaced (not cleared) at each commit: a reader keeps the set it took
+    // together with its LMDB snapshot (both under recordsMu_), so the pair always covers every
+    // revision up to `revision`.
+    struct DeferredRecords {
+        mutable std::shared_mutex mu;
+        std::unordered_map<std::string, std::string> byRevKey;  // encoded rev key → record
+        int64_t revision = 0;  // the store's revision after the last finished batch
+        size_t bytes = 0;
+    };
+    mutable std::mutex recordsMu_;
+    std::shared_ptr<DeferredRecords> records_;  // null when nothing is deferred
+    // Filled by the batch being applied (writer thread), moved into records_ when it succeeds.
+    bool collectRecords_ = false;
+    std::vector<std::pair<std::string, std::string>> batchRecords_;
 };
 
 }  // namespace coord::kv

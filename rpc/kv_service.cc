@@ -38,8 +38,8 @@ kj::Promise<void> KvService::range(RangeContext context) {
     kv::RangeRequest request = fromCapnp(params.getRequest());
     kv::Store& store = driver_.store();
     using Read = kv::KvResult<kv::RangeResponse>;
-    return placedRead<Read>(driver_, !params.getSerializable(),
-                            [&store, request] { return store.range(request); })
+    return appliedRead<Read>(driver_, !params.getSerializable(),
+                             [&store, request] { return store.rangeApplied(request); })
         .then([this, context](Slot<Result<Read, Unavailable>> slot) mutable {
             auto result = context.getResults().initResult();
             fillHeader(result.initHeader(), driver_, clusterId_);

@@ -37,4 +37,24 @@ inline kj::Promise<Slot<Result<T, Unavailable>>> placedRead(NodeDriver& driver, 
     });
 }
 
+// fn() evaluated on this thread once it may see what the read must: at once for a serializable
+// read, after the ReadIndex round for a linearizable one. For reads that see every applied
+// batch from any thread (kv::Store::rangeApplied), so they never wait for the core thread.
+template <typename T>
+inline kj::Promise<Slot<Result<T, Unavailable>>> appliedRead(NodeDriver& driver, bool linearizable,
+                                                             std::function<T()> fn) {
+    using Outcome = Result<T, Unavailable>;
+    if (!linearizable) return Slot<Outcome>{Outcome(fn())};
+    using Confirmed = Result<Ok, Unavailable>;
+    auto handoff = makeHandoff<Confirmed>();
+    driver.read(true, [send = handoff.send](Result<NodeDriver::ReadAt, Unavailable> at) {
+        if (!at.ok()) return send(fail(at.error()));
+        send(Ok{});
+    });
+    return handoff.promise.then([fn = std::move(fn)](Slot<Confirmed> slot) {
+        if (!slot.value->ok()) return Slot<Outcome>{Outcome(fail(slot.value->error()))};
+        return Slot<Outcome>{Outcome(fn())};
+    });
+}
+
 }  // namespace coord::rpc

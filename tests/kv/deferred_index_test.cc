@@ -61,6 +61,70 @@ TEST_CASE("deferred batches: final results at once, other threads see them once 
     CHECK(f.s().appliedIndex() == 4);
 }
 
+TEST_CASE("rangeApplied sees deferred batches from any thread, at any retained revision", "[kv]") {
+    StoreFixture f;
+    f.put("k", "0");  // revision 2, committed
+    std::vector<IndexedRequest> first{{2, PutRequest{"k", "1"}}, {3, PutRequest{"a", "x"}}};
+    REQUIRE(f.s().applyDeferred(first).at(1).ok());
+    std::vector<IndexedRequest> second{{4, DeleteRangeRequest{"a", {}}}};
+    REQUIRE(f.s().applyDeferred(second).at(0).ok());
+    REQUIRE(f.s().hasDeferred());
+
+    auto elsewhere = [&](RangeRequest r) {
+        std::optional<KvResult<RangeResponse>> out;
+        std::thread([&] { out = f.s().rangeApplied(r); }).join();
+        return std::move(*out);
+    };
+    auto head = elsewhere(rangeOf("a", "l"));
+    REQUIRE(head.ok());
+    CHECK(head->revision == 5);
+    REQUIRE(head->kvs.size() == 1);
+    CHECK(head->kvs[0].value == "1");
+    CHECK(head->kvs[0].modRevision == 3);
+    CHECK(head->kvs[0].version == 2);
+    // An older revision: the deferred put of "a", and "k" as committed.
+    auto at4 = elsewhere(rangeOf("a", "l", 4));
+    REQUIRE(at4.ok());
+    REQUIRE(at4->kvs.size() == 2);
+    CHECK(at4->kvs[0].key == "a");
+    CHECK(at4->kvs[0].value == "x");
+    auto at2 = elsewhere(rangeOf("k", {}, 2));
+    REQUIRE(at2.ok());
+    CHECK(at2->kvs.at(0).value == "0");
+    auto future = elsewhere(rangeOf("k", {}, 6));
+    REQUIRE_FALSE(future.ok());
+    CHECK(future.error().code == ErrorCode::FutureRevision);
+    // The plain range of another thread still reads the committed state.
+    std::optional<KvResult<RangeResponse>> committed;
+    std::thread([&] { committed = f.s().range(rangeOf("k")); }).join();
+    CHECK(committed->value().kvs.at(0).value == "0");
+
+    // After the commit the same answers come from the data file.
+    f.s().commitDeferred(false);
+    auto after = elsewhere(rangeOf("a", "l"));
+    REQUIRE(after.ok());
+    CHECK(after->revision == 5);
+    CHECK(after->kvs.at(0).value == "1");
+    CHECK(elsewhere(rangeOf("a", "l", 4))->kvs.size() == 2);
+}
+
+TEST_CASE("deferred batches are committed once their records reach deferredMaxBytes", "[kv]") {
+    StoreFixture f;
+    f.options.deferredMaxBytes = 64 * 1024;
+    f.reopen();
+    std::string value(10000, 'v');
+    uint64_t index = 0;
+    int committedAfter = 0;
+    for (int i = 1; i <= 20 && committedAfter == 0; ++i) {
+        std::vector<IndexedRequest> batch{{++index, PutRequest{"k" + std::to_string(i), value}}};
+        REQUIRE(f.s().applyDeferred(batch).at(0).ok());
+        if (!f.s().hasDeferred()) committedAfter = i;
+    }
+    // 64 KiB of 10 kB records: the seventh batch crosses the bound.
+    CHECK(committedAfter == 7);
+    CHECK(f.s().committedIndex() == index);
+}
+
 TEST_CASE("a deferred batch is dropped by a crash before its commit, and applies again the same",
           "[kv]") {
     // The member's Raft log replays what the store lost: same indexes, same results.
@@ -125,6 +189,11 @@ TEST_CASE("a deferred batch that fills the map is applied on its own; earlier on
     }
     // The small batch's answer stands: committed, with the revision it was given.
     CHECK_FALSE(f.s().hasDeferred());
+    std::optional<KvResult<RangeResponse>> seen;
+    std::thread([&] { seen = f.s().rangeApplied(rangeOf("big", "bih")); }).join();
+    CHECK(seen->value().kvs.empty());
+    std::thread([&] { seen = f.s().rangeApplied(rangeOf("small")); }).join();
+    CHECK(seen->value().kvs.at(0).modRevision == smallRev);
     f.reopen();
     CHECK(f.s().appliedIndex() == index);
     CHECK(f.s().currentRevision() == smallRev);
