@@ -69,23 +69,40 @@ std::optional<RecipeError> WaitContext::interrupted() const {
 
 RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
                               const std::function<bool(const Event&)>& accept,
-                              const WaitContext& ctx, std::unique_ptr<Handle>* keep) {
+                              const WaitContext& ctx, std::unique_ptr<Handle>* keep,
+                              const RangeRequest* readAfter,
+                              std::optional<RangeResponse>* readResult) {
     struct State {
         std::mutex mu;
         std::condition_variable cv;
         bool hit = false;
+        bool fired = false;  // client thread only
+        std::optional<RangeResponse> read;
         std::optional<Error> error;
     };
     auto st = std::make_shared<State>();
     WatchCallbacks cb;
-    cb.onEvents = [st, accept](std::span<const Event> events, int64_t) {
+    std::optional<RangeRequest> then;
+    if (readAfter) then = *readAfter;
+    cb.onEvents = [st, accept, &client, then](std::span<const Event> events, int64_t) {
+        if (st->fired) return;
         for (const auto& e : events) {
-            if (accept(e)) {
+            if (!accept(e)) continue;
+            st->fired = true;
+            if (!then) {
                 std::lock_guard lock(st->mu);
                 st->hit = true;
                 st->cv.notify_all();
                 return;
             }
+            // Read at once from the client's thread: the waiter wakes once, with the answer.
+            client.rangeAsync(*then, true, [st](Expected<RangeResponse> r) {
+                std::lock_guard lock(st->mu);
+                if (r.ok()) st->read = std::move(r).value();
+                st->hit = true;
+                st->cv.notify_all();
+            });
+            return;
         }
     };
     cb.onError = [st](const Error& e) {
@@ -100,6 +117,7 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
     std::unique_lock lock(st->mu);
     for (;;) {
         if (st->hit) {
+            if (readResult) *readResult = std::move(st->read);
             // Stopping a watch waits for the client's thread: a caller about to read again
             // stops it afterwards, off the path to that read.
             if (keep) *keep = std::move(handle);
@@ -127,28 +145,35 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
     // enough: at any revision where my key exists and no older key does, my turn has come
     // (later revisions only add younger keys). A member that lags may not show my key yet;
     // then the read is repeated through the leader before my key is declared gone.
+    RangeRequest q;
+    q.key = blockKey;
+    q.rangeEnd = blockEnd;
+    q.sortOrder = kv::SortOrder::Descend;
+    q.sortTarget = kv::SortTarget::Create;
+    q.keysOnly = true;
+    // With my key in the range, one read shows it and the keys created before it.
+    RangeRequest mineAndOlder = q;
+    mineAndOlder.maxCreateRevision = myRev;
+    mineAndOlder.limit = slots + 1;
+    auto viewOf = [&](RangeResponse r) {
+        View v;
+        v.at = r.revision;
+        if (r.kvs.empty() || r.kvs.front().key != myKey) {
+            v.ownMissing = true;
+        } else {
+            for (auto it = r.kvs.begin() + 1; it != r.kvs.end(); ++it)
+                v.blockers.push_back(std::move(it->key));
+        }
+        return v;
+    };
     auto look = [&](bool serializable) -> RecipeResult<View> {
         View v;
-        RangeRequest q;
-        q.key = blockKey;
-        q.rangeEnd = blockEnd;
-        q.sortOrder = kv::SortOrder::Descend;
-        q.sortTarget = kv::SortTarget::Create;
-        q.keysOnly = true;
         if (ownInRange) {
-            q.maxCreateRevision = myRev;
-            q.limit = slots + 1;
-            auto r = retry<RangeResponse>(
-                client, ctx, [&](Deadline d) { return client.range(q, serializable, d); });
+            auto r = retry<RangeResponse>(client, ctx, [&](Deadline d) {
+                return client.range(mineAndOlder, serializable, d);
+            });
             if (!r.ok()) return fail(r.error());
-            v.at = r->revision;
-            if (r->kvs.empty() || r->kvs.front().key != myKey) {
-                v.ownMissing = true;
-            } else {
-                for (auto it = r->kvs.begin() + 1; it != r->kvs.end(); ++it)
-                    v.blockers.push_back(std::move(it->key));
-            }
-            return v;
+            return viewOf(std::move(r).value());
         }
         RangeRequest own;
         own.key = myKey;
@@ -169,7 +194,8 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             v.blockers.push_back(std::move(kv.key));
         return v;
     };
-    std::unique_ptr<Handle> finished;  // the last wait's watch, stopped after the next read
+    std::unique_ptr<Handle> finished;         // the last wait's watch, stopped after the next read
+    std::optional<RangeResponse> prefetched;  // the read the wait made when its event came
     for (;;) {
         RecipeResult<View> view = View{};
         if (known) {
@@ -177,7 +203,8 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             view->blockers = std::move(known->blockers);
             known.reset();
         } else {
-            view = look(true);
+            view = prefetched ? RecipeResult<View>(viewOf(std::move(*prefetched))) : look(true);
+            prefetched.reset();
             if (view.ok() && view->ownMissing) view = look(false);
             finished.reset();
         }
@@ -206,7 +233,8 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             w.rangeEnd = blockEnd;
         }
         auto waited = waitForEvent(
-            client, w, [](const Event&) { return true; }, ctx, &finished);
+            client, w, [](const Event&) { return true; }, ctx, &finished,
+            ownInRange ? &mineAndOlder : nullptr, &prefetched);
         if (!waited.ok()) return fail(waited.error());
     }
 }
