@@ -22,6 +22,17 @@ start)
         initial+="${initial:+,}m$i=127.0.0.1:$((32380 + i * 100))"
         endpoints+="${endpoints:+,}127.0.0.1:$((32379 + i * 100))"
     done
+    # A member left over from an earlier run would answer the health checks below in place of
+    # the new one (which cannot bind): refuse to start instead of measuring the wrong cluster.
+    for i in $(seq 1 "$n"); do
+        for port in $((32379 + i * 100)) $((32380 + i * 100)); do
+            if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
+                echo "port $port is in use (a cluster left running? bench/cluster.sh stop)" >&2
+                rm -rf "$data"
+                exit 1
+            fi
+        done
+    done
     pids=""
     begin=$(date +%s%N)
     for i in $(seq 1 "$n"); do
@@ -31,14 +42,29 @@ start)
             --initial-cluster "$initial" ${COORDD_FLAGS:-} > "$data/m$i.log" 2>&1 &
         pids+="${pids:+,}$!"
     done
+    healthy=1
     for ep in ${endpoints//,/ }; do
+        ok=0
         for _ in $(seq 1 600); do
-            "$bin/coordctl" --endpoints "$ep" --command-timeout 1000 endpoint health \
-                > /dev/null 2>&1 && break
+            if "$bin/coordctl" --endpoints "$ep" --command-timeout 1000 endpoint health \
+                > /dev/null 2>&1; then
+                ok=1
+                break
+            fi
             sleep 0.01
         done
+        [ "$ok" = 1 ] || healthy=0
     done
-    echo "cold start to healthy: $(( ($(date +%s%N) - begin) / 1000000 )) ms"
+    elapsed=$(( ($(date +%s%N) - begin) / 1000000 ))
+    for pid in ${pids//,/ }; do kill -0 "$pid" 2> /dev/null || healthy=0; done
+    if [ "$healthy" != 1 ]; then
+        echo "the cluster did not start; member logs:" >&2
+        tail -n 5 "$data"/m*.log >&2
+        for pid in ${pids//,/ }; do kill -KILL "$pid" 2> /dev/null || true; done
+        rm -rf "$data"
+        exit 1
+    fi
+    echo "cold start to healthy: $elapsed ms"
     printf 'N=%s\nENDPOINTS=%s\nPIDS=%s\nDATA=%s\n' "$n" "$endpoints" "$pids" "$data" \
         > "$run/cluster.env"
     cat "$run/cluster.env"
