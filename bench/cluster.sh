@@ -5,7 +5,7 @@
 #
 #   bench/cluster.sh start [1|3]    # writes bench/.run/cluster.env (N, ENDPOINTS, PIDS, DATA)
 #   bench/cluster.sh stop
-#   bench/cluster.sh rss            # VmRSS and VmHWM of each member, in MB
+#   bench/cluster.sh rss            # VmRSS, VmHWM, RssAnon and RssFile of each member, in MB
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=bench/.run
@@ -81,8 +81,8 @@ stop)
 rss)
     . "$run/cluster.env"
     for pid in ${PIDS//,/ }; do
-        awk -v p="$pid" '/VmRSS|VmHWM/ {printf "%s %s %.1f MB  ", p, $1, $2/1024} END {print ""}' \
-            "/proc/$pid/status"
+        awk -v p="$pid" '/VmRSS|VmHWM|RssAnon|RssFile/ {printf "%s %s %.1f MB  ", p, $1, $2/1024}
+            END {print ""}' "/proc/$pid/status"
     done
     ;;
 *)
