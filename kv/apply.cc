@@ -155,6 +155,19 @@ struct WriteContext {
         return store.getIn(txn, key, INT64_MAX);
     }
 
+    // The same without its value, from the index alone (no record read).
+    std::optional<KeyValue> liveMeta(const std::string& key) const {
+        auto e = store.index_->latestAtOrBelow(key, INT64_MAX);
+        if (!e || e->tombstone) return std::nullopt;
+        KeyValue kv;
+        kv.key = key;
+        kv.createRevision = e->createRevision;
+        kv.modRevision = e->rev.main;
+        kv.version = e->version;
+        kv.lease = e->lease;
+        return kv;
+    }
+
     void compactIndex(int64_t rev) { store.index_->setCompacted(rev); }
 
     // The keys in [key, rangeEnd) that exist now, in key order.
@@ -208,7 +221,7 @@ struct WriteContext {
         std::string record = encodeRevRecord(kv, tombstone);
         bool appended = t.rev.put(txn, revKey, record, MDB_APPEND);
         COORD_ASSERT(appended, "revision written twice", r.main, r.sub);
-        store.index_->add(kv.key, {r, tombstone});
+        store.index_->add(kv.key, {r, tombstone, kv.createRevision, kv.version, kv.lease});
         if (store.collectRecords_)
             store.batchRecords_.emplace_back(std::move(revKey), std::move(record));
     }
@@ -218,7 +231,10 @@ struct WriteContext {
     }
 
     PutResponse put(const PutRequest& p) {
-        std::optional<KeyValue> prev = live(p.key);
+        // The previous value is read only when someone needs it: the caller (prevKv,
+        // ignoreValue) or a watcher (events carry it). Otherwise the index has the rest.
+        bool needValue = p.prevKv || p.ignoreValue || buildEvents;
+        std::optional<KeyValue> prev = needValue ? live(p.key) : liveMeta(p.key);
         Revision r = take();
         KeyValue kv;
         kv.key = p.key;

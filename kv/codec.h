@@ -43,6 +43,11 @@ inline Revision decodeRevKey(std::string_view s) {
 struct IndexEntry {
     Revision rev;
     bool tombstone = false;
+    // What a write needs of the key's previous state, so that a put reads no old record when
+    // neither its caller nor a watcher wants the previous value (0 for a tombstone).
+    int64_t createRevision = 0;
+    int64_t version = 0;
+    int64_t lease = 0;
 };
 
 inline std::string encodeIndexEntry(IndexEntry e) {

@@ -60,10 +60,12 @@ void Store::rebuildIndex(const lmdb::Txn& txn) {
     lmdb::Cursor c(txn, t_.rev);
     std::string_view k, v;
     std::string key;
+    KeyValue meta;
     for (bool ok = c.get(MDB_FIRST, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
-        auto view = detail::decodeRevRecord(v, nullptr);
+        auto view = detail::decodeRevRecord(v, &meta, false);
         key.assign(view.key);
-        index_->load(key, {detail::decodeRevKey(k), view.tombstone});
+        index_->load(key, {detail::decodeRevKey(k), view.tombstone, meta.createRevision,
+                           meta.version, meta.lease});
     }
     index_->setCompacted(metaI64(txn, detail::kMetaCompactedRev));
     index_->forget();

@@ -309,3 +309,52 @@ TEST_CASE("opening a format-1 data file drops its derived tables and keeps the d
     lmdb::Table meta(txn, "meta", 0);
     CHECK(*meta.get(txn, detail::kMetaFormat) == detail::kFormatVersion);
 }
+
+TEST_CASE(
+    "puts take the previous create revision, version and lease from the index, also after "
+    "a restart",
+    "[kv]") {
+    // Without watchers and without prevKv a put reads no old record: the index entry carries
+    // what the new revision inherits. The same puts with a watcher read the record: both paths
+    // must agree.
+    for (bool watched : {false, true}) {
+        StoreFixture f;
+        REQUIRE(f.s().leaseGrant(7, 60).ok());
+        std::optional<WatchId> watch;
+        struct Sink : WatchSink {
+            bool onEvents(WatchId, std::span<const Event>, int64_t) override { return true; }
+            void onProgress(WatchId, int64_t) override {}
+            void onCanceled(WatchId, const Error&) override {}
+        };
+        auto sink = std::make_shared<Sink>();
+        if (watched) {
+            WatchRequest w;
+            w.key = "k";
+            auto id = f.s().watchHub().watch(w, sink);
+            REQUIRE(id.ok());
+            watch = *id;
+        }
+        auto first = f.s().put("k", "1", 7);
+        REQUIRE(first.ok());
+        REQUIRE(f.s().put("k", "2", 7).ok());
+        if (!watched) f.reopen();  // the index is rebuilt from the records
+        PutRequest keepLease{"k", "3", 0};
+        keepLease.ignoreLease = true;
+        REQUIRE(f.s().write(keepLease).ok());
+        auto kv = f.s().get("k");
+        REQUIRE(kv);
+        CHECK(kv->value == "3");
+        CHECK(kv->version == 3);
+        CHECK(kv->createRevision == first->revision);
+        CHECK(kv->lease == 7);
+        // A delete, then a put: a new incarnation.
+        REQUIRE(f.s().deleteRange("k").ok());
+        auto again = f.s().put("k", "4");
+        REQUIRE(again.ok());
+        kv = f.s().get("k");
+        CHECK(kv->version == 1);
+        CHECK(kv->createRevision == again->revision);
+        CHECK(kv->lease == 0);
+        if (watch) f.s().watchHub().cancel(*watch);
+    }
+}
