@@ -6,13 +6,23 @@
 #   scripts/test.sh --tsan          # ThreadSanitizer build of the threaded tests (and of the
 #                                   # coordd they start), in build-tsan/
 #
-# Extra arguments after the mode go to ctest (for example `-R lease` or `-L kv`).
+# Extra arguments after the mode go to ctest (for example `-R lease` or `-L kv`); start with
+# `--` to give the release build long ctest options. An unknown `--mode` is refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=release
-if [ "${1:-}" = "--sanitize" ]; then mode=asan; shift; fi
-if [ "${1:-}" = "--tsan" ]; then mode=tsan; shift; fi
+case "${1:-}" in
+--sanitize) mode=asan; shift ;;
+--tsan) mode=tsan; shift ;;
+--) shift ;;  # release; what follows goes to ctest
+--*)
+    # A mistyped mode would otherwise reach ctest and run the release build unnoticed.
+    echo "scripts/test.sh: unknown mode '$1' (modes: --sanitize, --tsan; ctest arguments" \
+        "follow the mode, or '--' for the release build)" >&2
+    exit 2
+    ;;
+esac
 
 scripts/install-deps.sh
 
