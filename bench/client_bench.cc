@@ -82,16 +82,22 @@ std::vector<std::string> endpointsFor(const ClusterArgs& a, size_t i) {
     return out;
 }
 
-// Runs `op(clientIndex, client, rng) -> (ok, extra)` in `clients` threads over `conns` Client
-// objects until the duration passes.
-template <typename Op>
-void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
+// The `conns` Client objects the clients share (see ClusterArgs::spread).
+std::vector<std::unique_ptr<Client>> connect(const ClusterArgs& a) {
     std::vector<std::unique_ptr<Client>> conns;
     ClientOptions o;
     for (int i = 0; i < std::max(1, a.conns); ++i) {
         o.endpoints = endpointsFor(a, static_cast<size_t>(i));
         conns.push_back(std::make_unique<Client>(o));
     }
+    return conns;
+}
+
+// Runs `op(clientIndex, client, rng) -> (ok, extra)` in `clients` threads over `conns` Client
+// objects until the duration passes.
+template <typename Op>
+void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
+    auto conns = connect(a);
     std::atomic<bool> stop{false};
     auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> threads;
@@ -132,12 +138,7 @@ using Finished = std::function<void(bool, uint64_t)>;
 // state is touched only by its client's thread until every loop has stopped.
 template <typename Op>
 void asyncLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
-    std::vector<std::unique_ptr<Client>> conns;
-    ClientOptions o;
-    for (int i = 0; i < std::max(1, a.conns); ++i) {
-        o.endpoints = endpointsFor(a, static_cast<size_t>(i));
-        conns.push_back(std::make_unique<Client>(o));
-    }
+    auto conns = connect(a);
     struct Loop {
         int index = 0;
         Client* client = nullptr;

@@ -222,8 +222,8 @@ struct WriteContext {
         bool appended = t.rev.put(txn, revKey, record, MDB_APPEND);
         COORD_ASSERT(appended, "revision written twice", r.main, r.sub);
         store.index_->add(kv.key, {r, tombstone, kv.createRevision, kv.version, kv.lease});
-        if (store.collectRecords_)
-            store.batchRecords_.emplace_back(std::move(revKey), std::move(record));
+        if (store.batchRecords_)
+            store.batchRecords_->emplace_back(std::move(revKey), std::move(record));
     }
 
     void detachLease(int64_t lease, const std::string& key) {
@@ -613,17 +613,18 @@ std::vector<KvResult<Response>> Store::applyDeferred(
     std::vector<std::pair<int64_t, std::vector<Event>>> events;
     std::vector<KvResult<Response>> results;
     size_t mark = index_->mark();
-    batchRecords_.clear();
-    collectRecords_ = true;
+    std::vector<std::pair<std::string, std::string>> records;
     try {
+        struct Collecting {  // this batch's revision records go to `records`, however it ends
+            Store& store;
+            ~Collecting() { store.batchRecords_ = nullptr; }
+        } collecting{*this};
+        batchRecords_ = &records;
         lmdb::Txn child(*env_, lmdb::Txn::Mode::ReadWrite, deferred_.get());
         results = applyIn(child, batch, false, inTxn, events);
         child.commit();
-        collectRecords_ = false;
         index_->forget();
     } catch (const lmdb::LmdbError& e) {
-        collectRecords_ = false;
-        batchRecords_.clear();
         index_->rollback(mark);
         if (e.code() != MDB_MAP_FULL && e.code() != MDB_TXN_FULL) throw;
         // The nested transaction is gone and the open one is as it was: commit that one, then
@@ -636,14 +637,13 @@ std::vector<KvResult<Response>> Store::applyDeferred(
     bool full = false;
     {
         std::unique_lock lock(records_->mu);
-        for (auto& [revKey, record] : batchRecords_) {
+        for (auto& [revKey, record] : records) {
             records_->bytes += revKey.size() + record.size();
             records_->byRevKey.emplace(std::move(revKey), std::move(record));
         }
         records_->revision = revision_.load(std::memory_order_acquire);
         full = records_->bytes >= options_.deferredMaxBytes;
     }
-    batchRecords_.clear();
     deferredRequests_ += batch.size();
     notifyHub(events);
     if (full) commitDeferred(false);

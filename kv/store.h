@@ -266,9 +266,9 @@ class Store {
     };
     mutable std::mutex recordsMu_;
     std::shared_ptr<DeferredRecords> records_;  // null when nothing is deferred
-    // Filled by the batch being applied (writer thread), moved into records_ when it succeeds.
-    bool collectRecords_ = false;
-    std::vector<std::pair<std::string, std::string>> batchRecords_;
+    // While applyDeferred() applies a batch (writer thread): where its revision records go
+    // until the batch succeeds and they join records_.
+    std::vector<std::pair<std::string, std::string>>* batchRecords_ = nullptr;
 };
 
 }  // namespace coord::kv

@@ -293,11 +293,17 @@ struct Client::Impl {
                               once->call(fail(unavailable(e.getDescription().cStr())));
                           }));
         };
+        (void)runOnLoop(std::move(start));  // refused when closed: `once` reports Canceled
+    }
+
+    // Runs `fn` on the loop thread: at once when called there (from a callback), else posted.
+    // False when the client is closing and `fn` will not run.
+    bool runOnLoop(std::function<void()> fn) {
         if (std::this_thread::get_id() == loopThread) {
-            start();  // from a callback: no hand-off needed
-            return;
+            fn();
+            return true;
         }
-        (void)inbox->post(std::move(start));  // refused when closed: Canceled
+        return inbox->post(std::move(fn));
     }
 
     // A membership change or leadership transfer (client.cc's Client::member*).
@@ -510,22 +516,16 @@ struct Client::Impl {
     // Starts a runner under an id taken by the caller (any thread): the caller does not wait
     // for the loop. A handle dropped on the loop thread before its runner started leaves its id
     // in `dropped`, and the runner is then never started.
-    uint64_t takeRunnerId() { return nextRunner.fetch_add(1, std::memory_order_relaxed); }
-
     template <typename MakeRunner>
     std::unique_ptr<Handle> startRunner(MakeRunner make) {
-        uint64_t id = takeRunnerId();
+        uint64_t id = nextRunner.fetch_add(1, std::memory_order_relaxed);
         auto start = [this, id, make = std::move(make)]() mutable {
             if (!tasks) return;
             if (dropped.erase(id)) return;
             kj::Own<Runner> runner = make();
             runners.emplace(id, kj::mv(runner));
         };
-        if (std::this_thread::get_id() == loopThread) {
-            start();
-        } else if (!inbox->post(std::move(start))) {
-            return nullptr;
-        }
+        if (!runOnLoop(std::move(start))) return nullptr;
         return std::make_unique<RunnerHandle>(*this, id);
     }
 

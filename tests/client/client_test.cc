@@ -51,6 +51,25 @@ struct Collector {
     }
 };
 
+// Puts `key` only if it does not exist; otherwise reads it.
+TxnRequest putIfAbsent(const std::string& key, const std::string& value) {
+    TxnRequest t;
+    Compare absent;
+    absent.key = key;
+    absent.target = Compare::Target::Create;
+    absent.op = Compare::Op::Equal;
+    absent.number = 0;
+    t.compare.push_back(absent);
+    PutRequest put;
+    put.key = key;
+    put.value = value;
+    t.success.push_back(RequestOp{put});
+    RangeRequest read;
+    read.key = key;
+    t.failure.push_back(RequestOp{read});
+    return t;
+}
+
 }  // namespace
 
 TEST_CASE("the client reads, writes, runs txns and manages leases", "[client]") {
@@ -67,20 +86,7 @@ TEST_CASE("the client reads, writes, runs txns and manages leases", "[client]") 
     CHECK((*got)->modRevision == rev);
 
     // Create-if-absent: the first txn wins, the second sees the key.
-    TxnRequest t;
-    Compare absent;
-    absent.key = "app/b";
-    absent.target = Compare::Target::Create;
-    absent.op = Compare::Op::Equal;
-    absent.number = 0;
-    t.compare.push_back(absent);
-    PutRequest mine;
-    mine.key = "app/b";
-    mine.value = "mine";
-    t.success.push_back(RequestOp{mine});
-    RangeRequest read;
-    read.key = "app/b";
-    t.failure.push_back(RequestOp{read});
+    TxnRequest t = putIfAbsent("app/b", "mine");
     auto first = client.txn(t);
     REQUIRE(first.ok());
     CHECK(first->succeeded);
@@ -302,18 +308,8 @@ TEST_CASE(
     CHECK(count->count == kChains * kPerChain);
 
     std::promise<Expected<TxnResponse>> txnDone;
-    TxnRequest t;
-    Compare absent;
-    absent.key = "async/0/0";
-    absent.target = Compare::Target::Create;
-    absent.op = Compare::Op::Equal;
-    absent.number = 0;
-    t.compare.push_back(absent);
-    PutRequest p;
-    p.key = "async/0/0";
-    p.value = "again";
-    t.success.push_back(RequestOp{p});
-    client.txnAsync(t, [&](Expected<TxnResponse> r) { txnDone.set_value(r); });
+    client.txnAsync(putIfAbsent("async/0/0", "again"),
+                    [&](Expected<TxnResponse> r) { txnDone.set_value(r); });
     auto txn = txnDone.get_future().get();
     REQUIRE(txn.ok());
     CHECK_FALSE(txn->succeeded);  // the key exists
