@@ -143,6 +143,7 @@ void Raft::reset(Term term) {
         vote_ = kNone;
     }
     lead_ = kNone;
+    leaderGoneHint_ = false;
     electionElapsed_ = 0;
     heartbeatElapsed_ = 0;
     resetRandomizedElectionTimeout();
@@ -280,7 +281,9 @@ void Raft::tick() {
         return;
     }
     ++electionElapsed_;
-    if (promotable() && electionElapsed_ >= randomizedElectionTimeout_) {
+    bool retryHint = leaderGoneHint_ && role_ == Role::PreCandidate && preVote_ &&
+                     electionElapsed_ >= kHintRetryTicks;
+    if (promotable() && (electionElapsed_ >= randomizedElectionTimeout_ || retryHint)) {
         electionElapsed_ = 0;
         campaign(preVote_, false);
     }
@@ -289,6 +292,7 @@ void Raft::tick() {
 void Raft::peerUnreachable(NodeId node) {
     if (role_ == Role::Leader || node == kNone || node != lead_ || !promotable()) return;
     lead_ = kNone;
+    leaderGoneHint_ = true;
     size_t rank = 0;
     for (const auto& [nid, pr] : prs_) {
         if (!pr.learner && nid != node && nid < id_) ++rank;

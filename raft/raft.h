@@ -109,7 +109,9 @@ class Raft {
     // A follower that hears this of its leader stops honouring the leader's lease and campaigns
     // within a few ticks instead of a whole election timeout — the lowest-id remaining voter
     // first, the others two ticks apart, so they do not split the vote. Safety does not depend
-    // on the hint; a wrong one costs at most a pre-vote that the others refuse.
+    // on the hint; a wrong one costs at most pre-votes that the others refuse. A pre-vote round
+    // begun on the hint is retried every two ticks until it wins or a leader is heard: the
+    // others may hear of the loss later than this member does.
     void peerUnreachable(NodeId node);
     // Called by the application when it applies a ConfChange entry. Returns the new membership,
     // which the application persists alongside its applied state.
@@ -191,6 +193,12 @@ class Raft {
     int electionElapsed_ = 0;
     int heartbeatElapsed_ = 0;
     int randomizedElectionTimeout_ = 0;
+    // Set by peerUnreachable while this member's leader is believed dead: a pre-vote round
+    // that the others did not answer (they may not have noticed yet, and ignore candidates
+    // while they do not) is retried every kHintRetryTicks instead of after a whole randomized
+    // timeout. Pre-votes change no term, so a retry cannot disturb anyone. Cleared by reset().
+    bool leaderGoneHint_ = false;
+    static constexpr int kHintRetryTicks = 2;
     std::mt19937_64 rng_;
     uint64_t maxBytesPerMsg_;
     uint64_t snapshotChunkBytes_;

@@ -389,6 +389,27 @@ TEST_CASE("a lost connection to the leader starts an election within ticks, not 
     CHECK(c.r(2).term() == term + 1);
 }
 
+TEST_CASE("a survivor that hears of the leader's loss late still lets the first one win fast",
+          "[raft]") {
+    Cluster c(3);
+    c.elect(1);
+    Term term = c.r(1).term();
+    c.isolate(1);
+    // Member 2 hears of the loss first and asks for pre-votes; member 3, still in the leader's
+    // lease, ignores them.
+    c.r(2).peerUnreachable(1);
+    c.tickAll(1);
+    CHECK(c.r(2).role() == Role::PreCandidate);
+    CHECK(c.r(3).role() == Role::Follower);
+    // Member 3 hears of it a tick later; member 2's next pre-vote round, two ticks after its
+    // first rather than a whole election timeout, wins.
+    c.r(3).peerUnreachable(1);
+    c.tickAll(2);
+    CHECK(c.r(2).role() == Role::Leader);
+    CHECK(c.r(3).leader() == 2);
+    CHECK(c.r(2).term() == term + 1);
+}
+
 TEST_CASE("a wrong unreachable hint does not disturb a leader the others still hear", "[raft]") {
     Cluster c(3);
     c.elect(1);
