@@ -299,7 +299,22 @@ struct Holder::State {
     int64_t revision = 0;
     uint64_t epoch = 0;  // one per acquisition: stale loss reports are ignored
     std::vector<std::function<void(const RecipeError&)>> callbacks;
+    // Deletions of the key, from the first acquisition for the life of the Holder (the key's
+    // name is fixed): a deletion after the current incarnation's create revision ends it. One
+    // watch for every acquisition, so a lock cycle costs no watch set-up or tear-down.
     std::unique_ptr<Handle> ownerWatch;
+    bool watchEnded = false;  // compacted past or refused: the next acquisition starts another
+
+    // A deletion of the key at revision `at`: a loss if it is of the incarnation held now.
+    void deleted(int64_t at, const std::string& key) {
+        uint64_t forEpoch;
+        {
+            std::lock_guard lock(mu);
+            if (!held || at <= revision) return;  // an earlier incarnation
+            forEpoch = epoch;
+        }
+        markLost(forEpoch, RecipeError{RecipeError::Kind::NotHeld, key + " was deleted", {}});
+    }
 
     void markLost(uint64_t forEpoch, const RecipeError& why) {
         std::vector<std::function<void(const RecipeError&)>> cbs;
@@ -330,8 +345,13 @@ Holder::Holder(Session& session, std::string keyPrefix)
 }
 
 Holder::~Holder() {
-    // Releasing deletes the key (best effort) and stops the owner watch.
+    // Releasing deletes the key (best effort); then the owner watch stops.
     if (revision() != 0) (void)release(kForever);
+    std::unique_ptr<Handle> watch;
+    {
+        std::lock_guard lock(st_->mu);
+        watch = std::move(st_->ownerWatch);
+    }
 }
 
 bool Holder::isHeld() const {
@@ -417,34 +437,65 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
         epoch = ++st_->epoch;
     }
     // Ownership ends if the key goes (revoked lease, deleted by an operator).
-    WatchRequest w;
-    w.key = key_;
-    w.startRevision = *turn_ + 1;
-    w.noPut = true;
-    WatchCallbacks cb;
-    std::weak_ptr<State> weak = st_;
-    std::string key = key_;
-    cb.onEvents = [weak, epoch, key](std::span<const Event>, int64_t) {
-        if (auto st = weak.lock()) {
-            st->markLost(epoch, RecipeError{RecipeError::Kind::NotHeld, key + " was deleted", {}});
-        }
-    };
-    auto handle = client.watch(w, cb);
-    std::unique_ptr<Handle> old;
-    {
-        std::lock_guard lock(st_->mu);
-        old = std::move(st_->ownerWatch);
-        st_->ownerWatch = std::move(handle);
-    }
+    watchOwnKey(*turn_ + 1);
     if (session_.isLost()) {
         st_->markLost(epoch, RecipeError{RecipeError::Kind::SessionLost, "session lost", {}});
     }
     return Ok{};
 }
 
+void Holder::watchOwnKey(int64_t from) {
+    {
+        std::lock_guard lock(st_->mu);
+        if (st_->ownerWatch && !st_->watchEnded) return;  // already following the key
+    }
+    WatchRequest w;
+    w.key = key_;
+    w.startRevision = from;
+    w.noPut = true;
+    WatchCallbacks cb;
+    std::weak_ptr<State> weak = st_;
+    std::string key = key_;
+    Client* client = &session_.client();
+    cb.onEvents = [weak, key](std::span<const Event> events, int64_t) {
+        if (auto st = weak.lock()) {
+            for (const auto& e : events)
+                st->deleted(e.kv.modRevision, key);
+        }
+    };
+    cb.onError = [weak, key, client](const Error&) {
+        // Deletions may have gone unseen: check the incarnation held now, if any, by a read.
+        auto st = weak.lock();
+        if (!st) return;
+        int64_t rev;
+        {
+            std::lock_guard lock(st->mu);
+            st->watchEnded = true;
+            if (!st->held) return;
+            rev = st->revision;
+        }
+        RangeRequest r;
+        r.key = key;
+        // Linearizable: a lagging member must not report the key missing.
+        client->rangeAsync(r, false, [weak, key, rev](Expected<RangeResponse> got) {
+            auto state = weak.lock();
+            if (!state || !got.ok()) return;
+            if (got->kvs.empty() || got->kvs.front().createRevision != rev)
+                state->deleted(got->revision, key);
+        });
+    };
+    auto handle = session_.client().watch(w, cb);
+    std::unique_ptr<Handle> old;
+    {
+        std::lock_guard lock(st_->mu);
+        old = std::move(st_->ownerWatch);
+        st_->ownerWatch = std::move(handle);
+        st_->watchEnded = false;
+    }
+}
+
 RecipeResult<Ok> Holder::release(Deadline deadline) {
     int64_t rev;
-    std::unique_ptr<Handle> watch;
     {
         std::lock_guard lock(st_->mu);
         if (!st_->held) return fail(RecipeError{RecipeError::Kind::NotHeld, "not held", {}});
@@ -452,15 +503,11 @@ RecipeResult<Ok> Holder::release(Deadline deadline) {
         rev = st_->revision;
         st_->revision = 0;
         ++st_->epoch;
-        watch = std::move(st_->ownerWatch);
     }
     (void)deadline;
-    // The delete goes first: the next waiter's turn starts when it applies. Stopping the owner
-    // watch waits for the client's thread, so it comes after (the deletion it reports is
-    // ignored: the epoch moved on).
-    auto deleted = deleteOwned(session_.client(), key_, rev);
-    watch.reset();
-    return deleted;
+    // The owner watch stays for the next acquisition; the deletion it reports is of an
+    // incarnation no longer held, and ignored.
+    return deleteOwned(session_.client(), key_, rev);
 }
 
 RecipeResult<Ok> Holder::update(const std::string& value, Deadline deadline) {

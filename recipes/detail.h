@@ -147,6 +147,8 @@ class Holder {
 
   private:
     struct State;
+    // Starts the watch on the key's deletions from revision `from`, unless one is running.
+    void watchOwnKey(int64_t from);
     Session& session_;
     std::string key_;
     CancelPoint cancel_;

@@ -98,6 +98,39 @@ TEST_CASE("a mutex excludes across clients and its fencing tokens increase", "[r
     CHECK_THREADS();
 }
 
+TEST_CASE("a mutex reused for many cycles reports only the loss of the incarnation it holds",
+          "[recipes][mutex]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session s(client, {30});
+    Mutex m(s, "locks/reuse");
+    std::atomic<int> losses{0};
+    m.onLost([&](const RecipeError&) { ++losses; });
+    // Each release's deletion reaches the owner watch, perhaps after the next acquisition:
+    // it is of an earlier incarnation and must not count.
+    for (int i = 0; i < 5; ++i) {
+        REQUIRE(m.acquire(Clock::now() + 10s).ok());
+        REQUIRE(m.release().ok());
+    }
+    REQUIRE(m.acquire(Clock::now() + 10s).ok());
+    std::this_thread::sleep_for(200ms);
+    CHECK(m.isHeld());
+    CHECK(losses == 0);
+    // An operator deletes the held key: the loss is reported, once.
+    DeleteRangeRequest d;
+    d.key = m.key();
+    REQUIRE(client.del(d).ok());
+    CHECK(eventually([&] { return losses.load() == 1; }));
+    CHECK_FALSE(m.isHeld());
+    // Released and taken again, it is held and sound.
+    (void)m.release();
+    REQUIRE(m.acquire(Clock::now() + 10s).ok());
+    std::this_thread::sleep_for(200ms);
+    CHECK(m.isHeld());
+    CHECK(losses == 1);
+    REQUIRE(m.release().ok());
+}
+
 TEST_CASE("a holder whose session is lost is fenced off and told so", "[recipes][mutex]") {
     Cluster c;
     Client client(optionsFor(c));
