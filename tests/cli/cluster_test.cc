@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -553,7 +554,9 @@ TEST_CASE(
             return coordctl({"--endpoints", ep, "put", "ready", "1"}).first == 0;
         },
         std::chrono::seconds(20)));
-    const std::string value(100000, 'v');
+    // Values as large as one shell argument may be (128 KiB), so the store's file fills in a
+    // few hundred puts: each is one coordctl process, slow under the sanitizers.
+    const std::string value(120000, 'v');
     int acked = 0;
     for (int i = 0; i < 400; ++i) {
         auto [rc, out] = coordctl({"--endpoints", ep, "--command-timeout", "5000", "put",
@@ -561,7 +564,7 @@ TEST_CASE(
         if (rc != 0) break;
         ++acked;
     }
-    CHECK(acked > 50);
+    CHECK(acked > 20);
     CHECK(acked < 400);
     int status = 0;
     REQUIRE(
@@ -577,11 +580,19 @@ TEST_CASE(
             return coordctl({"--endpoints", ep, "get", "ready"}).first == 0;
         },
         std::chrono::seconds(20)));
-    for (int i = 0; i < acked; ++i) {
-        auto [rc, out] =
-            coordctl({"--endpoints", ep, "get", "k/" + std::to_string(i), "--keys-only"});
-        CHECK(out == "k/" + std::to_string(i) + "\n");
-    }
+    auto [rc, listed] = coordctl({"--endpoints", ep, "get", "k/", "--prefix", "--keys-only"});
+    CHECK(rc == 0);
+    std::set<std::string> found, want;
+    std::istringstream lines(listed);
+    for (std::string line; std::getline(lines, line);)
+        if (!line.empty()) found.insert(line);
+    for (int i = 0; i < acked; ++i)
+        want.insert("k/" + std::to_string(i));
+    // Every acknowledged put is there (the one refused may or may not be: its outcome is
+    // unknown to the client).
+    for (const auto& k : want)
+        CHECK(found.count(k) == 1);
+    CHECK(found.size() <= want.size() + 1);
     CHECK(coordctl({"--endpoints", ep, "put", "after", "1"}).first == 0);
     kill(pid, SIGTERM);
     CHECK(waitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(20)));
