@@ -15,7 +15,9 @@
 #include <array>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,8 +45,14 @@ inline bool portBindable(int port) {
 // A loopback port for a member to listen on. It is picked below the kernel's ephemeral range
 // (ip_local_port_range): a port the kernel handed out for port 0 could be handed out again as
 // the source port of some outgoing connection — the members' own, under a parallel test run —
-// before the member binds it. Random, so concurrent test processes rarely pick the same one.
+// before the member binds it. Random, so concurrent test processes rarely pick the same one;
+// never the same one twice in one process (a member not yet listening leaves its port
+// bindable, and a joiner given that port would collide with it).
 inline int freePort() {
+    static std::mutex mu;
+    static std::set<int> given;
+    std::lock_guard lock(mu);
+    auto fresh = [&](int port) { return given.insert(port).second; };
     int low = 32768;
     if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
         if (std::fscanf(f, "%d", &low) != 1) low = 32768;
@@ -56,20 +64,24 @@ inline int freePort() {
         std::uniform_int_distribution<int> pick(10000, low - 1);
         for (int attempt = 0; attempt < 200; ++attempt) {
             int port = pick(rng);
-            if (portBindable(port)) return port;
+            if (given.count(port) == 0 && portBindable(port) && fresh(port)) return port;
         }
     }
     // Fallback: any port the kernel calls free.
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    close(fd);
-    return ntohs(addr.sin_port);
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = 0;
+        REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        socklen_t len = sizeof addr;
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+        close(fd);
+        if (fresh(ntohs(addr.sin_port))) return ntohs(addr.sin_port);
+    }
+    FAIL("no free loopback port");
+    return 0;
 }
 
 inline pid_t spawn(const std::vector<std::string>& args, const std::string& logFile) {
