@@ -21,6 +21,14 @@ CB=build/bench/coordbench
 SPREAD=${SPREAD---spread}
 conns() { case $1 in 1) echo 1 ;; 64) echo 8 ;; 256) echo 16 ;; *) echo 8 ;; esac; }
 want() { [[ $1 =~ $ONLY ]]; }
+# VmRSS split into anonymous memory (heap) and file pages (mapped data files, libraries), in kB,
+# for each PID of a comma-separated list.
+rss_split() {
+    local p
+    for p in ${1//,/ }; do
+        echo -n "$p $(grep -E '^(VmRSS|RssAnon|RssFile)' "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ') "
+    done
+}
 
 coord_run() {
     local start_ms
@@ -63,6 +71,10 @@ coord_run() {
             --label coord/elect-resign-just-queued/3node
         $CB elect-kill --endpoints "$ENDPOINTS" --rounds 3 --ttl 2 --coordctl build/cli/coordctl \
             --label coord/elect-kill9-holder-ttl2s/3node
+    fi
+    if want put; then
+        # The same point as etcd's figure: after every mode that ran.
+        echo "{\"label\":\"coord/rss-split-after-load/3node\",\"rss\":\"$(rss_split "$PIDS")\"}"
     fi
     bench/cluster.sh stop
 }
@@ -111,6 +123,7 @@ etcd_run() {
     fi
     if want put; then
         echo "{\"label\":\"etcd/rss-after-load/3node\",\"rss\":\"$(cd "$ETCD_BENCH" && ./cluster.sh rss | tr '\n' ' ')\"}"
+        echo "{\"label\":\"etcd/rss-split-after-load/3node\",\"rss\":\"$(rss_split "$PIDS")\"}"
     fi
     (cd "$ETCD_BENCH" && ./cluster.sh stop > /dev/null)
 }
