@@ -9,7 +9,8 @@
 // Threads: the core thread runs the NodeDriver and the peer transport (Boost.Asio); the main
 // thread serves client RPC (Cap'n Proto, KJ); a signal thread turns SIGINT/SIGTERM into a
 // clean shutdown. See docs/operations.md.
-#include <capnp/ez-rpc.h>
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
 #include <signal.h>
 #include <CLI/CLI.hpp>
 
@@ -27,6 +28,7 @@
 #include <sstream>
 #include <thread>
 
+#include "rpc/buffered_stream.h"
 #include "rpc/kv_service.h"
 #include "rpc/peer_transport.h"
 
@@ -401,10 +403,15 @@ int main(int argc, char** argv) {
         // port taken) stops them before the error is reported, instead of aborting the process.
         try {
             auto client = parseEndpoint(clientUrl);
-            capnp::EzRpcServer server(kj::heap<rpc::CoordService>(driver, clusterId),
-                                      client.address().to_string(), client.port());
-            auto& ws = server.getWaitScope();
-            server.getPort().wait(ws);
+            auto kjIo = kj::setupAsyncIo();
+            auto& ws = kjIo.waitScope;
+            auto address = kjIo.provider->getNetwork()
+                               .parseAddress(client.address().to_string(), client.port())
+                               .wait(ws);
+            auto listener = address->listen();
+            capnp::TwoPartyServer server(kj::heap<rpc::CoordService>(driver, clusterId));
+            auto accepting = rpc::acceptBuffered(*listener, server, kjIo.provider->getTimer())
+                                 .eagerlyEvaluate(nullptr);
             auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
             {
                 std::lock_guard lock(stopMutex);

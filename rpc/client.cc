@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "rpc/buffered_stream.h"
 #include "rpc/codec.h"
 #include "rpc/handoff.h"
 
@@ -349,7 +350,8 @@ struct Client::Impl {
             return kj::READY_NOW;
         }
         auto dial = connectTo(host, port).then([this, endpoint](kj::Own<kj::AsyncIoStream> stream) {
-            conn = kj::refcounted<Conn>(kj::mv(stream), endpoint, ++nextGen);
+            conn = kj::refcounted<Conn>(kj::heap<rpc::BufferedStream>(kj::mv(stream)), endpoint,
+                                        ++nextGen);
             uint64_t gen = conn->gen;
             tasks->add(
                 conn->rpc.onDisconnect().then([this, gen] { markBroken(gen); },
