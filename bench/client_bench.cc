@@ -118,6 +118,7 @@ void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) 
                     ++errs;
                 }
                 extra += ex;
+                if (a.gapMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.gapMs));
             }
             samples.add(local, errs, extra);
         });
@@ -196,7 +197,7 @@ void asyncLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
 template <typename Blocking, typename Async>
 void runLoop(const ClusterArgs& a, Samples& samples, Blocking blocking, Async async,
              double& seconds) {
-    if (a.blocking) {
+    if (a.blocking || a.gapMs > 0) {
         closedLoop(a, samples, blocking, seconds);
     } else {
         asyncLoop(a, samples, async, seconds);

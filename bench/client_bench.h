@@ -28,6 +28,8 @@ struct ClusterArgs {
     // put/range/txn: a thread per client making blocking calls instead of closed loops on the
     // asynchronous API.
     bool blocking = false;
+    // put/range/txn: each client pauses this long after every request (with blocking calls).
+    int gapMs = 0;
 };
 
 int runPut(const ClusterArgs& a);

@@ -395,6 +395,10 @@ int main(int argc, char** argv) {
         sub->add_flag("--blocking", a.blocking,
                       "a thread per client making blocking calls; default: each connection's "
                       "clients are closed loops on the asynchronous API");
+        sub->add_option("--gap-ms", a.gapMs,
+                        "each client pauses this long after every request (implies --blocking): "
+                        "the latency of sporadic requests, which find the members idle")
+            ->check(CLI::Range(0, 10000));
     };
     auto* put = app.add_subcommand("put", "puts (random keys unless --seq)");
     common(put);
