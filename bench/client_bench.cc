@@ -51,11 +51,13 @@ void report(const std::string& label, Samples& s, double seconds, const char* ex
         avg += x;
     avg = v.empty() ? 0 : avg / static_cast<double>(v.size());
     double ops = static_cast<double>(v.size()) / seconds;
-    double p50 = pct(v, 0.50), p90 = pct(v, 0.90), p99 = pct(v, 0.99);
+    double p50 = pct(v, 0.50), p90 = pct(v, 0.90), p99 = pct(v, 0.99), p999 = pct(v, 0.999);
+    double max = v.empty() ? 0 : *std::max_element(v.begin(), v.end());
     std::printf(
         "{\"label\":\"%s\",\"ops_per_s\":%.0f,\"avg_ms\":%.2f,\"p50_ms\":%.2f,"
-        "\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"errors\":%llu",
-        label.c_str(), ops, avg, p50, p90, p99, static_cast<unsigned long long>(s.errors));
+        "\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"p999_ms\":%.2f,\"max_ms\":%.2f,\"errors\":%llu",
+        label.c_str(), ops, avg, p50, p90, p99, p999, max,
+        static_cast<unsigned long long>(s.errors));
     if (extraName) {
         std::printf(",\"%s\":%.0f", extraName, static_cast<double>(s.extra) / seconds);
     }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CPU time per operation: starts a 3-member cluster (bench/cluster.sh), runs one coordbench
-# mode against it, and prints one JSON line with the throughput, p99, the CPU time (user +
-# system) the members and coordbench spent per operation, and the members' anonymous memory
-# afterwards. On a box that the benchmark saturates (as these 2-core machines are), CPU per
+# mode against it, and prints one JSON line with the throughput, p99, p99.9 and the slowest
+# request, the CPU time (user + system) the members and coordbench spent per operation, and
+# the members' anonymous memory afterwards. On a box that the benchmark saturates (as these 2-core machines are), CPU per
 # operation varies far less from run to run than throughput: compare builds with it.
 #
 #   bench/cpu-per-op.sh [LABEL] [coordbench mode and options]
@@ -39,6 +39,7 @@ user, system = map(float, open(out + ".time").read().split())
 ops = run["ops_per_s"] * dur / 1000
 print(json.dumps({
     "label": run["label"], "ops_per_s": run["ops_per_s"], "p99_ms": run["p99_ms"],
+    "p999_ms": run.get("p999_ms"), "max_ms": run.get("max_ms"),
     "server_cpu_us_per_op": round(ticks / hz * 1e6 / ops, 1),
     "client_cpu_us_per_op": round((user + system) * 1e6 / ops, 1),
     "member_anon_mb": round(anon / 3 / 1024, 1),
