@@ -346,9 +346,10 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
         batch.push_back({e.index, std::move(decoded->second)});
     }
     if (batch.empty() && !conf && !members) return;
-    // Applied in the store's open transaction, committed later (commitStore) without a sync of
-    // its own: every entry it applies is in this member's log already, and a restart applies
-    // again whatever a crash took from the store. A membership change is synced at once.
+    // Applied in the store's open transaction, committed later (commitStore) with a flush of
+    // its data pages but not of its meta page (Store::commitDeferred): every entry it applies
+    // is in this member's log already, and a restart applies again whatever a crash took from
+    // the store. A membership change is synced at once.
     auto persist = [&](const kv::lmdb::Txn& txn) { log_->persist(txn, {conf, members}); };
     std::vector<kv::KvResult<kv::Response>> results;
     if (conf || members || config_.storeCommitMs <= 0) {
