@@ -8,7 +8,8 @@
 namespace coord::rpc {
 
 BufferedStream::BufferedStream(kj::Own<kj::AsyncIoStream> inner, size_t capacity)
-    : inner_(kj::mv(inner)), buf_(kj::heapArray<kj::byte>(std::max<size_t>(capacity, 1))) {}
+    : ForwardingStream(kj::mv(inner)),
+      buf_(kj::heapArray<kj::byte>(std::max<size_t>(capacity, 1))) {}
 
 size_t BufferedStream::take(kj::byte* out, size_t max) {
     size_t n = std::min(end_ - begin_, max);
@@ -27,10 +28,10 @@ kj::Promise<size_t> BufferedStream::tryRead(void* buffer, size_t minBytes, size_
     size_t room = maxBytes - have;
     if (room >= buf_.size()) {
         // As large as the buffer: read straight into the caller's memory.
-        return inner_->tryRead(out + have, need, room).then([have](size_t n) { return have + n; });
+        return inner().tryRead(out + have, need, room).then([have](size_t n) { return have + n; });
     }
     // Fewer than `need` bytes back means the inner stream ended: so does this read.
-    return inner_->tryRead(buf_.begin(), need, buf_.size()).then([this, out, have, room](size_t n) {
+    return inner().tryRead(buf_.begin(), need, buf_.size()).then([this, out, have, room](size_t n) {
         begin_ = 0;
         end_ = n;
         return have + take(out + have, room);

@@ -23,12 +23,14 @@ namespace coord::rpc {
 // kj::heap recorded for the concrete type, never through the interface.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
-class BufferedStream final : public kj::AsyncIoStream {
+// Passes every call to an inner stream: a base for streams that change only some calls.
+class ForwardingStream : public kj::AsyncIoStream {
   public:
-    explicit BufferedStream(kj::Own<kj::AsyncIoStream> inner, size_t capacity = size_t{64} << 10);
+    explicit ForwardingStream(kj::Own<kj::AsyncIoStream> inner) : inner_(kj::mv(inner)) {}
 
-    kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
-
+    kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+        return inner_->tryRead(buffer, minBytes, maxBytes);
+    }
     kj::Promise<void> write(const void* buffer, size_t size) override {
         return inner_->write(buffer, size);
     }
@@ -52,6 +54,19 @@ class BufferedStream final : public kj::AsyncIoStream {
     }
     kj::Maybe<int> getFd() const override { return inner_->getFd(); }
 
+  protected:
+    kj::AsyncIoStream& inner() { return *inner_; }
+
+  private:
+    kj::Own<kj::AsyncIoStream> inner_;
+};
+
+class BufferedStream final : public ForwardingStream {
+  public:
+    explicit BufferedStream(kj::Own<kj::AsyncIoStream> inner, size_t capacity = size_t{64} << 10);
+
+    kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
+
     // Bytes read from the inner stream and not yet handed out.
     size_t buffered() const { return end_ - begin_; }
 
@@ -59,7 +74,6 @@ class BufferedStream final : public kj::AsyncIoStream {
     // Copies up to `max` buffered bytes to `out`; returns how many.
     size_t take(kj::byte* out, size_t max);
 
-    kj::Own<kj::AsyncIoStream> inner_;
     kj::Array<kj::byte> buf_;
     size_t begin_ = 0;  // buf_[begin_, end_) is read and not yet handed out
     size_t end_ = 0;

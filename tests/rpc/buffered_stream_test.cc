@@ -19,25 +19,16 @@ namespace {
 // An AsyncIoStream that forwards to another and counts the reads it is asked for.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
-class CountingStream final : public kj::AsyncIoStream {
+class CountingStream final : public ForwardingStream {
   public:
     CountingStream(kj::Own<kj::AsyncIoStream> inner, int& reads)
-        : inner_(kj::mv(inner)), reads_(reads) {}
+        : ForwardingStream(kj::mv(inner)), reads_(reads) {}
     kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
         ++reads_;
-        return inner_->tryRead(buffer, minBytes, maxBytes);
+        return ForwardingStream::tryRead(buffer, minBytes, maxBytes);
     }
-    kj::Promise<void> write(const void* buffer, size_t size) override {
-        return inner_->write(buffer, size);
-    }
-    kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-        return inner_->write(pieces);
-    }
-    kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-    void shutdownWrite() override { inner_->shutdownWrite(); }
 
   private:
-    kj::Own<kj::AsyncIoStream> inner_;
     int& reads_;
 };
 #pragma GCC diagnostic pop
