@@ -434,7 +434,7 @@ TEST_CASE("a backup restores into a new cluster that serves its data and takes w
     CHECK(readFile(c.dir.file("refused.log")).find("needs a fresh data dir") != std::string::npos);
 }
 
-TEST_CASE("over quota the cluster raises NOSPACE alarms; freeing space and disarming recovers",
+TEST_CASE("over quota the cluster raises NOSPACE alarms, freeing space and disarming recovers",
           "[cli][cluster][quota]") {
     Cluster c({"--quota-backend-bytes", "1048576"});
     auto run = [&](std::vector<std::string> args) {

@@ -201,7 +201,7 @@ TEST_CASE("a linearizable read on one member sees a write acknowledged by anothe
     }
 }
 
-TEST_CASE("kept-alive leases survive a leader change; unattended ones expire", "[faults]") {
+TEST_CASE("kept-alive leases survive a leader change, unattended ones expire", "[faults]") {
     Cluster c;
     Client client(optionsFor(c));
     auto kept = client.leaseGrant(2);

@@ -161,7 +161,7 @@ TEST_CASE("apply() and other writes commit deferred batches first", "[kv]") {
     CHECK(g.s().get("k")->value == "3");
 }
 
-TEST_CASE("a deferred batch that fills the map is applied on its own; earlier ones stay", "[kv]") {
+TEST_CASE("a deferred batch that fills the map is applied on its own, earlier ones stay", "[kv]") {
     StoreFixture f;
     useSmallMap(f, 64 * 1024);
     std::string value(20000, 'y');

@@ -328,7 +328,7 @@ TEST_CASE("a new member is added as a learner, catches up, then is promoted (the
     CHECK(c.r(4).confState().voters == std::vector<NodeId>{1, 2, 3, 4});
 }
 
-TEST_CASE("a membership change carries its context; Update replicates it without a change",
+TEST_CASE("a membership change carries its context, Update replicates it without a change",
           "[raft]") {
     ConfChange cc{ConfChange::Type::Update, 0x0102030405060708ull, std::string("n4\0x", 4)};
     auto back = ConfChange::decode(cc.encode());

@@ -280,7 +280,7 @@ TEST_CASE("a compact request is applied everywhere and old revisions are removed
     }
 }
 
-TEST_CASE("writes are answered before the store commits them; reads run where they see them",
+TEST_CASE("writes are answered before the store commits them, reads run where they see them",
           "[rpc][driver]") {
     LocalCluster c(3, [](NodeConfig& nc) {
         nc.storeCommitMs = 60000;  // commit only when told to
