@@ -15,7 +15,7 @@
 //   queue push NAME VALUE | queue pop NAME [--timeout MS]
 //   barrier hold|release|wait NAME
 //   snapshot save FILE
-//   member list | add NAME --peer-urls HOST:PORT [--learner] | remove ID|NAME |
+//   member list [--serializable] | add NAME --peer-urls HOST:PORT [--learner] | remove ID|NAME |
 //          promote ID|NAME
 //   move-leader ID|NAME
 //   alarm list | disarm
@@ -70,7 +70,7 @@ int report(const Error& e) {
 // member list/add/remove/promote and move-leader.
 int runMember(Client& client, bool json, bool table, const std::string& verb,
               const std::string& name, const std::string& peer, bool learner,
-              const std::string& ref) {
+              const std::string& ref, bool serializable) {
     if (verb == "add") {
         auto r = client.memberAdd(name, peer, learner);
         if (!r.ok()) return report(r.error());
@@ -93,7 +93,7 @@ int runMember(Client& client, bool json, bool table, const std::string& verb,
             name.c_str(), peer.c_str(), initialCluster.c_str());
         return 0;
     }
-    auto list = client.memberList();
+    auto list = client.memberList(serializable && verb == "list");
     if (!list.ok()) return report(list.error());
     if (verb == "list") {
         if (table) {
@@ -292,6 +292,9 @@ int main(int argc, char** argv) {
     std::string memberName, memberPeer, memberRef;
     bool memberLearner = false;
     auto* memberList = memberCmd->add_subcommand("list", "every member, voters and learners");
+    bool memberSerializable = false;
+    memberList->add_flag("--serializable", memberSerializable,
+                         "the connected member's own view, at once (default: linearizable)");
     auto* memberAdd = memberCmd->add_subcommand(
         "add", "add a member; then start it with --initial-cluster-state existing");
     memberAdd->add_option("name", memberName)->required();
@@ -419,7 +422,7 @@ int main(int argc, char** argv) {
                          : *memberRemove  ? "remove"
                          : *memberPromote ? "promote"
                                           : "move-leader",
-                         memberName, memberPeer, memberLearner, memberRef);
+                         memberName, memberPeer, memberLearner, memberRef, memberSerializable);
     }
     if (*put) {
         auto r = retryUnknown([&](Deadline d) { return client.put(key, value, leaseId, d); });

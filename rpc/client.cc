@@ -1074,15 +1074,19 @@ Expected<kv::AlarmResponse> Client::alarmDisarm(Deadline deadline) {
         write(kv::AlarmRequest{kv::AlarmRequest::Action::Deactivate, 0}, deadline));
 }
 
-Expected<std::vector<Member>> Client::memberList(Deadline deadline) {
+Expected<std::vector<Member>> Client::memberList(bool serializable, Deadline deadline) {
     deadline = impl_->deadlineOr(deadline);
     using T = std::vector<Member>;
     return impl_->sync<T>([&] {
-        return impl_->call<T>(deadline, false, [](Conn& c) {
-            return c.cluster.memberListRequest().send().then(
-                [](capnp::Response<s::Cluster::MemberListResults>&& r) {
-                    return Step<T>::finish(membersFromCapnp(r.getMembers()));
-                });
+        return impl_->call<T>(deadline, false, [serializable](Conn& c) {
+            auto req = c.cluster.memberListRequest();
+            req.setLinearizable(!serializable);
+            return req.send().then([](capnp::Response<s::Cluster::MemberListResults>&& r) {
+                if (r.getUnavailable() != s::Unavailable::NONE) {
+                    return Step<T>::retry(unavailableText(r.getUnavailable()), true);
+                }
+                return Step<T>::finish(membersFromCapnp(r.getMembers()));
+            });
         });
     });
 }

@@ -183,12 +183,15 @@ class Client {
     };
     Expected<SnapshotInfo> snapshot(std::ostream& out, Deadline deadline = {});
 
-    // Membership. The list is the connected member's view. Changes are made by the leader
+    // Membership. The list is linearizable: it holds every change committed before the call
+    // (a member that cannot confirm that, such as one removed without learning it, answers
+    // unavailable and the client asks the next endpoint). `serializable` lists the connected
+    // member's own applied view at once. Changes are made by the leader
     // (the client finds it) and return the membership once the change applied; they are writes:
     // an interrupted change fails with Unknown. The new member of memberAdd then starts with
     // `--initial-cluster-state existing`. memberPromote fails with LearnerNotReady until the
     // learner caught up; MemberBusy means another change is still in progress (retry).
-    Expected<std::vector<Member>> memberList(Deadline deadline = {});
+    Expected<std::vector<Member>> memberList(bool serializable = false, Deadline deadline = {});
     Expected<std::vector<Member>> memberAdd(const std::string& name, const std::string& peerUrl,
                                             bool learner, Deadline deadline = {});
     Expected<std::vector<Member>> memberRemove(uint64_t id, Deadline deadline = {});

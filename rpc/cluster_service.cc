@@ -3,6 +3,7 @@
 #include "rpc/codec.h"
 #include "rpc/handoff.h"
 #include "rpc/kv_service.h"
+#include "rpc/placed_read.h"
 
 namespace coord::rpc {
 
@@ -63,10 +64,21 @@ kv::MemberInfo byId(uint64_t id) {
 }  // namespace
 
 kj::Promise<void> ClusterService::memberList(MemberListContext context) {
-    auto results = context.getResults();
-    fillHeader(results.initHeader(), driver_, clusterId_);
-    fillMembers(results, driver_.members());
-    return kj::READY_NOW;
+    // The view is refreshed when a change applies, so once the member applied up to the read
+    // index, the view holds every change committed before the call.
+    NodeDriver& driver = driver_;
+    using List = std::vector<MemberView>;
+    return appliedRead<List>(driver_, context.getParams().getLinearizable(),
+                             [&driver] { return driver.members(); })
+        .then([this, context](Slot<Result<List, Unavailable>> slot) mutable {
+            auto results = context.getResults();
+            fillHeader(results.initHeader(), driver_, clusterId_);
+            if (!slot.value->ok()) {
+                results.setUnavailable(toSchema(slot.value->error()));
+                return;
+            }
+            fillMembers(results, slot.value->value());
+        });
 }
 
 kj::Promise<void> ClusterService::memberAdd(MemberAddContext context) {

@@ -1,4 +1,4 @@
-// ClusterService: the Cluster capability — member list (served locally), membership changes
+// ClusterService: the Cluster capability — member list (linearizable or local), membership changes
 // and leadership transfer (made by the leader; other members answer notLeader so the client
 // tries the next endpoint). Runs on the KJ thread; the work happens on the core thread.
 #pragma once

@@ -363,8 +363,12 @@ struct ClusterResult {
 }
 
 interface Cluster {
-  # The members as this member knows them (served locally).
-  memberList @0 () -> (header :ResponseHeader, members :List(Member));
+  # The members. Linearizable (the default of coord::Client): after a ReadIndex round, so the
+  # list holds every change committed before the call, and a member that cannot confirm it
+  # (no leader, removed from the cluster without learning it) answers `unavailable` within
+  # the request timeout. Otherwise the member's own applied view, at once.
+  memberList @0 (linearizable :Bool)
+      -> (header :ResponseHeader, members :List(Member), unavailable :Unavailable);
   # Adds a member by name and peer address (its id is derived from the name), as a learner or
   # a voter; the new member then starts with --initial-cluster-state existing.
   memberAdd @1 (name :Text, peerUrl :Text, learner :Bool) -> (result :ClusterResult);

@@ -1,6 +1,6 @@
 // Runtime membership with real coordd processes: a learner added, caught up by snapshot and
 // promoted; the leader removed (it stops, the rest elects and serves); leadership moved; a
-// joined member restarted; typed refusals of invalid changes.
+// joined member restarted; typed refusals of invalid changes; linearizable and local lists.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -188,6 +188,26 @@ TEST_CASE("invalid membership changes get typed refusals", "[membership]") {
     CHECK(after->size() == 3);
 }
 
+TEST_CASE("a member that cannot confirm the membership answers unavailable, its own view at once",
+          "[membership]") {
+    Cluster c;
+    {
+        Client client(optionsFor(c));
+        REQUIRE(client.put("k", "v").ok());
+    }
+    c.kill9(1);
+    c.kill9(2);
+    Client alone(optionsFor(c, {0}));
+    // No quorum: no ReadIndex round can complete, so no linearizable list.
+    auto list = alone.memberList(false, Clock::now() + 3s);
+    REQUIRE_FALSE(list.ok());
+    CHECK(list.error().kind == Error::Kind::Unavailable);
+    // The member's own applied view needs nobody.
+    auto local = alone.memberList(true, Clock::now() + 3s);
+    REQUIRE(local.ok());
+    CHECK(local->size() == 3);
+}
+
 TEST_CASE("a member started to join a cluster that did not add it waits and can be stopped",
           "[membership]") {
     Cluster c;
@@ -280,14 +300,22 @@ TEST_CASE("membership changes under a steady write load lose no acknowledged wri
         if (st.ok() && st->memberId != leader && st->memberId != follower) remaining.push_back(i);
     }
     REQUIRE(remaining.size() == 2);
-    // The member list is each member's applied view (as etcd 3.4's): a removed member that
-    // never learned of its removal still lists the old membership, and `admin` may be talking
-    // to one. Each remaining member, once a linearizable read has brought it up to date, lists
-    // the two.
+    // The member list is linearizable: each remaining member lists the two at once, and so
+    // does `admin`, whichever member it is connected to. A removed member that never learned of
+    // its removal cannot confirm a read (it has no leader, or its leader no longer answers it):
+    // it answers unavailable and the client asks the next endpoint.
     for (int i : remaining) {
         Client one(optionsFor(c, {i}));
-        REQUIRE(one.get("sync").ok());
         auto list = one.memberList();
+        REQUIRE(list.ok());
+        CHECK(list->size() == 2);
+        // Its own view (serializable) has caught up by now too.
+        auto local = one.memberList(true);
+        REQUIRE(local.ok());
+        CHECK(local->size() == 2);
+    }
+    {
+        auto list = admin.memberList(false, Clock::now() + 20s);
         REQUIRE(list.ok());
         CHECK(list->size() == 2);
     }
