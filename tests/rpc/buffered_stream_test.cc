@@ -16,20 +16,29 @@ using namespace coord::rpc;
 
 namespace {
 
-// An AsyncIoStream that forwards to another and counts the reads it is asked for.
+// An AsyncIoStream that forwards to another and counts the reads and writes it is asked for.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
 class CountingStream final : public ForwardingStream {
   public:
-    CountingStream(kj::Own<kj::AsyncIoStream> inner, int& reads)
-        : ForwardingStream(kj::mv(inner)), reads_(reads) {}
+    CountingStream(kj::Own<kj::AsyncIoStream> inner, int& reads, int* writes = nullptr)
+        : ForwardingStream(kj::mv(inner)), reads_(reads), writes_(writes) {}
     kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
         ++reads_;
         return ForwardingStream::tryRead(buffer, minBytes, maxBytes);
     }
+    kj::Promise<void> write(const void* buffer, size_t size) override {
+        if (writes_) ++*writes_;
+        return ForwardingStream::write(buffer, size);
+    }
+    kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+        if (writes_) ++*writes_;
+        return ForwardingStream::write(pieces);
+    }
 
   private:
     int& reads_;
+    int* writes_;
 };
 #pragma GCC diagnostic pop
 
@@ -129,4 +138,79 @@ TEST_CASE("buffered stream: a read larger than the buffer goes straight through"
     REQUIRE(in.tryRead(buf.data() + 4, 996, 996).wait(ws) == 996);
     writing.wait(ws);
     CHECK(std::string(buf.data(), buf.size()) == data);
+}
+
+// Reads from `in` until it ends.
+std::string readAll(kj::AsyncInputStream& in, kj::WaitScope& ws) {
+    std::string got;
+    char buf[4096];
+    for (;;) {
+        size_t n = in.tryRead(buf, 1, sizeof(buf)).wait(ws);
+        if (n == 0) return got;
+        got.append(buf, n);
+    }
+}
+
+TEST_CASE("buffered stream: the writes of one turn leave in one write, in order", "[rpc]") {
+    kj::EventLoop loop;
+    kj::WaitScope ws(loop);
+    auto pipe = kj::newTwoWayPipe();
+    int reads = 0, writes = 0;
+    BufferedStream out(kj::heap<CountingStream>(kj::mv(pipe.ends[0]), reads, &writes));
+    std::mt19937_64 rng(11);
+    std::string expected;
+    // 200 Cap'n Proto messages (each written as pieces: segment table, segments) and some
+    // plain writes, all in one turn.
+    std::vector<kj::Promise<void>> done;
+    for (int i = 0; i < 200; ++i) {
+        capnp::MallocMessageBuilder m;
+        m.initRoot<schema::ResponseHeader>().setRevision(i);
+        auto flat = capnp::messageToFlatArray(m);
+        expected.append(reinterpret_cast<const char*>(flat.asBytes().begin()),
+                        flat.asBytes().size());
+        done.push_back(capnp::writeMessage(out, m));
+        if (i % 50 == 0) {
+            std::string extra = randomBytes(rng, 1 + rng() % 100);
+            expected += extra;
+            done.push_back(out.write(extra.data(), extra.size()));
+        }
+    }
+    // Nothing was handed on while the turn ran.
+    CHECK(writes == 0);
+    CHECK(out.unsent() == expected.size());
+    // Each write completed at once (the pipe takes nothing until the other end reads).
+    for (auto& p : done)
+        REQUIRE(p.poll(ws));
+    out.shutdownWrite();  // takes effect after the unsent bytes
+    CHECK(readAll(*pipe.ends[1], ws) == expected);
+    // Everything went in one write.
+    CHECK(writes == 1);
+    CHECK(out.unsent() == 0);
+}
+
+TEST_CASE("buffered stream: writes wait past the unsent limit, and fail after a failed write",
+          "[rpc]") {
+    kj::EventLoop loop;
+    kj::WaitScope ws(loop);
+    auto pipe = kj::newTwoWayPipe();
+    BufferedStream out(kj::mv(pipe.ends[0]), 64, 100);
+    std::string small(60, 'a'), more(60, 'b');
+    REQUIRE(out.write(small.data(), small.size()).poll(ws));
+    // 120 bytes unsent: this write completes only once they were handed on, and the pipe
+    // takes them only as the other end reads.
+    auto held = out.write(more.data(), more.size());
+    CHECK_FALSE(held.poll(ws));
+    char buf[200];
+    size_t n = pipe.ends[1]->tryRead(buf, 120, sizeof(buf)).wait(ws);
+    CHECK(std::string(buf, n) == small + more);
+    held.wait(ws);
+    // The reader goes away: the next flush fails, and so does every write after it.
+    pipe.ends[1] = nullptr;
+    REQUIRE(out.write(small.data(), small.size()).poll(ws));
+    loop.run();
+    bool failed = false;
+    out.write(small.data(), small.size())
+        .then([] {}, [&failed](kj::Exception&&) { failed = true; })
+        .wait(ws);
+    CHECK(failed);
 }
