@@ -65,6 +65,8 @@ std::optional<Index> RaftLog::maybeAppend(Index index, Term logTerm, Index commi
 Index RaftLog::append(const std::vector<Entry>& entries) {
     if (entries.empty()) return lastIndex();
     Index first = entries.front().index;
+    // Entries from `first` on are new, even where earlier ones were handed out for persisting.
+    handed_ = std::min(handed_, first - 1);
     COORD_ASSERT(first > committed_, "append would overwrite committed entries", first, committed_);
     if (first == offset_ + unstable_.size()) {
         unstable_.insert(unstable_.end(), entries.begin(), entries.end());
@@ -134,12 +136,20 @@ bool RaftLog::maybeCommit(Index i, Term t, bool anyTerm) {
 
 std::vector<Entry> RaftLog::nextCommittedEntries() const {
     Index lo = std::max(applied_ + 1, firstIndex());
-    if (lo > committed_) return {};
-    return slice(lo, committed_ + 1, maxBytes_);
+    Index hi = applyLimit();
+    if (lo > hi) return {};
+    return slice(lo, hi + 1, maxBytes_);
 }
 
 bool RaftLog::hasNextCommittedEntries() const {
-    return std::max(applied_ + 1, firstIndex()) <= committed_;
+    return std::max(applied_ + 1, firstIndex()) <= applyLimit();
+}
+
+std::vector<Entry> RaftLog::unhandedEntries() const {
+    Index from = std::max(handed_ + 1, offset_);
+    if (from - offset_ >= unstable_.size()) return {};
+    return std::vector<Entry>(unstable_.begin() + static_cast<long>(from - offset_),
+                              unstable_.end());
 }
 
 void RaftLog::stableTo(Index i, Term t) {
@@ -155,6 +165,7 @@ void RaftLog::stableSnapTo(Index i) {
 
 void RaftLog::restore(const Snapshot& snap) {
     committed_ = snap.meta.index;
+    handed_ = std::min(handed_, snap.meta.index);
     unstable_.clear();
     offset_ = snap.meta.index + 1;
     unstableSnap_ = snap;

@@ -2,6 +2,7 @@
 // entries (and possibly a snapshot) not yet persisted — plus the commit and apply cursors.
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
@@ -47,6 +48,16 @@ class RaftLog {
 
     // Unstable part (to persist) and committed-but-unapplied part (to apply).
     const std::vector<Entry>& unstableEntries() const { return unstable_; }
+    // Asynchronous persistence: the unstable entries not yet handed to the application, and
+    // marking them handed (they stay unstable, readable from here, until stableTo).
+    std::vector<Entry> unhandedEntries() const;
+    bool hasUnhandedEntries() const { return lastIndex() > handed_ && !unstable_.empty(); }
+    void handedTo(Index i) { handed_ = std::max(handed_, i); }
+    // The last persisted index: entries after it are unstable.
+    Index stableIndex() const { return offset_ - 1; }
+    // Committed entries are handed out for applying only up to stableIndex() (asynchronous
+    // persistence: the state machine never runs ahead of the local log).
+    void limitApplyToStable(bool on) { applyOnlyStable_ = on; }
     const std::optional<Snapshot>& unstableSnapshot() const { return unstableSnap_; }
     std::vector<Entry> nextCommittedEntries() const;
     bool hasNextCommittedEntries() const;
@@ -64,6 +75,12 @@ class RaftLog {
     std::optional<Snapshot> unstableSnap_;
     Index committed_ = 0;
     Index applied_ = 0;
+    Index handed_ = 0;  // unstable entries up to here were handed to the application
+    bool applyOnlyStable_ = false;
+
+    Index applyLimit() const {
+        return applyOnlyStable_ ? std::min(committed_, stableIndex()) : committed_;
+    }
 };
 
 }  // namespace coord::raft

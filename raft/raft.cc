@@ -113,7 +113,9 @@ Raft::Raft(const Config& c)
       maxInflight_(c.maxInflightMsgs),
       preVote_(c.preVote),
       checkQuorum_(c.checkQuorum),
-      bugs_(c.bugs) {
+      bugs_(c.bugs),
+      asyncPersist_(c.asyncPersist) {
+    log_.limitApplyToStable(asyncPersist_);
     COORD_ASSERT(id_ != kNone, "raft node id must not be 0");
     COORD_ASSERT(electionTicks_ > heartbeatTicks_ && heartbeatTicks_ > 0, "bad tick config",
                  electionTicks_, heartbeatTicks_);
@@ -124,9 +126,11 @@ Raft::Raft(const Config& c)
     for (NodeId l : cs.learners)
         prs_[l].learner = true;
     if (hs.term != 0 || hs.vote != 0 || hs.commit != 0) {
-        COORD_ASSERT(hs.commit >= log_.committed() && hs.commit <= log_.lastIndex(),
-                     "stored commit index out of range", hs.commit, log_.committed(),
-                     log_.lastIndex());
+        // Persisted asynchronously, the hard state's commit index may lag a compaction of
+        // applied entries (which were committed): the compaction point then stands for it.
+        COORD_ASSERT(
+            (asyncPersist_ || hs.commit >= log_.committed()) && hs.commit <= log_.lastIndex(),
+            "stored commit index out of range", hs.commit, log_.committed(), log_.lastIndex());
         term_ = hs.term;
         vote_ = hs.vote;
         log_.commitTo(hs.commit);
@@ -154,7 +158,8 @@ void Raft::reset(Term term) {
         pr = Progress{};
         pr.learner = learner;
         pr.next = log_.lastIndex() + 1;
-        if (nid == id_) pr.match = log_.lastIndex();
+        // Asynchronously persisted, only what is on disk counts toward commit.
+        if (nid == id_) pr.match = asyncPersist_ ? log_.stableIndex() : log_.lastIndex();
     }
     pendingConfIndex_ = 0;
     pendingReads_.clear();
@@ -872,8 +877,10 @@ bool Raft::appendEntries(std::vector<Entry> entries) {
         entries[i].index = last + 1 + i;
     }
     last = log_.append(entries);
-    auto it = prs_.find(id_);
-    if (it != prs_.end()) it->second.maybeUpdate(last);
+    if (!asyncPersist_ || bugs_.countUnpersistedSelf) {
+        auto it = prs_.find(id_);
+        if (it != prs_.end()) it->second.maybeUpdate(last);
+    }
     maybeCommit();
     return true;
 }
@@ -1016,7 +1023,8 @@ void Raft::reportSnapshot(NodeId node, bool ok) {
 }
 
 bool Raft::hasReady() const {
-    return !msgs_.empty() || !readStates_.empty() || !log_.unstableEntries().empty() ||
+    bool toPersist = asyncPersist_ ? log_.hasUnhandedEntries() : !log_.unstableEntries().empty();
+    return !msgs_.empty() || !readStates_.empty() || toPersist ||
            log_.unstableSnapshot().has_value() || log_.hasNextCommittedEntries() ||
            hardState() != prevHard_ || SoftState{lead_, role_} != prevSoft_;
 }
@@ -1028,7 +1036,7 @@ Ready Raft::ready() {
     HardState hard = hardState();
     if (hard != prevHard_) rd.hardState = hard;
     rd.snapshot = log_.unstableSnapshot();
-    rd.entries = log_.unstableEntries();
+    rd.entries = asyncPersist_ ? log_.unhandedEntries() : log_.unstableEntries();
     rd.committedEntries = log_.nextCommittedEntries();
     rd.messages = std::move(msgs_);
     msgs_.clear();
@@ -1046,8 +1054,23 @@ void Raft::advance(const Ready& rd) {
         log_.stableSnapTo(rd.snapshot->meta.index);
         if (rd.snapshot->meta.index > log_.applied()) log_.appliedTo(rd.snapshot->meta.index);
     }
-    if (!rd.entries.empty()) log_.stableTo(rd.entries.back().index, rd.entries.back().term);
+    if (!rd.entries.empty()) {
+        if (asyncPersist_) {
+            log_.handedTo(rd.entries.back().index);
+        } else {
+            log_.stableTo(rd.entries.back().index, rd.entries.back().term);
+        }
+    }
     if (!rd.committedEntries.empty()) log_.appliedTo(rd.committedEntries.back().index);
+}
+
+void Raft::persisted(Index index, Term term) {
+    if (!asyncPersist_) return;
+    log_.stableTo(index, term);
+    // The leader's own copy now counts; an entry replaced since does not.
+    if (role_ != Role::Leader || log_.term(index) != term) return;
+    auto it = prs_.find(id_);
+    if (it != prs_.end() && it->second.maybeUpdate(index) && maybeCommit()) bcastAppend();
 }
 
 void Raft::checkInvariants() const {

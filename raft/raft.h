@@ -38,6 +38,8 @@ struct PlantedBugs {
     bool commitPriorTermByCount = false;  // commit earlier-term entries by counting (§5.4.2)
     bool keepConflictingEntries = false;  // followers do not truncate conflicting entries
     bool readIndexWithoutQuorum = false;  // leaders answer ReadIndex at once, unconfirmed
+    bool countUnpersistedSelf = false;    // async persistence: a leader counts its own log
+                                          // toward commit before it is on disk
 };
 
 struct Config {
@@ -54,6 +56,14 @@ struct Config {
     size_t maxInflightMsgs = 256;
     bool preVote = true;
     bool checkQuorum = true;
+    // Asynchronous persistence. The application may call advance() as soon as it has taken a
+    // Ready's entries and hard state to persist (the next Ready no longer holds them) and
+    // report them durable later, in order, with persisted(). Until then: a leader does not
+    // count its own copy of an entry toward commit, committed entries are handed out for
+    // applying only up to the last persisted index, and the application still sends a Ready's
+    // messages only once that Ready is durable, except a leader's appends and heartbeats
+    // (thesis §10.2.1). A snapshot in a Ready must be persisted before advance().
+    bool asyncPersist = false;
     uint64_t seed = 1;  // election timeout jitter
     PlantedBugs bugs;
 };
@@ -122,6 +132,9 @@ class Raft {
     bool hasReady() const;
     Ready ready();
     void advance(const Ready& rd);
+    // Asynchronous persistence (Config::asyncPersist): every entry up to `index`, which has
+    // term `term`, and the hard states handed out with them are on disk.
+    void persisted(Index index, Term term);
 
     // Read-only views.
     NodeId id() const { return id_; }
@@ -211,6 +224,7 @@ class Raft {
     bool preVote_;
     bool checkQuorum_;
     PlantedBugs bugs_;
+    bool asyncPersist_ = false;
 
     NodeId leadTransferee_ = kNone;
     Index pendingConfIndex_ = 0;

@@ -663,3 +663,54 @@ TEST_CASE("proposals are refused while a leadership transfer is in progress (the
     c.stabilize();
     CHECK(c.r(1).propose("y") == ProposeResult::Accepted);
 }
+
+TEST_CASE("asynchronous persistence: a leader commits and applies only what is on its disk",
+          "[raft]") {
+    MemoryStorage storage;
+    ConfState conf;
+    conf.voters = {1};
+    storage.setConfState(conf);
+    Config c;
+    c.id = 1;
+    c.storage = &storage;
+    c.asyncPersist = true;
+    Raft r(c);
+    // Hands a Ready to a (slow) disk: Raft reads the entries at once, nothing is durable yet.
+    auto take = [&] {
+        Ready rd = r.ready();
+        storage.append(rd.entries);
+        if (rd.hardState) storage.setHardState(*rd.hardState);
+        r.advance(rd);
+        return rd;
+    };
+    for (int i = 0; i < 100 && r.role() != Role::Leader; ++i) {
+        r.tick();
+        while (r.hasReady()) {
+            Ready rd = take();
+            if (!rd.entries.empty()) r.persisted(rd.entries.back().index, rd.entries.back().term);
+        }
+    }
+    REQUIRE(r.role() == Role::Leader);
+    Index before = r.log().committed();
+    REQUIRE(r.propose("x") == ProposeResult::Accepted);
+    Ready first = take();
+    REQUIRE(first.entries.size() == 1);
+    const Entry x = first.entries.back();
+    // A lone voter's own copy is the quorum: not on disk, not committed, nothing to apply.
+    CHECK(r.log().committed() == before);
+    CHECK_FALSE(r.hasReady());
+    REQUIRE(r.propose("y") == ProposeResult::Accepted);
+    Ready second = take();
+    REQUIRE(second.entries.size() == 1);  // x was handed out already
+    CHECK(second.entries.front().index == x.index + 1);
+    // x reaches the disk: it commits and is handed out for applying; y is not.
+    r.persisted(x.index, x.term);
+    CHECK(r.log().committed() == x.index);
+    Ready applyX = take();
+    REQUIRE(applyX.committedEntries.size() == 1);
+    CHECK(applyX.committedEntries.front().data == "x");
+    r.persisted(second.entries.front().index, second.entries.front().term);
+    Ready applyY = take();
+    REQUIRE(applyY.committedEntries.size() == 1);
+    CHECK(applyY.committedEntries.front().data == "y");
+}

@@ -1,6 +1,7 @@
 #include "tests/sim/simulator.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <memory>
 #include <random>
@@ -54,12 +55,22 @@ struct StateMachine {
     }
 };
 
+// A Ready's entries and hard state on their way to the disk (asynchronous persistence), and
+// the messages that wait for them.
+struct Write {
+    std::vector<Entry> entries;
+    std::optional<raft::HardState> hardState;
+    std::vector<Message> held;
+};
+
 struct Member {
     NodeId id = 0;
-    raft::MemoryStorage storage;  // what survives a crash
+    raft::MemoryStorage storage;  // the log Raft reads
+    raft::MemoryStorage durable;  // what survives a crash (the same as `storage` unless async)
     StateMachine sm;              // applied state, persisted with the apply
     std::unique_ptr<raft::Raft> raft;
     bool up = true;
+    std::deque<Write> writes;  // asynchronous persistence: not on disk yet, oldest first
 };
 
 struct InFlight {
@@ -87,6 +98,7 @@ class Simulation {
             auto m = std::make_unique<Member>();
             m->id = static_cast<NodeId>(i);
             m->storage.setConfState(conf);
+            m->durable.setConfState(conf);
             members_.push_back(std::move(m));
         }
         for (auto& m : members_)
@@ -127,7 +139,11 @@ class Simulation {
         c.electionTicks = 10;
         c.heartbeatTicks = 2;
         c.storage = &m.storage;
-        c.applied = m.sm.applied;
+        // The state machine may be ahead of the persisted commit index (asynchronous
+        // persistence applies entries once they are on disk, before the hard state that
+        // committed them is): Raft starts from what its log can vouch for, as the server does.
+        c.applied = std::max(std::min(m.sm.applied, m.storage.hardState().commit),
+                             m.storage.firstIndex() - 1);
         c.seed = opt_.seed * 1000 + m.id + restarts_ * 7919;
         // Small messages split replication into several appends, so acknowledgements often
         // cover only part of what a leader sent.
@@ -135,6 +151,7 @@ class Simulation {
         c.snapshotChunkBytes = snapshotChunkBytes_;
         c.maxInflightMsgs = 8;
         c.bugs = opt_.bugs;
+        c.asyncPersist = opt_.asyncPersist;
         m.raft = std::make_unique<raft::Raft>(c);
         m.up = true;
         // Committed entries must have survived the crash.
@@ -148,10 +165,14 @@ class Simulation {
         m.raft.reset();
         m.up = false;
         ++restarts_;
+        // What was not on disk is gone.
+        m.storage = m.durable;
+        m.writes.clear();
     }
 
     // ---- the Ready loop of one member, exactly as a server runs it ----
     void handleReady(Member& m) {
+        if (opt_.asyncPersist) return handleReadyAsync(m);
         for (int guard = 0; guard < 100 && m.up && m.raft->hasReady(); ++guard) {
             Ready rd = m.raft->ready();
             if (opt_.ackBeforePersist) sendAll(rd);
@@ -162,9 +183,14 @@ class Simulation {
             }
             if (rd.snapshot) {
                 m.storage.applySnapshot(*rd.snapshot);
+                m.durable.applySnapshot(*rd.snapshot);
             }
             m.storage.append(rd.entries);
-            if (rd.hardState) m.storage.setHardState(*rd.hardState);
+            m.durable.append(rd.entries);
+            if (rd.hardState) {
+                m.storage.setHardState(*rd.hardState);
+                m.durable.setHardState(*rd.hardState);
+            }
             if (!opt_.ackBeforePersist) sendAll(rd);
             if (rd.softState) observeSoft(m, *rd.softState);
             if (rd.snapshot) installSnapshot(m, *rd.snapshot);
@@ -175,6 +201,75 @@ class Simulation {
             m.raft->advance(rd);
             m.raft->checkInvariants();
             maybeSnapshot(m);
+        }
+    }
+
+    // The Ready loop with asynchronous persistence, as a server with a log writer runs it: the
+    // entries and hard state go to the writer (Raft reads them from `storage` at once), a
+    // leader's appends and heartbeats leave now, everything else waits for the write.
+    void handleReadyAsync(Member& m) {
+        for (int guard = 0; guard < 100 && m.up && m.raft->hasReady(); ++guard) {
+            Ready rd = m.raft->ready();
+            if (chance(crashMidReady_)) {
+                crash(m);
+                return;
+            }
+            if (rd.snapshot) {
+                // Snapshots are persisted synchronously, behind the writes in flight.
+                while (!m.writes.empty())
+                    completeWrite(m);
+                m.storage.applySnapshot(*rd.snapshot);
+                m.durable.applySnapshot(*rd.snapshot);
+            }
+            m.storage.append(rd.entries);
+            if (rd.hardState) m.storage.setHardState(*rd.hardState);
+            Write w{rd.entries, rd.hardState, {}};
+            bool leading = m.raft->leader() == m.id;
+            for (const Message& msg : rd.messages) {
+                bool early = opt_.ackBeforePersist ||
+                             (leading && (msg.type == raft::MessageType::Append ||
+                                          msg.type == raft::MessageType::Heartbeat));
+                if (early) {
+                    send(msg);
+                } else {
+                    w.held.push_back(msg);
+                }
+            }
+            m.writes.push_back(std::move(w));
+            if (rd.softState) observeSoft(m, *rd.softState);
+            if (rd.snapshot) installSnapshot(m, *rd.snapshot);
+            for (const Entry& e : rd.committedEntries)
+                apply(m, e);
+            for (const auto& rs : rd.readStates)
+                checkRead(m, rs);
+            m.raft->advance(rd);
+            m.raft->checkInvariants();
+            maybeSnapshot(m);
+        }
+    }
+
+    // The oldest write reaches the disk: its messages leave and Raft hears of it.
+    void completeWrite(Member& m) {
+        Write w = std::move(m.writes.front());
+        m.writes.pop_front();
+        m.durable.append(w.entries);
+        if (w.hardState) m.durable.setHardState(*w.hardState);
+        for (const Message& msg : w.held)
+            send(msg);
+        if (!w.entries.empty()) m.raft->persisted(w.entries.back().index, w.entries.back().term);
+    }
+
+    // Writes complete a few steps after they were made, in order.
+    void persistDue() {
+        if (!opt_.asyncPersist) return;
+        for (auto& m : members_) {
+            if (!m->up) continue;
+            bool any = false;
+            while (!m->writes.empty() && chance(0.5)) {
+                completeWrite(*m);
+                any = true;
+            }
+            if (any) handleReady(*m);
         }
     }
 
@@ -262,14 +357,15 @@ class Simulation {
             if (!cc) fail("undecodable conf change");
             raft::ConfState conf = m.raft->applyConfChange(*cc);
             m.storage.setConfState(conf);
+            m.durable.setConfState(conf);
         }
         if (!e.data.empty() && e.type == EntryType::Normal) pending_.erase(e.data);
     }
 
     // What survives any crash: the persisted log's last (index, term).
     std::pair<Term, Index> persistedLast(Member& m) {
-        Index last = m.storage.lastIndex();
-        return {*m.storage.term(last), last};
+        Index last = m.durable.lastIndex();
+        return {*m.durable.term(last), last};
     }
 
     // The heart of Leader Completeness, checked the moment an entry commits: no voter that
@@ -280,8 +376,8 @@ class Simulation {
     void checkDurable(Member& applier, Index i, Term t) {
         raft::ConfState conf = applier.raft->confState();
         auto has = [&](Member& m) {
-            if (i <= m.storage.snapshot().meta.index) return true;
-            return m.storage.term(i) == t;
+            if (i <= m.durable.snapshot().meta.index) return true;
+            return m.durable.term(i) == t;
         };
         for (NodeId n : conf.voters) {
             Member& cand = member(n);
@@ -316,6 +412,7 @@ class Simulation {
         Index snapIndex = m.storage.snapshot().meta.index;
         if (m.sm.applied >= snapIndex + 30 && chance(0.2)) {
             m.storage.createSnapshot(m.sm.applied, m.raft->confState(), m.sm.encode());
+            m.durable.createSnapshot(m.sm.applied, m.raft->confState(), m.sm.encode());
         }
     }
 
@@ -351,6 +448,7 @@ class Simulation {
         }
         for (int i = 0; i < 4; ++i) {
             deliverDue();
+            persistDue();
             ++tick_;
         }
     }

@@ -31,6 +31,9 @@ struct SimOptions {
     // Planted bugs, for tests that prove the checks have teeth.
     raft::PlantedBugs bugs;
     bool ackBeforePersist = false;  // the driver sends a Ready's messages before persisting it
+    // Raft's asynchronous persistence (raft::Config::asyncPersist): a Ready's entries and hard
+    // state reach the disk some steps later, in order; a crash loses what had not.
+    bool asyncPersist = false;
 };
 
 struct SimResult {
