@@ -39,8 +39,9 @@ asan)
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     # The simulator is ~30x slower under ASan: fewer seeds keep the run to about a minute
-    # (the release run covers the full 10,000).
+    # (the release run covers the full 10,000, and 3,000 with asynchronous persistence).
     export COORD_SIM_SEEDS=${COORD_SIM_SEEDS:-1000}
+    export COORD_SIM_ASYNC_SEEDS=${COORD_SIM_ASYNC_SEEDS:-500}
     ;;
 tsan)
     dir=build-tsan
