@@ -249,6 +249,13 @@ raft::Snapshot RaftLogStorage::snapshot() const {
 void RaftLogStorage::append(const std::vector<raft::Entry>& entries,
                             const std::optional<raft::HardState>& hardState, bool sync) {
     if (entries.empty() && !hardState) return;
+    Wal::write(appendAsync(entries, hardState));
+    if (sync) wal_->flush(true);
+}
+
+Wal::Batch RaftLogStorage::appendAsync(const std::vector<raft::Entry>& entries,
+                                       const std::optional<raft::HardState>& hardState) {
+    if (entries.empty() && !hardState) return {};
     // A full segment is closed first; the new one opens with what a replay needs when the
     // older segments are gone: the snapshot mark and the hard state.
     wal_->rotateIfFull([this] {
@@ -281,8 +288,8 @@ void RaftLogStorage::append(const std::vector<raft::Entry>& entries,
         wal_->add(kHardState, encodeHardState(*hardState));
         hardState_ = *hardState;
     }
-    wal_->flush(sync);
     empty_ = false;
+    return wal_->take();
 }
 
 void RaftLogStorage::persist(const lmdb::Txn& txn, const Applied& u) {

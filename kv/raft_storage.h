@@ -71,6 +71,15 @@ class RaftLogStorage final : public raft::Storage {
     // with `sync`, waits until they are on disk. Throws WalError on an I/O failure.
     void append(const std::vector<raft::Entry>& entries,
                 const std::optional<raft::HardState>& hardState, bool sync);
+    // The same, with the writing left to the caller (raft::Config::asyncPersist): the entries
+    // and hard state are in memory at once (Raft reads them from here), and the returned batch
+    // must be written (Wal::write, then Wal::sync) on any one thread, in order, before anything
+    // relies on it being on disk. Every batch must be written before the next call that writes
+    // on its own: append(), installSnapshot(), compact(), restartLog(), and an appendAsync()
+    // while rotationDue().
+    Wal::Batch appendAsync(const std::vector<raft::Entry>& entries,
+                           const std::optional<raft::HardState>& hardState);
+    bool rotationDue() const { return wal_->rotationDue(); }
 
     // Membership applied with committed entries, written inside the apply transaction.
     struct Applied {

@@ -201,26 +201,36 @@ void Wal::add(uint8_t type, std::string_view payload, uint64_t index) {
     bufferMaxIndex_ = std::max(bufferMaxIndex_, index);
 }
 
-void Wal::flush(bool sync) {
-    if (!buffer_.empty()) {
-        const std::string path = segmentPath(segments_.back().seq);
-        size_t done = 0;
-        while (done < buffer_.size()) {
-            ssize_t n = ::pwrite(fd_, buffer_.data() + done, buffer_.size() - done,
-                                 static_cast<off_t>(offset_ + done));
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) fail("cannot write", path);
-            done += static_cast<size_t>(n);
-        }
-        offset_ += buffer_.size();
-        buffer_.clear();
-        auto& seg = segments_.back();
-        seg.maxIndex = std::max(seg.maxIndex, bufferMaxIndex_);
-        bufferMaxIndex_ = 0;
-        // A batch larger than the preallocation grows the file: the next fdatasync then also
-        // flushes the new size (fdatasync covers metadata needed to read the data back).
+Wal::Batch Wal::take() {
+    Batch b{fd_, offset_, std::move(buffer_), segmentPath(segments_.back().seq)};
+    buffer_.clear();
+    offset_ += b.bytes.size();
+    auto& seg = segments_.back();
+    seg.maxIndex = std::max(seg.maxIndex, bufferMaxIndex_);
+    bufferMaxIndex_ = 0;
+    return b;
+}
+
+void Wal::write(const Batch& b) {
+    size_t done = 0;
+    while (done < b.bytes.size()) {
+        ssize_t n = ::pwrite(b.fd, b.bytes.data() + done, b.bytes.size() - done,
+                             static_cast<off_t>(b.offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail("cannot write", b.path);
+        done += static_cast<size_t>(n);
     }
-    if (sync && ::fdatasync(fd_) != 0) fail("cannot sync", segmentPath(segments_.back().seq));
+    // A batch larger than the preallocation grows the file: the next fdatasync then also
+    // flushes the new size (fdatasync covers metadata needed to read the data back).
+}
+
+void Wal::sync(int fd, const std::string& path) {
+    if (::fdatasync(fd) != 0) fail("cannot sync", path);
+}
+
+void Wal::flush(bool sync) {
+    if (!buffer_.empty()) write(take());
+    if (sync) Wal::sync(fd_, segmentPath(segments_.back().seq));
 }
 
 void Wal::rotateIfFull(const std::function<std::vector<Record>()>& header) {

@@ -56,6 +56,23 @@ class Wal {
     void flush(bool sync = true);
     bool hasBuffered() const { return !buffer_.empty(); }
 
+    // Writing on another thread: take() hands the buffered records over as a Batch (their
+    // place in the current segment is reserved), and Wal::write() puts a batch on disk, from
+    // any thread. Batches must be written in the order they were taken, and every batch taken
+    // must be written before this Wal writes or syncs on its own (flush, rotateIfFull) or is
+    // destroyed.
+    struct Batch {
+        int fd = -1;
+        size_t offset = 0;
+        std::string bytes;
+        std::string path;  // for error messages
+    };
+    Batch take();
+    static void write(const Batch& batch);
+    static void sync(int fd, const std::string& path);
+    // The next rotateIfFull() will start a new segment (and write and sync on its own).
+    bool rotationDue() const { return offset_ + buffer_.size() >= segmentBytes_; }
+
     // Starts a new segment when the current one is full; `header` gives the records that must
     // open it (the state a reader needs when the older segments are gone).
     void rotateIfFull(const std::function<std::vector<Record>()>& header);

@@ -43,6 +43,7 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
     rc.electionTicks = config.electionTicks;
     rc.heartbeatTicks = config.heartbeatTicks;
     rc.storage = log_.get();
+    rc.asyncPersist = config.logWriter;
     // Entries the store already applied are not applied again (the store also refuses them
     // by index, so a restart replays nothing twice).
     rc.applied = std::min<raft::Index>(store_->appliedIndex(), log_->hardState().commit);
@@ -54,9 +55,112 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
     raft_ = std::make_unique<raft::Raft>(rc);
     applied_ = rc.applied;
     refreshMembersView();
+    if (config.logWriter) writer_ = std::thread([this] { writerLoop(); });
 }
 
-NodeDriver::~NodeDriver() = default;
+NodeDriver::~NodeDriver() {
+    if (writer_.joinable()) {
+        {
+            std::lock_guard lock(writerMutex_);
+            writerStop_ = true;
+        }
+        writerWake_.notify_all();
+        writer_.join();
+    }
+}
+
+void NodeDriver::queueLog(LogJob job) {
+    ++logJobsPending_;
+    {
+        std::lock_guard lock(writerMutex_);
+        writerQueue_.push_back(std::move(job));
+    }
+    writerWake_.notify_all();
+}
+
+void NodeDriver::writerLoop() {
+    std::unique_lock lock(writerMutex_);
+    for (;;) {
+        writerWake_.wait(lock, [&] { return writerStop_ || !writerQueue_.empty(); });
+        // Stopping: what is queued is still written (it may hold a vote or an acknowledgement
+        // that went nowhere yet, but the entries are the log's), unless a write failed.
+        if (writerQueue_.empty() || writerError_) return;
+        std::deque<LogJob> jobs = std::move(writerQueue_);
+        writerQueue_.clear();
+        writerBusy_ = true;
+        lock.unlock();
+        // Everything queued meanwhile goes to disk with one fdatasync (the batches follow each
+        // other in one segment: rotation waits for the writer).
+        std::exception_ptr error;
+        try {
+            bool sync = false;
+            const kv::Wal::Batch* last = nullptr;
+            for (const auto& j : jobs) {
+                kv::Wal::write(j.batch);
+                sync = sync || j.sync;
+                if (j.batch.fd >= 0) last = &j.batch;
+            }
+            if (sync && last) kv::Wal::sync(last->fd, last->path);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        lock.lock();
+        writerBusy_ = false;
+        if (error) writerError_ = error;
+        for (auto& j : jobs)
+            writerDone_.push_back(std::move(j));
+        writerWake_.notify_all();
+        boost::asio::post(io_, [this] { completeLogJobs(); });
+        if (writerError_) return;
+    }
+}
+
+void NodeDriver::completeLogJobs() {
+    std::deque<LogJob> done;
+    std::exception_ptr error;
+    {
+        std::lock_guard lock(writerMutex_);
+        done.swap(writerDone_);
+        error = writerError_;
+    }
+    // A failed log write leaves the member unable to go on (as a failed synchronous append
+    // does): the error leaves the core thread's loop.
+    if (error) std::rethrow_exception(error);
+    if (done.empty()) return;
+    for (auto& j : done) {
+        --logJobsPending_;
+        if (stopped_) continue;
+        for (const auto& m : j.held)
+            transport_.send(m);
+        if (j.index != 0) raft_->persisted(j.index, j.term);
+    }
+    if (!stopped_) processReady();
+}
+
+void NodeDriver::drainWriter() {
+    if (!writer_.joinable() || logJobsPending_ == 0) return;
+    {
+        std::unique_lock lock(writerMutex_);
+        writerWake_.wait(lock,
+                         [&] { return writerError_ || (writerQueue_.empty() && !writerBusy_); });
+    }
+    // Completed here, in order, before the caller writes on its own; the completion the
+    // writer posted then finds nothing left.
+    std::deque<LogJob> done;
+    std::exception_ptr error;
+    {
+        std::lock_guard lock(writerMutex_);
+        done.swap(writerDone_);
+        error = writerError_;
+    }
+    if (error) std::rethrow_exception(error);
+    for (auto& j : done) {
+        --logJobsPending_;
+        for (const auto& m : j.held)
+            transport_.send(m);
+        if (j.index != 0) raft_->persisted(j.index, j.term);
+    }
+}
 
 void NodeDriver::bootstrap() {
     // A new member of a new cluster. Its log starts behind a snapshot at index 1 that holds the
@@ -251,6 +355,7 @@ void NodeDriver::processReady() {
     for (int turn = 0; turn < 1000 && raft_->hasReady(); ++turn) {
         raft::Ready rd = raft_->ready();
         if (rd.snapshot) {
+            drainWriter();
             applyPending();  // entries committed before the snapshot answer their clients
             // A snapshot from the leader replaces the whole state machine.
             std::istringstream in(rd.snapshot->data);
@@ -279,7 +384,32 @@ void NodeDriver::processReady() {
         // fdatasync) before anyone hears of them and before the entries they commit are
         // applied. The entries committed by every Ready of this pass are applied together
         // once the pass ends (applyPending): one store transaction for all of them.
-        log_->append(rd.entries, rd.hardState, rd.mustSync);
+        std::vector<raft::Message> held;
+        if (writer_.joinable()) {
+            // The log writer takes the entries and hard state; Raft reads them from memory at
+            // once, and commits and hands out for applying only what the writer reports on
+            // disk. What must wait for the disk (a follower's acknowledgement, a vote) leaves
+            // with the write's completion, in order.
+            if (log_->rotationDue()) drainWriter();
+            LogJob job;
+            job.batch = log_->appendAsync(rd.entries, rd.hardState);
+            job.sync = rd.mustSync;
+            if (!rd.entries.empty()) {
+                job.index = rd.entries.back().index;
+                job.term = rd.entries.back().term;
+            }
+            for (auto& m : rd.messages)
+                if (!early(m)) job.held.push_back(std::move(m));
+            if (!job.batch.bytes.empty() || logJobsPending_ > 0) {
+                queueLog(std::move(job));
+            } else {
+                held = std::move(job.held);  // nothing to wait for
+            }
+        } else {
+            log_->append(rd.entries, rd.hardState, rd.mustSync);
+            for (const auto& m : rd.messages)
+                if (!early(m)) held.push_back(m);
+        }
         for (auto& e : rd.committedEntries)
             toApply_.push_back(std::move(e));
         if (rd.softState) {
@@ -291,8 +421,8 @@ void NodeDriver::processReady() {
                 revoking_.clear();
             }
         }
-        for (const auto& m : rd.messages)
-            if (!early(m)) transport_.send(m);
+        for (const auto& m : held)
+            transport_.send(m);
         for (const auto& rs : rd.readStates) {
             auto it = reads_.find(rs.context);
             if (it != reads_.end()) it->second.index = rs.index;
@@ -753,6 +883,7 @@ void NodeDriver::maybeCompact() {
     raft::Index upTo = log_->compactionPoint(applied, config_.snapshotCatchUpEntries,
                                              config_.maxLogMemoryBytes / 4);
     if (upTo < log_->firstIndex()) return;
+    drainWriter();  // compaction writes and syncs the log itself
     log_->compact(upTo, raft_->confState());
 }
 

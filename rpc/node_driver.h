@@ -14,13 +14,17 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -78,6 +82,11 @@ struct NodeConfig {
     // pass.
     int storeCommitMs = 20;
     size_t storeCommitRequests = 5000;
+    // Write the Raft log on a thread of its own (raft::Config::asyncPersist): the core thread
+    // goes on stepping, sending and applying while the log's fdatasync runs, and the writer
+    // syncs everything queued meanwhile at once. False: the core thread writes and syncs each
+    // loop turn itself.
+    bool logWriter = true;
     kv::Options store;
     uint64_t seed = 0;  // 0: derived from the clock
 };
@@ -186,6 +195,22 @@ class NodeDriver {
         int64_t deadlineMs;
     };
 
+    // The log writer (NodeConfig::logWriter).
+    struct LogJob {
+        kv::Wal::Batch batch;
+        bool sync = false;
+        raft::Index index = 0;  // the last entry in the batch (0: none)
+        raft::Term term = 0;
+        std::vector<raft::Message> held;  // sent once the batch is on disk
+    };
+    void queueLog(LogJob job);
+    void writerLoop();
+    // On the core thread: sends what waited for completed writes and tells Raft.
+    void completeLogJobs();
+    // Waits until every queued write is on disk and completed (before the log is written or
+    // synced on this thread: rotation, snapshots, compaction).
+    void drainWriter();
+
     void scheduleTick();
     void scheduleReady();
     void flushReads();
@@ -245,6 +270,16 @@ class NodeDriver {
     int64_t lastQuotaCheckMs_ = 0;
     mutable std::mutex viewMutex_;
     std::vector<MemberView> view_;  // under viewMutex_
+
+    size_t logJobsPending_ = 0;  // core thread: queued and not yet completed
+    std::mutex writerMutex_;
+    std::condition_variable writerWake_;  // work for the writer, or the writer went idle
+    std::deque<LogJob> writerQueue_;      // under writerMutex_
+    std::deque<LogJob> writerDone_;       // under writerMutex_: written, not yet completed
+    bool writerBusy_ = false;             // under writerMutex_
+    bool writerStop_ = false;             // under writerMutex_
+    std::exception_ptr writerError_;      // under writerMutex_
+    std::thread writer_;
 };
 
 }  // namespace coord::rpc

@@ -142,7 +142,10 @@ kv::KvResult<kv::Response> put(LocalCluster& c, raft::NodeId via, std::string k,
 }  // namespace
 
 TEST_CASE("a 3-member cluster commits writes proposed at any member", "[rpc][driver]") {
-    LocalCluster c(3);
+    // With the log written by its own thread (the default) and by the core thread.
+    bool writer = GENERATE(true, false);
+    INFO("log writer thread: " << writer);
+    LocalCluster c(3, [writer](NodeConfig& nc) { nc.logWriter = writer; });
     raft::NodeId leader = c.waitForLeader();
     CHECK(leader != 0);
     for (raft::NodeId via = 1; via <= 3; ++via) {
@@ -163,7 +166,9 @@ TEST_CASE("a 3-member cluster commits writes proposed at any member", "[rpc][dri
 
 TEST_CASE("writes go on after the leader stops and a restarted member catches up",
           "[rpc][driver]") {
-    LocalCluster c(3);
+    bool writer = GENERATE(true, false);
+    INFO("log writer thread: " << writer);
+    LocalCluster c(3, [writer](NodeConfig& nc) { nc.logWriter = writer; });
     raft::NodeId leader = c.waitForLeader();
     REQUIRE(put(c, leader, "before", "1").ok());
     c.stop(leader);
