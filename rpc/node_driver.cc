@@ -127,6 +127,11 @@ void NodeDriver::completeLogJobs() {
     // does): the error leaves the core thread's loop.
     if (error) std::rethrow_exception(error);
     if (done.empty()) return;
+    finishLogJobs(done);
+    if (!stopped_) processReady();
+}
+
+void NodeDriver::finishLogJobs(std::deque<LogJob>& done) {
     for (auto& j : done) {
         --logJobsPending_;
         if (stopped_) continue;
@@ -134,7 +139,6 @@ void NodeDriver::completeLogJobs() {
             transport_.send(m);
         if (j.index != 0) raft_->persisted(j.index, j.term);
     }
-    if (!stopped_) processReady();
 }
 
 void NodeDriver::drainWriter() {
@@ -154,12 +158,7 @@ void NodeDriver::drainWriter() {
         error = writerError_;
     }
     if (error) std::rethrow_exception(error);
-    for (auto& j : done) {
-        --logJobsPending_;
-        for (const auto& m : j.held)
-            transport_.send(m);
-        if (j.index != 0) raft_->persisted(j.index, j.term);
-    }
+    finishLogJobs(done);
 }
 
 void NodeDriver::bootstrap() {

@@ -207,6 +207,7 @@ class NodeDriver {
     void writerLoop();
     // On the core thread: sends what waited for completed writes and tells Raft.
     void completeLogJobs();
+    void finishLogJobs(std::deque<LogJob>& done);
     // Waits until every queued write is on disk and completed (before the log is written or
     // synced on this thread: rotation, snapshots, compaction).
     void drainWriter();
