@@ -116,6 +116,10 @@ void NodeDriver::writerLoop() {
 }
 
 void NodeDriver::completeLogJobs() {
+    if (finishLogJobs() && !stopped_) processReady();
+}
+
+bool NodeDriver::finishLogJobs() {
     std::deque<LogJob> done;
     std::exception_ptr error;
     {
@@ -126,12 +130,6 @@ void NodeDriver::completeLogJobs() {
     // A failed log write leaves the member unable to go on (as a failed synchronous append
     // does): the error leaves the core thread's loop.
     if (error) std::rethrow_exception(error);
-    if (done.empty()) return;
-    finishLogJobs(done);
-    if (!stopped_) processReady();
-}
-
-void NodeDriver::finishLogJobs(std::deque<LogJob>& done) {
     for (auto& j : done) {
         --logJobsPending_;
         if (stopped_) continue;
@@ -139,6 +137,7 @@ void NodeDriver::finishLogJobs(std::deque<LogJob>& done) {
             transport_.send(m);
         if (j.index != 0) raft_->persisted(j.index, j.term);
     }
+    return !done.empty();
 }
 
 void NodeDriver::drainWriter() {
@@ -150,15 +149,7 @@ void NodeDriver::drainWriter() {
     }
     // Completed here, in order, before the caller writes on its own; the completion the
     // writer posted then finds nothing left.
-    std::deque<LogJob> done;
-    std::exception_ptr error;
-    {
-        std::lock_guard lock(writerMutex_);
-        done.swap(writerDone_);
-        error = writerError_;
-    }
-    if (error) std::rethrow_exception(error);
-    finishLogJobs(done);
+    finishLogJobs();
 }
 
 void NodeDriver::bootstrap() {

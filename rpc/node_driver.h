@@ -205,9 +205,11 @@ class NodeDriver {
     };
     void queueLog(LogJob job);
     void writerLoop();
-    // On the core thread: sends what waited for completed writes and tells Raft.
+    // On the core thread: sends what waited for completed writes and tells Raft (then steps
+    // the Ready that follows).
     void completeLogJobs();
-    void finishLogJobs(std::deque<LogJob>& done);
+    // The same without the Ready; false when no write had completed. Rethrows a write error.
+    bool finishLogJobs();
     // Waits until every queued write is on disk and completed (before the log is written or
     // synced on this thread: rotation, snapshots, compaction).
     void drainWriter();

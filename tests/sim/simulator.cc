@@ -192,16 +192,22 @@ class Simulation {
                 m.durable.setHardState(*rd.hardState);
             }
             if (!opt_.ackBeforePersist) sendAll(rd);
-            if (rd.softState) observeSoft(m, *rd.softState);
-            if (rd.snapshot) installSnapshot(m, *rd.snapshot);
-            for (const Entry& e : rd.committedEntries)
-                apply(m, e);
-            for (const auto& rs : rd.readStates)
-                checkRead(m, rs);
-            m.raft->advance(rd);
-            m.raft->checkInvariants();
-            maybeSnapshot(m);
+            finishReady(m, rd);
         }
+    }
+
+    // The rest of a Ready once its state is persisted (or handed to the writer): observe,
+    // apply, check reads, advance.
+    void finishReady(Member& m, const Ready& rd) {
+        if (rd.softState) observeSoft(m, *rd.softState);
+        if (rd.snapshot) installSnapshot(m, *rd.snapshot);
+        for (const Entry& e : rd.committedEntries)
+            apply(m, e);
+        for (const auto& rs : rd.readStates)
+            checkRead(m, rs);
+        m.raft->advance(rd);
+        m.raft->checkInvariants();
+        maybeSnapshot(m);
     }
 
     // The Ready loop with asynchronous persistence, as a server with a log writer runs it: the
@@ -236,15 +242,7 @@ class Simulation {
                 }
             }
             m.writes.push_back(std::move(w));
-            if (rd.softState) observeSoft(m, *rd.softState);
-            if (rd.snapshot) installSnapshot(m, *rd.snapshot);
-            for (const Entry& e : rd.committedEntries)
-                apply(m, e);
-            for (const auto& rs : rd.readStates)
-                checkRead(m, rs);
-            m.raft->advance(rd);
-            m.raft->checkInvariants();
-            maybeSnapshot(m);
+            finishReady(m, rd);
         }
     }
 
