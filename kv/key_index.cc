@@ -7,58 +7,68 @@
 
 namespace coord::kv::detail {
 
-KeyIndex::Keys::iterator KeyIndex::insert(const std::string& key, IndexEntry entry) {
-    auto found = byKey_.find(key);
-    Keys::iterator it;
-    if (found != byKey_.end()) {
-        it = found->second;
-    } else {
-        it = keys_.emplace(key, std::vector<IndexEntry>{}).first;
-        byKey_.emplace(std::string_view(it->first), it);
+KeyIndex::KeyIndex() = default;
+KeyIndex::~KeyIndex() = default;
+
+KeyIndex::Record* KeyIndex::find(std::string_view key) const {
+    auto it = byKey_.find(key);
+    return it == byKey_.end() ? nullptr : *it;
+}
+
+KeyIndex::Record* KeyIndex::insert(const std::string& key, IndexEntry entry, IndexEntry* previous) {
+    if (Record* r = find(key)) {
+        COORD_ASSERT(r->newest.rev < entry.rev, "key index entries out of order", key,
+                     entry.rev.main);
+        r->older.push_back({r->newest.rev.main, r->newest.rev.sub, r->newest.tombstone});
+        if (previous) *previous = r->newest;
+        r->newest = entry;
+        return r;
     }
-    COORD_ASSERT(it->second.empty() || it->second.back().rev < entry.rev,
-                 "key index entries out of order", key, entry.rev.main);
-    it->second.push_back(entry);
-    return it;
+    auto owned = std::make_unique<Record>(Record{key, entry, {}});
+    Record* r = owned.get();
+    keys_.insert(std::move(owned));
+    byKey_.insert(r);
+    return r;
 }
 
 void KeyIndex::add(const std::string& key, IndexEntry entry) {
     std::unique_lock lock(mu_);
-    undo_.push_back(Undo{insert(key, entry), 0});
+    Undo u;
+    u.added = insert(key, entry, &u.previous);
+    undo_.push_back(u);
 }
 
 void KeyIndex::load(const std::string& key, IndexEntry entry) {
     std::unique_lock lock(mu_);
-    insert(key, entry);
+    insert(key, entry, nullptr);
 }
 
-const std::vector<IndexEntry>* KeyIndex::find(std::string_view key) const {
-    auto it = byKey_.find(key);
-    return it == byKey_.end() ? nullptr : &it->second->second;
-}
-
-void KeyIndex::erase(Keys::iterator it) {
-    byKey_.erase(std::string_view(it->first));
-    keys_.erase(it);
+void KeyIndex::erase(Record* r) {
+    byKey_.erase(r);
+    auto it = keys_.find(std::string_view(r->key));
+    COORD_ASSERT(it != keys_.end(), "key index record missing from its ordered set", r->key);
+    keys_.erase(it);  // frees r
 }
 
 void KeyIndex::setCompacted(int64_t rev) {
     std::unique_lock lock(mu_);
-    undo_.push_back(Undo{std::nullopt, compacted_});
+    undo_.push_back(Undo{nullptr, {}, compacted_});
     compacted_ = std::max(compacted_, rev);
 }
 
 void KeyIndex::rollback(size_t mark) {
     std::unique_lock lock(mu_);
     while (undo_.size() > mark) {
-        Undo& u = undo_.back();
+        const Undo& u = undo_.back();
         if (!u.added) {
             compacted_ = u.previousCompacted;
+        } else if (u.added->older.empty()) {
+            erase(u.added);
         } else {
-            auto it = *u.added;
-            COORD_ASSERT(!it->second.empty(), "key index undo", it->first);
-            it->second.pop_back();
-            if (it->second.empty()) erase(it);
+            Record& r = *u.added;
+            COORD_ASSERT(r.older.back().rev() == u.previous.rev, "key index undo", r.key);
+            r.older.pop_back();
+            r.newest = u.previous;
         }
         undo_.pop_back();
     }
@@ -66,14 +76,20 @@ void KeyIndex::rollback(size_t mark) {
 
 void KeyIndex::remove(std::string_view key, Revision rev) {
     std::unique_lock lock(mu_);
-    auto found = byKey_.find(key);
-    if (found == byKey_.end()) return;
-    auto it = found->second;
-    auto& entries = it->second;
-    auto e = std::lower_bound(entries.begin(), entries.end(), rev,
-                              [](const IndexEntry& a, Revision r) { return a.rev < r; });
-    if (e != entries.end() && e->rev == rev) entries.erase(e);
-    if (entries.empty()) erase(it);
+    Record* r = find(key);
+    if (!r) return;
+    if (r->newest.rev == rev) {
+        // Only a key's last entry can be its newest when removed (see the declaration): the
+        // create revision, version and lease of an older entry are not kept.
+        COORD_ASSERT(r->older.empty(), "key index: newest entry removed before older ones", r->key,
+                     rev.main);
+        erase(r);
+        return;
+    }
+    auto e = std::lower_bound(r->older.begin(), r->older.end(), rev,
+                              [](const Older& a, Revision b) { return a.rev() < b; });
+    if (e != r->older.end() && e->rev() == rev) r->older.erase(e);
+    if (r->older.empty() && r->older.capacity() > 0) r->older.shrink_to_fit();
 }
 
 void KeyIndex::clear() {
@@ -89,31 +105,46 @@ int64_t KeyIndex::compacted() const {
     return compacted_;
 }
 
-std::optional<IndexEntry> KeyIndex::atOrBelow(const std::vector<IndexEntry>& entries,
-                                              Revision bound) {
-    // The first entry above the bound; the one before it (if any) is the answer.
-    auto e = std::upper_bound(entries.begin(), entries.end(), bound,
-                              [](Revision r, const IndexEntry& a) { return r < a.rev; });
-    if (e == entries.begin()) return std::nullopt;
-    return *(e - 1);
+namespace {
+IndexEntry olderEntry(Revision rev, bool tombstone) {
+    IndexEntry e;
+    e.rev = rev;
+    e.tombstone = tombstone;
+    return e;
+}
+}  // namespace
+
+std::optional<IndexEntry> KeyIndex::atOrBelow(const Record& r, Revision bound) {
+    if (!(bound < r.newest.rev)) return r.newest;
+    // The first older entry above the bound; the one before it (if any) is the answer.
+    auto e = std::upper_bound(r.older.begin(), r.older.end(), bound,
+                              [](Revision b, const Older& a) { return b < a.rev(); });
+    if (e == r.older.begin()) return std::nullopt;
+    --e;
+    return olderEntry(e->rev(), e->tombstone);
+}
+
+std::optional<IndexEntry> KeyIndex::before(const Record& r, Revision bound) {
+    if (r.newest.rev < bound) return r.newest;
+    auto e = std::lower_bound(r.older.begin(), r.older.end(), bound,
+                              [](const Older& a, Revision b) { return a.rev() < b; });
+    if (e == r.older.begin()) return std::nullopt;
+    --e;
+    return olderEntry(e->rev(), e->tombstone);
 }
 
 std::optional<IndexEntry> KeyIndex::latestAtOrBelow(std::string_view key, int64_t rev) const {
     std::shared_lock lock(mu_);
-    const auto* entries = find(key);
-    if (!entries) return std::nullopt;
-    return atOrBelow(*entries, Revision{rev, INT32_MAX});
+    const Record* r = find(key);
+    if (!r) return std::nullopt;
+    return atOrBelow(*r, Revision{rev, INT32_MAX});
 }
 
 std::optional<IndexEntry> KeyIndex::latestBefore(std::string_view key, Revision rev) const {
     std::shared_lock lock(mu_);
-    const auto* found = find(key);
-    if (!found) return std::nullopt;
-    const auto& entries = *found;
-    auto e = std::lower_bound(entries.begin(), entries.end(), rev,
-                              [](const IndexEntry& a, Revision r) { return a.rev < r; });
-    if (e == entries.begin()) return std::nullopt;
-    return *(e - 1);
+    const Record* r = find(key);
+    if (!r) return std::nullopt;
+    return before(*r, rev);
 }
 
 bool KeyIndex::forEachAt(
@@ -123,15 +154,15 @@ bool KeyIndex::forEachAt(
     if (rev < compacted_) return false;
     const Revision bound{rev, INT32_MAX};
     if (rangeEnd.empty()) {
-        auto it = byKey_.find(key);
-        if (it == byKey_.end()) return true;
-        if (auto e = atOrBelow(it->second->second, bound)) fn(it->second->first, *e);
+        const Record* r = find(key);
+        if (!r) return true;
+        if (auto e = atOrBelow(*r, bound)) fn(r->key, *e);
         return true;
     }
-    for (auto it = keys_.lower_bound(key); it != keys_.end() && inRange(it->first, key, rangeEnd);
-         ++it) {
-        auto e = atOrBelow(it->second, bound);
-        if (e && !fn(it->first, *e)) break;
+    for (auto it = keys_.lower_bound(std::string_view(key));
+         it != keys_.end() && inRange((*it)->key, key, rangeEnd); ++it) {
+        auto e = atOrBelow(**it, bound);
+        if (e && !fn((*it)->key, *e)) break;
     }
     return true;
 }

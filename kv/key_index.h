@@ -4,6 +4,13 @@
 // write dirties the rev table's last pages and nothing keyed by user key: no random B-tree
 // pages to flush (see docs/mvcc.md).
 //
+// Memory: one record per key (the key, its newest entry with that entry's create revision,
+// version and lease, and 16 bytes per older entry), held by a B-tree ordered by key for ranges
+// and by a flat hash set for point lookups; about 130 bytes per key of up to 15 bytes with one
+// revision (docs/mvcc.md). Only the newest entry of a key carries the create revision, version
+// and lease: a write needs them of the key's current state, and reads at older revisions read
+// the record itself.
+//
 // Threading: the store's writer thread changes it; readers on any thread look up under a shared
 // lock. The index may be ahead of a reader's LMDB snapshot (batches applied, not committed), so
 // every lookup takes the revision it reads at and ignores newer entries. Compaction is visible
@@ -13,14 +20,16 @@
 // transaction is abandoned, so the index always matches what the writer's transaction holds.
 #pragma once
 
+#include <absl/container/btree_set.h>
+#include <absl/container/flat_hash_set.h>
+
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <memory>
 #include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "kv/codec.h"
@@ -29,6 +38,11 @@ namespace coord::kv::detail {
 
 class KeyIndex {
   public:
+    KeyIndex();
+    ~KeyIndex();
+    KeyIndex(const KeyIndex&) = delete;
+    KeyIndex& operator=(const KeyIndex&) = delete;
+
     // ---- writer thread ----
     // Adds an entry newer than every entry of `key`, undoably (see mark()).
     void add(const std::string& key, IndexEntry entry);
@@ -41,15 +55,18 @@ class KeyIndex {
     size_t mark() const { return undo_.size(); }
     void rollback(size_t mark);
     void forget() { undo_.clear(); }
-    // Physical compaction (not undoable): drop one entry.
+    // Physical compaction (not undoable): drop one entry. A key's entries are removed oldest
+    // first (compaction walks revisions upward), so its newest entry goes last.
     void remove(std::string_view key, Revision rev);
     void clear();
 
     // ---- any thread ----
     int64_t compacted() const;
-    // The newest entry of `key` at or below revision `rev`; nullopt when none.
+    // The newest entry of `key` at or below revision `rev`; nullopt when none. The create
+    // revision, version and lease are set only when that entry is the key's newest (0 else).
     std::optional<IndexEntry> latestAtOrBelow(std::string_view key, int64_t rev) const;
-    // The newest entry of `key` strictly before `rev` (the previous value of an event).
+    // The newest entry of `key` strictly before `rev` (the previous value of an event); the
+    // same rule for the create revision, version and lease.
     std::optional<IndexEntry> latestBefore(std::string_view key, Revision rev) const;
     // Calls fn(key, entry) in key order for every key in [key, rangeEnd) (etcd's range
     // conventions) with its newest entry at or below `rev`, tombstones included; stops when fn
@@ -61,24 +78,56 @@ class KeyIndex {
     size_t keyCount() const;
 
   private:
-    using Keys = std::map<std::string, std::vector<IndexEntry>, std::less<>>;
+    // An older entry: its revision and whether it is a delete.
+    struct Older {
+        int64_t main = 0;
+        int32_t sub = 0;
+        bool tombstone = false;
+        Revision rev() const { return {main, sub}; }
+    };
+    struct Record {
+        std::string key;
+        IndexEntry newest;
+        std::vector<Older> older;  // oldest first; empty (no allocation) for one revision
+        size_t count() const { return older.size() + 1; }
+    };
     struct Undo {
-        // The key whose newest entry to drop (map iterators stay valid: nothing erases a key
-        // while its batch can still be rolled back), or none for a setCompacted.
-        std::optional<Keys::iterator> added;
+        Record* added = nullptr;  // the key whose newest entry to drop; null: a setCompacted
+        IndexEntry previous;      // that key's newest entry before (when it had one)
         int64_t previousCompacted = 0;
     };
-    static std::optional<IndexEntry> atOrBelow(const std::vector<IndexEntry>& entries,
-                                               Revision bound);
-    Keys::iterator insert(const std::string& key, IndexEntry entry);  // mu_ held
+    struct ByKey {
+        using is_transparent = void;
+        static std::string_view view(const std::unique_ptr<Record>& r) { return r->key; }
+        static std::string_view view(const Record* r) { return r->key; }
+        static std::string_view view(std::string_view s) { return s; }
+        template <typename A, typename B>
+        bool operator()(const A& a, const B& b) const {
+            return view(a) < view(b);
+        }
+    };
+    struct Hash {
+        using is_transparent = void;
+        size_t operator()(const Record* r) const { return std::hash<std::string_view>{}(r->key); }
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    struct Eq {
+        using is_transparent = void;
+        template <typename A, typename B>
+        bool operator()(const A& a, const B& b) const {
+            return ByKey::view(a) == ByKey::view(b);
+        }
+    };
 
-    // The entries of `key`, or null (hash lookup: point reads do not walk the ordered map).
-    const std::vector<IndexEntry>* find(std::string_view key) const;
-    void erase(Keys::iterator it);
+    static std::optional<IndexEntry> atOrBelow(const Record& r, Revision bound);
+    static std::optional<IndexEntry> before(const Record& r, Revision bound);
+    Record* insert(const std::string& key, IndexEntry entry, IndexEntry* previous);  // mu_ held
+    Record* find(std::string_view key) const;
+    void erase(Record* r);
 
     mutable std::shared_mutex mu_;
-    Keys keys_;                                                   // ordered, for ranges
-    std::unordered_map<std::string_view, Keys::iterator> byKey_;  // views of keys_'s keys
+    absl::btree_set<std::unique_ptr<Record>, ByKey> keys_;  // owns the records; for ranges
+    absl::flat_hash_set<Record*, Hash, Eq> byKey_;          // point lookups
     int64_t compacted_ = 0;
     std::vector<Undo> undo_;  // writer thread only
 };

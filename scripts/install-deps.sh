@@ -8,6 +8,7 @@ packages=(
     capnproto libcapnp-dev
     liblmdb-dev lmdb-utils
     libboost-dev
+    libabsl-dev
     catch2
     libcli11-dev
 )

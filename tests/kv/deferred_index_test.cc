@@ -2,6 +2,9 @@
 // until it commits: Store::applyDeferred) and the in-memory key index.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <map>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -356,5 +359,145 @@ TEST_CASE(
         CHECK(kv->createRevision == again->revision);
         CHECK(kv->lease == 0);
         if (watch) f.s().watchHub().cancel(*watch);
+    }
+}
+
+TEST_CASE("key index: only a key's newest entry carries its create revision, version and lease",
+          "[kv]") {
+    detail::KeyIndex index;
+    index.add("k", {{2, 0}, false, 2, 1, 7});
+    index.add("k", {{3, 0}, false, 2, 2, 7});
+    index.forget();
+    auto newest = index.latestAtOrBelow("k", 9);
+    REQUIRE(newest);
+    CHECK(newest->createRevision == 2);
+    CHECK(newest->version == 2);
+    CHECK(newest->lease == 7);
+    auto older = index.latestAtOrBelow("k", 2);
+    REQUIRE(older);
+    CHECK(older->rev.main == 2);
+    CHECK(older->version == 0);  // not kept for older entries
+
+    // Rolling back a write brings back the previous newest entry whole.
+    size_t mark = index.mark();
+    index.add("k", {{4, 0}, true});
+    CHECK(index.latestAtOrBelow("k", 9)->tombstone);
+    index.rollback(mark);
+    newest = index.latestAtOrBelow("k", 9);
+    REQUIRE(newest);
+    CHECK(newest->rev.main == 3);
+    CHECK(newest->version == 2);
+    CHECK(newest->lease == 7);
+    CHECK(index.latestBefore("k", {4, 0})->version == 2);
+    CHECK(index.latestBefore("k", {3, 0})->rev.main == 2);
+}
+
+// Random writes, dropped batches, compactions and lookups, against a plain model.
+TEST_CASE("key index: agrees with a plain model under random writes, rollbacks and compaction",
+          "[kv]") {
+    using Model = std::map<std::string, std::vector<detail::IndexEntry>>;
+    detail::KeyIndex index;
+    Model model;
+    std::mt19937 rng(20261207);
+    auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+    auto keyName = [&](int i) {
+        // Short keys stay in the string's own buffer, long ones do not: both kinds.
+        return i % 3 == 0 ? "long/key/name/past/sixteen/" + std::to_string(i)
+                          : "k" + std::to_string(i);
+    };
+    int64_t rev = 1;
+    int64_t compacted = 0;
+    auto check = [&] {
+        REQUIRE(index.keyCount() == model.size());
+        for (int probe = 0; probe < 20; ++probe) {
+            std::string key = keyName(pick(60));
+            int64_t at = compacted + pick(static_cast<int>(rev - compacted) + 1);
+            auto got = index.latestAtOrBelow(key, at);
+            std::optional<detail::IndexEntry> want;
+            if (auto it = model.find(key); it != model.end()) {
+                for (const auto& e : it->second)
+                    if (e.rev.main <= at) want = e;
+                if (want && want->rev != it->second.back().rev) {
+                    want->createRevision = want->version = want->lease = 0;
+                }
+            }
+            REQUIRE(got.has_value() == want.has_value());
+            if (!got) continue;
+            CHECK(got->rev == want->rev);
+            CHECK(got->tombstone == want->tombstone);
+            CHECK(got->createRevision == want->createRevision);
+            CHECK(got->version == want->version);
+            CHECK(got->lease == want->lease);
+        }
+        // A range over everything at the current revision lists the model's live keys in order.
+        std::vector<std::string> listed, live;
+        REQUIRE(index.forEachAt(std::string(), std::string(1, '\0'), rev,
+                                [&](const std::string& k, const detail::IndexEntry& e) {
+                                    if (!e.tombstone) listed.push_back(k);
+                                    return true;
+                                }));
+        for (const auto& [k, entries] : model)
+            if (!entries.back().tombstone) live.push_back(k);
+        REQUIRE(listed == live);
+    };
+    for (int round = 0; round < 400; ++round) {
+        // A batch of writes, kept or dropped.
+        Model before = model;
+        size_t mark = index.mark();
+        ++rev;
+        int writes = 1 + pick(6);
+        for (int32_t sub = 0; sub < writes; ++sub) {
+            std::string key = keyName(pick(60));
+            auto& entries = model[key];
+            bool tombstone = !entries.empty() && !entries.back().tombstone && pick(4) == 0;
+            if (entries.empty() && pick(2) == 0) tombstone = false;
+            if (!entries.empty() && entries.back().rev.main == rev) continue;  // once per batch
+            detail::IndexEntry e{{rev, sub}, tombstone};
+            if (!tombstone) {
+                bool fresh = entries.empty() || entries.back().tombstone;
+                e.createRevision = fresh ? rev : entries.back().createRevision;
+                e.version = fresh ? 1 : entries.back().version + 1;
+                e.lease = pick(3);
+            }
+            entries.push_back(e);
+            index.add(key, e);
+        }
+        if (pick(4) == 0) {
+            index.rollback(mark);
+            model = std::move(before);
+            --rev;
+        } else {
+            index.forget();
+        }
+        check();
+        // Now and then compact below a recent revision, as the store does: oldest first, every
+        // entry but the newest live one at or below the target.
+        if (pick(10) == 0 && rev > compacted + 1) {
+            int64_t target = compacted + 1 + pick(static_cast<int>(rev - compacted));
+            std::vector<std::pair<std::string, detail::Revision>> removed;
+            for (auto& [k, entries] : model) {
+                const detail::IndexEntry* keep = nullptr;
+                for (const auto& e : entries)
+                    if (e.rev.main <= target) keep = &e;
+                for (const auto& e : entries) {
+                    if (e.rev.main >= target) break;
+                    if (&e == keep && !e.tombstone) continue;
+                    removed.emplace_back(k, e.rev);
+                }
+            }
+            std::sort(removed.begin(), removed.end(),
+                      [](const auto& a, const auto& b) { return a.second < b.second; });
+            index.setCompacted(target);
+            index.forget();
+            for (const auto& [k, r] : removed) {
+                index.remove(k, r);
+                auto& entries = model[k];
+                entries.erase(std::find_if(entries.begin(), entries.end(),
+                                           [&](const auto& e) { return e.rev == r; }));
+                if (entries.empty()) model.erase(k);
+            }
+            compacted = target;
+            check();
+        }
     }
 }
