@@ -69,8 +69,7 @@ std::optional<RecipeError> WaitContext::interrupted() const {
 
 RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
                               const std::function<bool(const Event&)>& accept,
-                              const WaitContext& ctx, std::unique_ptr<Handle>* keep,
-                              const RangeRequest* readAfter,
+                              const WaitContext& ctx, const RangeRequest* readAfter,
                               std::optional<RangeResponse>* readResult) {
     struct State {
         std::mutex mu;
@@ -118,9 +117,8 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
     for (;;) {
         if (st->hit) {
             if (readResult) *readResult = std::move(st->read);
-            // Stopping a watch waits for the client's thread: a caller about to read again
-            // stops it afterwards, off the path to that read.
-            if (keep) *keep = std::move(handle);
+            // Once fired, the callbacks do nothing: no need to wait for the client's thread.
+            handle->detach();
             return Ok{};
         }
         if (st->error) {
@@ -194,7 +192,6 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             v.blockers.push_back(std::move(kv.key));
         return v;
     };
-    std::unique_ptr<Handle> finished;         // the last wait's watch, stopped after the next read
     std::optional<RangeResponse> prefetched;  // the read the wait made when its event came
     for (;;) {
         RecipeResult<View> view = View{};
@@ -206,7 +203,6 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             view = prefetched ? RecipeResult<View>(viewOf(std::move(*prefetched))) : look(true);
             prefetched.reset();
             if (view.ok() && view->ownMissing) view = look(false);
-            finished.reset();
         }
         if (!view.ok()) return fail(view.error());
         if (view->ownMissing) {
@@ -233,8 +229,8 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             w.rangeEnd = blockEnd;
         }
         auto waited = waitForEvent(
-            client, w, [](const Event&) { return true; }, ctx, &finished,
-            ownInRange ? &mineAndOlder : nullptr, &prefetched);
+            client, w, [](const Event&) { return true; }, ctx, ownInRange ? &mineAndOlder : nullptr,
+            &prefetched);
         if (!waited.ok()) return fail(waited.error());
     }
 }

@@ -72,15 +72,14 @@ RecipeResult<T> retry(const Client& client, const WaitContext& ctx,
 
 // Blocks until an event of `request` satisfies `accept`, or the context stops the wait. A watch
 // refused because its start revision was compacted counts as an event (the caller re-checks).
-// With `keep`, a watch that fired is handed over instead of stopped (stopping waits for the
-// client's thread; the caller stops it when that no longer delays anything). With `readAfter`,
-// the event's callback starts that serializable read at once, on the client's thread, and the
-// wait ends with its answer in `readResult` (empty if the read failed): the waiting thread
+// A watch that fired is stopped without waiting for the client's thread (Handle::detach: its
+// callbacks do nothing once it fired); one that did not is stopped and waited for. With
+// `readAfter`, the event's callback starts that serializable read at once, on the client's thread,
+// and the wait ends with its answer in `readResult` (empty if the read failed): the waiting thread
 // wakes once instead of waking and then calling.
 RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
                               const std::function<bool(const Event&)>& accept,
-                              const WaitContext& ctx, std::unique_ptr<Handle>* keep = nullptr,
-                              const RangeRequest* readAfter = nullptr,
+                              const WaitContext& ctx, const RangeRequest* readAfter = nullptr,
                               std::optional<RangeResponse>* readResult = nullptr);
 
 // The common wait of locks, semaphores and elections: the waiter's key `myKey` was created at

@@ -547,6 +547,7 @@ struct Client::Impl {
         RunnerHandle(Impl& impl, uint64_t id)
             : impl_(&impl), inbox_(impl.inbox), loopThread_(impl.loopThread), id_(id) {}
         ~RunnerHandle() override {
+            if (detached_) return;
             if (std::this_thread::get_id() == loopThread_) {
                 impl_->removeRunner(id_);
                 return;
@@ -568,7 +569,20 @@ struct Client::Impl {
             }
         }
 
+        void detach() override {
+            if (detached_) return;
+            detached_ = true;
+            if (std::this_thread::get_id() == loopThread_) {
+                impl_->removeRunner(id_);
+                return;
+            }
+            Impl* impl = impl_;
+            uint64_t id = id_;
+            (void)inbox_->post([impl, id] { impl->removeRunner(id); });  // closed: nothing runs
+        }
+
       private:
+        bool detached_ = false;
         Impl* impl_;
         std::shared_ptr<Inbox> inbox_;
         std::thread::id loopThread_;

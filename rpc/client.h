@@ -111,10 +111,16 @@ struct WatchCallbacks {
     std::function<void(const Error& error)> onError;
 };
 
-// Stops its watch or keep-alive when destroyed.
+// Stops its watch or keep-alive when destroyed. The destructor waits until no callback of it
+// can run any more (from a thread other than the client's, that is a round trip to it).
 class Handle {
   public:
     virtual ~Handle() = default;
+    // Stops it without waiting: returns at once, and so does the destructor afterwards. A
+    // callback already queued on the client's thread may still run after this returns, so it
+    // must touch only what it owns or shares (captured by value or shared_ptr) and objects that
+    // outlive the client.
+    virtual void detach() = 0;
 };
 
 class Client {

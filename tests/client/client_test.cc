@@ -393,3 +393,30 @@ TEST_CASE("watches and keep-alives start without blocking, also from a client ca
     REQUIRE_FALSE(second.error);
     CHECK(second.events.front().kv.value == "seen");
 }
+
+TEST_CASE("a detached watch stops without waiting and delivers nothing once the stop is through",
+          "[client]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    // Shared collectors: a detached watch's callbacks must not depend on the caller's frame.
+    auto detached = std::make_shared<Collector>();
+    auto control = std::make_shared<Collector>();
+    WatchRequest w;
+    w.key = "detach/k";
+    auto handle = client.watch(w, detached->callbacks());
+    auto controlHandle = client.watch(w, control->callbacks());
+    REQUIRE(client.put("detach/k", "1").ok());
+    REQUIRE(detached->waitFor(1));
+    REQUIRE(control->waitFor(1));
+
+    handle->detach();
+    handle.reset();  // returns at once after detach
+    // The client's thread runs posted work in order: once a later blocking call is answered,
+    // the stop has been handled.
+    REQUIRE(client.get("detach/k").ok());
+    REQUIRE(client.put("detach/k", "2").ok());
+    REQUIRE(control->waitFor(2));
+    std::lock_guard lock(detached->mu);
+    CHECK(detached->events.size() == 1);
+    CHECK_FALSE(detached->error);
+}
