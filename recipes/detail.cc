@@ -85,9 +85,12 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
     if (readAfter) then = *readAfter;
     cb.onEvents = [st, accept, &client, then](std::span<const Event> events, int64_t) {
         if (st->fired) return;
-        for (const auto& e : events) {
-            if (!accept(e)) continue;
+        for (auto it = events.begin(); it != events.end(); ++it) {
+            if (!accept(*it)) continue;
             st->fired = true;
+            for (auto same = it + 1;
+                 same != events.end() && same->kv.modRevision == it->kv.modRevision; ++same)
+                (void)accept(*same);
             if (!then) {
                 std::lock_guard lock(st->mu);
                 st->hit = true;
@@ -193,6 +196,44 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
         return v;
     };
     std::optional<RangeResponse> prefetched;  // the read the wait made when its event came
+    // One known blocker and nothing else before me: one watch over the keys from the lower of
+    // its key and mine to the higher shows, in revision order, whichever of the two is deleted
+    // first. If it is the blocker's, my key still exists at that revision and nothing older
+    // does (keys created later are younger): my turn has come, without a read.
+    if (known && known->complete && slots == 1 && ownInRange && known->blockers.size() == 1 &&
+        wait) {
+        const std::string& pred = known->blockers.front();
+        WatchRequest w;
+        w.key = std::min(pred, myKey);
+        w.rangeEnd = std::max(pred, myKey) + '\0';
+        w.startRevision = known->at + 1;
+        w.noPut = true;
+        struct Seen {
+            int64_t predGone = 0;
+            bool mineGone = false;
+        };
+        auto seen = std::make_shared<Seen>();
+        auto waited = waitForEvent(
+            client, w,
+            [seen, pred, myKey](const Event& e) {
+                if (e.kv.key == myKey) seen->mineGone = true;
+                if (e.kv.key == pred) seen->predGone = e.kv.modRevision;
+                return e.kv.key == myKey || e.kv.key == pred;
+            },
+            ctx);
+        if (!waited.ok()) return fail(waited.error());
+        if (seen->mineGone) {
+            if (ctx.session && ctx.session->isLost()) {
+                return fail(RecipeError{RecipeError::Kind::SessionLost,
+                                        "the waiter key " + myKey + " expired with its lease",
+                                        {}});
+            }
+            return fail(RecipeError{
+                RecipeError::Kind::NotHeld, "the waiter key " + myKey + " was deleted", {}});
+        }
+        if (seen->predGone != 0) return seen->predGone;
+        known.reset();  // the watch ended unseen (compacted): read afresh below
+    }
     for (;;) {
         RecipeResult<View> view = View{};
         if (known) {
@@ -394,7 +435,8 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
     previous.rangeEnd = turn.blockEnd;
     previous.sortOrder = kv::SortOrder::Descend;
     previous.sortTarget = kv::SortTarget::Create;
-    previous.limit = turn.slots + (turn.ownInRange ? 1 : 0);
+    // One more than the slots: a shorter answer lists every key before mine (TurnView::complete).
+    previous.limit = turn.slots + (turn.ownInRange ? 1 : 0) + 1;
     previous.keysOnly = true;
     t.success.push_back(RequestOp{previous});
     auto created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
@@ -404,7 +446,9 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
     if (created->succeeded) {
         known.emplace();
         known->at = created->revision;
-        for (auto& kv : std::get<RangeResponse>(created->responses[1].op).kvs)
+        auto& listed = std::get<RangeResponse>(created->responses[1].op).kvs;
+        known->complete = static_cast<int64_t>(listed.size()) < previous.limit;
+        for (auto& kv : listed)
             if (kv.createRevision < myRev) known->blockers.push_back(std::move(kv.key));
     } else {
         // My key already existed (a retried txn): younger keys may exist too; read afresh.

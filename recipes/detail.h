@@ -70,7 +70,8 @@ RecipeResult<T> retry(const Client& client, const WaitContext& ctx,
     }
 }
 
-// Blocks until an event of `request` satisfies `accept`, or the context stops the wait. A watch
+// Blocks until an event of `request` satisfies `accept`, or the context stops the wait; `accept`
+// is then also shown the rest of that event's revision (its return value ignored). A watch
 // refused because its start revision was compacted counts as an event (the caller re-checks).
 // A watch that fired is stopped without waiting for the client's thread (Handle::detach: its
 // callbacks do nothing once it fired); one that did not is stopped and waited for. With
@@ -93,6 +94,7 @@ RecipeResult<Ok> waitForEvent(Client& client, const WatchRequest& request,
 struct TurnView {
     int64_t at = 0;
     std::vector<std::string> blockers;
+    bool complete = false;  // blockers lists every key created before mine
 };
 RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t myRev,
                                const std::string& blockKey, const std::string& blockEnd,

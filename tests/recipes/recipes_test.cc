@@ -558,3 +558,72 @@ TEST_CASE("election under churn: never two leaders, terms increase", "[recipes][
     for (size_t i = 1; i < terms.size(); ++i)
         CHECK(terms[i] > terms[i - 1]);
 }
+
+// A waiter whose only predecessor is the holder waits on one watch over both keys, without a
+// read when the holder's key goes: it must still never acquire once its own key is gone.
+TEST_CASE("a waiter behind a lone holder acquires when the holder's key goes, never after its own",
+          "[recipes][mutex]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session s(client, {30});
+    auto deleteKey = [&](const std::string& key) {
+        DeleteRangeRequest d;
+        d.key = key;
+        REQUIRE(client.del(d).ok());
+    };
+    // Returns the waiter's outcome after `act` ran while it waited behind `holder`.
+    auto waitBehind = [&](const std::string& name, Mutex& holder, Mutex& waiter, auto act) {
+        RecipeResult<Ok> got = Ok{};
+        std::thread t([&] { got = waiter.acquire(Clock::now() + 20s); });
+        REQUIRE(eventually([&] { return countKeys(client, name + "/") == 2; }));
+        std::this_thread::sleep_for(100ms);  // the waiter is watching
+        act(holder, waiter);
+        t.join();
+        return got;
+    };
+
+    SECTION("the holder releases: the waiter holds, with a larger fencing token") {
+        Mutex holder(s, "locks/lone"), waiter(s, "locks/lone");
+        REQUIRE(holder.acquire().ok());
+        int64_t first = holder.fencingToken();
+        auto got = waitBehind("locks/lone", holder, waiter,
+                              [](Mutex& h, Mutex&) { T_REQUIRE(h.release().ok()); });
+        REQUIRE(got.ok());
+        CHECK(waiter.isHeld());
+        CHECK(waiter.fencingToken() > first);
+        REQUIRE(waiter.release().ok());
+    }
+    SECTION("the waiter's own key is deleted: it gives up and the holder keeps the lock") {
+        Mutex holder(s, "locks/lone2"), waiter(s, "locks/lone2");
+        REQUIRE(holder.acquire().ok());
+        auto got = waitBehind("locks/lone2", holder, waiter,
+                              [&](Mutex&, Mutex& w) { deleteKey(w.key()); });
+        REQUIRE_FALSE(got.ok());
+        CHECK(got.error().kind == RecipeError::Kind::NotHeld);
+        CHECK_FALSE(waiter.isHeld());
+        CHECK(holder.isHeld());
+        REQUIRE(holder.release().ok());
+    }
+    SECTION("both keys are deleted in one revision: the waiter does not acquire") {
+        // With the holder's key first in key order, its deletion is the revision's first event.
+        std::unique_ptr<Mutex> h, w;
+        for (int i = 0; i < 64 && !(h && h->key() < w->key()); ++i) {
+            h = std::make_unique<Mutex>(s, "locks/lone3");
+            w = std::make_unique<Mutex>(s, "locks/lone3");
+        }
+        REQUIRE(h->key() < w->key());
+        Mutex& holder = *h;
+        Mutex& waiter = *w;
+        REQUIRE(holder.acquire().ok());
+        auto got = waitBehind("locks/lone3", holder, waiter, [&](Mutex&, Mutex&) {
+            DeleteRangeRequest d;
+            d.key = "locks/lone3/";
+            d.rangeEnd = kv::prefixEnd(d.key);
+            T_REQUIRE(client.del(d).ok());
+        });
+        REQUIRE_FALSE(got.ok());
+        CHECK(got.error().kind == RecipeError::Kind::NotHeld);
+        CHECK_FALSE(waiter.isHeld());
+    }
+    CHECK_THREADS();
+}
