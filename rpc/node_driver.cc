@@ -4,6 +4,9 @@
 #include <chrono>
 #include <cstdio>
 #include <sstream>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "common/assert.h"
 #include "common/bytes.h"
@@ -241,8 +244,29 @@ void NodeDriver::scheduleTick() {
         if (store_->watchHub().pendingCount() > 0) store_->watchHub().syncPending();
         publishSelf();
         checkQuota();
+        releaseMemoryWhenIdle();
         scheduleTick();
     });
+}
+
+void NodeDriver::releaseMemoryWhenIdle() {
+    if (config_.releaseMemoryIdleMs <= 0) return;
+    int64_t now = nowMs();
+    if (applied_ != idleApplied_) {
+        idleApplied_ = applied_;
+        idleSinceMs_ = now;
+        releaseDue_ = true;
+        return;
+    }
+    if (!releaseDue_ || now - idleSinceMs_ < config_.releaseMemoryIdleMs) return;
+    releaseDue_ = false;
+    // Freed chunks inside the heap (the key index's and the log's churn, the store's
+    // transaction buffers) otherwise stay resident until reused. The pages are returned, not
+    // the heap's layout: the next burst faults them in again.
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    memoryReleases_.fetch_add(1);
 }
 
 void NodeDriver::syncWatchers() {

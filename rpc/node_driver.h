@@ -87,6 +87,9 @@ struct NodeConfig {
     // syncs everything queued meanwhile at once. False: the core thread writes and syncs each
     // loop turn itself.
     bool logWriter = true;
+    // Once a burst of writes is over (nothing applied for this long), hand the allocator's free
+    // pages back to the operating system (glibc's malloc_trim; nothing elsewhere). 0: never.
+    int releaseMemoryIdleMs = 2000;
     kv::Options store;
     uint64_t seed = 0;  // 0: derived from the clock
 };
@@ -173,6 +176,8 @@ class NodeDriver {
     // Snapshots of the core's state (any thread; refreshed every loop turn).
     raft::NodeId leader() const { return leader_.load(); }
     uint64_t term() const { return term_.load(); }
+    // How often free memory was handed back (NodeConfig::releaseMemoryIdleMs).
+    uint64_t memoryReleases() const { return memoryReleases_.load(); }
 
   private:
     struct PendingWrite {
@@ -236,6 +241,7 @@ class NodeDriver {
     void refreshMembersView();
     void publishSelf();
     void checkQuota();
+    void releaseMemoryWhenIdle();
     void settleTransfer();
     std::optional<kv::Error> checkChange(MemberOp op, kv::MemberInfo& member) const;
 
@@ -255,7 +261,13 @@ class NodeDriver {
     bool readyScheduled_ = false;
     // Committed entries handed out by Raft, not yet applied to the store.
     std::vector<raft::Entry> toApply_;
-    raft::Index applied_ = 0;      // the store's applied index
+    raft::Index applied_ = 0;  // the store's applied index
+    // releaseMemoryWhenIdle: the applied index last seen, since when, and whether it moved
+    // since the last release.
+    raft::Index idleApplied_ = 0;
+    int64_t idleSinceMs_ = 0;
+    bool releaseDue_ = false;
+    std::atomic<uint64_t> memoryReleases_{0};
     int64_t deferredSinceMs_ = 0;  // when the store's oldest uncommitted batch was applied
     // Lease deadlines, kept by the leader only. Expired leases are revoked through Raft.
     SteadyClock clock_;

@@ -337,3 +337,29 @@ TEST_CASE("writes are answered before the store commits them, reads run where th
     REQUIRE(after.ok);
     CHECK(after.at == ReadAt::Anywhere);
 }
+
+TEST_CASE("a member hands free memory back once after each burst of writes", "[rpc][driver]") {
+    LocalCluster c(1, [](NodeConfig& nc) { nc.releaseMemoryIdleMs = 200; });
+    c.waitForLeader();
+    auto releasesReach = [&](uint64_t n) {
+        for (int i = 0; i < 500 && c.driver(1).memoryReleases() < n; ++i)
+            std::this_thread::sleep_for(10ms);
+        return c.driver(1).memoryReleases();
+    };
+    for (int i = 0; i < 50; ++i)
+        REQUIRE(put(c, 1, "k" + std::to_string(i), std::string(1000, 'v')).ok());
+    CHECK(releasesReach(1) == 1);
+    // Idle: nothing more to hand back until more writes come.
+    std::this_thread::sleep_for(600ms);
+    CHECK(c.driver(1).memoryReleases() == 1);
+    REQUIRE(put(c, 1, "more", "v").ok());
+    CHECK(releasesReach(2) == 2);
+}
+
+TEST_CASE("releaseMemoryIdleMs = 0 never hands memory back", "[rpc][driver]") {
+    LocalCluster c(1, [](NodeConfig& nc) { nc.releaseMemoryIdleMs = 0; });
+    c.waitForLeader();
+    REQUIRE(put(c, 1, "k", "v").ok());
+    std::this_thread::sleep_for(300ms);
+    CHECK(c.driver(1).memoryReleases() == 0);
+}
