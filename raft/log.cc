@@ -1,6 +1,7 @@
 #include "raft/log.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "common/assert.h"
 
@@ -62,22 +63,21 @@ std::optional<Index> RaftLog::maybeAppend(Index index, Term logTerm, Index commi
     return lastNew;
 }
 
-Index RaftLog::append(const std::vector<Entry>& entries) {
+Index RaftLog::append(std::vector<Entry> entries) {
     if (entries.empty()) return lastIndex();
     Index first = entries.front().index;
     // Entries from `first` on are new, even where earlier ones were handed out for persisting.
     handed_ = std::min(handed_, first - 1);
     COORD_ASSERT(first > committed_, "append would overwrite committed entries", first, committed_);
-    if (first == offset_ + unstable_.size()) {
-        unstable_.insert(unstable_.end(), entries.begin(), entries.end());
-    } else if (first <= offset_) {
+    if (first <= offset_) {
         // Replaces stable entries too: the application overwrites them when it persists.
         offset_ = first;
-        unstable_ = entries;
-    } else {
-        unstable_.resize(first - offset_);
-        unstable_.insert(unstable_.end(), entries.begin(), entries.end());
+        unstable_ = std::move(entries);
+        return lastIndex();
     }
+    unstable_.resize(first - offset_);  // drops a conflicting suffix; no-op when appending
+    unstable_.insert(unstable_.end(), std::make_move_iterator(entries.begin()),
+                     std::make_move_iterator(entries.end()));
     return lastIndex();
 }
 

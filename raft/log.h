@@ -32,7 +32,7 @@ class RaftLog {
     std::optional<Index> maybeAppend(Index index, Term logTerm, Index commit,
                                      const std::vector<Entry>& entries, bool truncateConflicts);
     // Leader side: appends entries at the end. Returns the new last index.
-    Index append(const std::vector<Entry>& entries);
+    Index append(std::vector<Entry> entries);
     // The largest index <= `index` whose term is <= `t` (fast back-off).
     Index findConflictByTerm(Index index, Term t) const;
 

@@ -876,7 +876,7 @@ bool Raft::appendEntries(std::vector<Entry> entries) {
         entries[i].term = term_;
         entries[i].index = last + 1 + i;
     }
-    last = log_.append(entries);
+    last = log_.append(std::move(entries));
     if (!asyncPersist_ || bugs_.countUnpersistedSelf) {
         auto it = prs_.find(id_);
         if (it != prs_.end()) it->second.maybeUpdate(last);
