@@ -196,6 +196,15 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
         return v;
     };
     std::optional<RangeResponse> prefetched;  // the read the wait made when its event came
+    auto ownGone = [&]() -> RecipeError {
+        if (ctx.session && ctx.session->isLost()) {
+            return RecipeError{RecipeError::Kind::SessionLost,
+                               "the waiter key " + myKey + " expired with its lease",
+                               {}};
+        }
+        return RecipeError{
+            RecipeError::Kind::NotHeld, "the waiter key " + myKey + " was deleted", {}};
+    };
     // One known blocker and nothing else before me: one watch over the keys from the lower of
     // its key and mine to the higher shows, in revision order, whichever of the two is deleted
     // first. If it is the blocker's, my key still exists at that revision and nothing older
@@ -222,15 +231,7 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             },
             ctx);
         if (!waited.ok()) return fail(waited.error());
-        if (seen->mineGone) {
-            if (ctx.session && ctx.session->isLost()) {
-                return fail(RecipeError{RecipeError::Kind::SessionLost,
-                                        "the waiter key " + myKey + " expired with its lease",
-                                        {}});
-            }
-            return fail(RecipeError{
-                RecipeError::Kind::NotHeld, "the waiter key " + myKey + " was deleted", {}});
-        }
+        if (seen->mineGone) return fail(ownGone());
         if (seen->predGone != 0) return seen->predGone;
         known.reset();  // the watch ended unseen (compacted): read afresh below
     }
@@ -246,15 +247,7 @@ RecipeResult<int64_t> waitTurn(Client& client, const std::string& myKey, int64_t
             if (view.ok() && view->ownMissing) view = look(false);
         }
         if (!view.ok()) return fail(view.error());
-        if (view->ownMissing) {
-            if (ctx.session && ctx.session->isLost()) {
-                return fail(RecipeError{RecipeError::Kind::SessionLost,
-                                        "the waiter key " + myKey + " expired with its lease",
-                                        {}});
-            }
-            return fail(RecipeError{
-                RecipeError::Kind::NotHeld, "the waiter key " + myKey + " was deleted", {}});
-        }
+        if (view->ownMissing) return fail(ownGone());
         if (static_cast<int64_t>(view->blockers.size()) < slots) return view->at;
         if (!wait) return fail(RecipeError{RecipeError::Kind::Busy, "held by another", {}});
 
