@@ -89,7 +89,6 @@ class KeyIndex {
         std::string key;
         IndexEntry newest;
         std::vector<Older> older;  // oldest first; empty (no allocation) for one revision
-        size_t count() const { return older.size() + 1; }
     };
     struct Undo {
         Record* added = nullptr;  // the key whose newest entry to drop; null: a setCompacted
