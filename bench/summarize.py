@@ -2,11 +2,25 @@
 """Summarizes bench/vs-etcd.sh output: median [min .. max] per label and metric.
 
 Reads JSON lines from stdin: coordbench's flat objects and etcd loadgen's {"label", "m": {...}}.
+A line's "rss" string (the members' /proc status fields) becomes per-member figures in MB
+(VmRSS, RssAnon, RssFile), every member of every repetition counted.
 """
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
+
+RSS_FIELD = re.compile(r"(VmRSS|RssAnon|RssFile):\s*([0-9.]+)\s*(kB|MB)")
+
+
+def rss_figures(text):
+    out = defaultdict(list)
+    for field, value, unit in RSS_FIELD.findall(text):
+        mb = float(value) / 1024 if unit == "kB" else float(value)
+        out[field + "_mb"].append(mb)
+    return out
+
 
 runs = defaultdict(lambda: defaultdict(list))
 order = []
@@ -22,6 +36,9 @@ for line in sys.stdin:
     for name, value in metrics.items():
         if isinstance(value, (int, float)):
             runs[label][name].append(value)
+        elif name == "rss" and isinstance(value, str):
+            for field, values in rss_figures(value).items():
+                runs[label][field].extend(values)
 
 print("| label | n | metric: median [min .. max] |")
 print("|---|---|---|")
