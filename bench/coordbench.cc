@@ -2,6 +2,7 @@
 //
 //   coordbench kv [--runs 5] [--dir /tmp] [--keys 100000]
 //   coordbench raft [--runs 5]
+//   coordbench machine [--dir /tmp] [--rounds 5000]
 //   coordbench put|range|txn|lock|elect-resign|watch-latency --endpoints ... [--clients N --conns M
 //   ...]
 //
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "bench/client_bench.h"
+#include "bench/machine_bench.h"
 #include "kv/store.h"
 #include "raft/raft.h"
 
@@ -430,6 +432,13 @@ int main(int argc, char** argv) {
     electKill->add_option("--rounds", a.rounds)->check(CLI::Range(1, 100));
     electKill->add_option("--ttl", a.ttlSeconds, "session TTL of both candidates");
     electKill->add_option("--coordctl", coordctlPath, "coordctl binary (runs the killed leader)");
+    auto* machine = app.add_subcommand(
+        "machine", "thread wake-ups, loopback TCP and fdatasync: the floors under a write");
+    std::string machineDir = "/tmp";
+    int machineRounds = 5000;
+    machine->add_option("--dir", machineDir, "where the fdatasync probe writes (the data's disk)");
+    machine->add_option("--rounds", machineRounds, "back-to-back rounds per measurement")
+        ->check(CLI::Range(100, 1000000));
     CLI11_PARSE(app, argc, argv);
     a.endpoints.clear();
     for (size_t pos = 0; pos <= endpoints.size();) {
@@ -448,5 +457,6 @@ int main(int argc, char** argv) {
     if (*electKill) return coord::bench::runElectKill(a, coordctlPath);
     if (*kv) return runKv(runs, dir, keys);
     if (*raftCmd) return runRaft(runs);
+    if (*machine) return coord::bench::runMachine(machineDir, machineRounds);
     return 0;
 }
