@@ -36,7 +36,7 @@ raft::NodeId memberIdFromName(const std::string& name) {
 }
 
 NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Transport& transport)
-    : io_(io), config_(config), transport_(transport), timer_(io) {
+    : io_(io), config_(config), transport_(transport), timer_(io), storeCommitTimer_(io) {
     store_ = std::make_unique<kv::Store>(config.dataFile, config.store);
     log_ = std::make_unique<kv::RaftLogStorage>(
         *store_, config.walDir.empty() ? config.dataFile + "-wal" : config.walDir);
@@ -207,6 +207,7 @@ void NodeDriver::stop() {
     boost::asio::post(io_, [this] {
         stopped_ = true;
         timer_.cancel();
+        storeCommitTimer_.cancel();
         store_->commitDeferred(false);  // on this, the writer thread
         for (auto& [id, w] : writes_)
             w.done(fail(Unavailable::Stopped));
@@ -349,6 +350,19 @@ void NodeDriver::commitStoreIfDue() {
         store_->deferredRequests() >= config_.storeCommitRequests) {
         store_->commitDeferred(false);
     }
+}
+
+void NodeDriver::scheduleStoreCommit(int64_t inMs) {
+    if (storeCommitArmed_ || stopped_) return;
+    storeCommitArmed_ = true;
+    storeCommitTimer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(inMs, 0)));
+    storeCommitTimer_.async_wait([this](const boost::system::error_code& ec) {
+        storeCommitArmed_ = false;
+        if (ec || stopped_ || !store_->hasDeferred()) return;
+        int64_t left = deferredSinceMs_ + config_.storeCommitMs - nowMs();
+        if (left > 0) return scheduleStoreCommit(left);  // a later batch opened meanwhile
+        store_->commitDeferred(false);
+    });
 }
 
 void NodeDriver::flushReads() {
@@ -499,7 +513,10 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
     if (conf || members || config_.storeCommitMs <= 0) {
         results = store_->apply(batch, persist, conf.has_value() || members.has_value());
     } else {
-        if (!store_->hasDeferred()) deferredSinceMs_ = nowMs();
+        if (!store_->hasDeferred()) {
+            deferredSinceMs_ = nowMs();
+            scheduleStoreCommit(config_.storeCommitMs);
+        }
         results = store_->applyDeferred(batch, persist);
     }
     if (conf || members) {

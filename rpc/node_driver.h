@@ -228,6 +228,7 @@ class NodeDriver {
     void serveReads();
     ReadAt readAt(raft::Index index) const;
     void commitStoreIfDue();
+    void scheduleStoreCommit(int64_t inMs);
     void expire();
     void maybeCompact();
     void becameLeader();
@@ -252,6 +253,11 @@ class NodeDriver {
     std::unique_ptr<kv::RaftLogStorage> log_;
     std::unique_ptr<raft::Raft> raft_;
     boost::asio::steady_timer timer_;
+    // Commits the store's open batch once it is due (NodeConfig::storeCommitMs), so that a
+    // member left idle does not keep it open until the next write, whose path it would then
+    // lengthen by a store commit and its flush.
+    boost::asio::steady_timer storeCommitTimer_;
+    bool storeCommitArmed_ = false;
     bool stopped_ = false;
 
     uint64_t nextRequest_ = 1;

@@ -363,3 +363,25 @@ TEST_CASE("releaseMemoryIdleMs = 0 never hands memory back", "[rpc][driver]") {
     std::this_thread::sleep_for(300ms);
     CHECK(c.driver(1).memoryReleases() == 0);
 }
+
+TEST_CASE("an idle member commits the store's open batch once it is due, without another write",
+          "[rpc][driver]") {
+    // Ticks far apart: only the commit's own timer can commit within the test's window.
+    LocalCluster c(1, [](NodeConfig& nc) {
+        nc.tickMs = 5000;
+        nc.storeCommitMs = 100;
+        nc.storeCommitRequests = 1000000;
+    });
+    c.waitForLeader();
+    NodeDriver& d = c.driver(1);
+    for (int round = 0; round < 2; ++round) {
+        auto sent = std::chrono::steady_clock::now();
+        REQUIRE(put(c, 1, "k" + std::to_string(round), "v").ok());
+        CHECK(d.store().hasDeferred());  // answered before the store commits it
+        for (int i = 0; i < 300 && d.store().hasDeferred(); ++i)
+            std::this_thread::sleep_for(10ms);
+        CHECK_FALSE(d.store().hasDeferred());
+        CHECK(std::chrono::steady_clock::now() - sent < 2s);
+        CHECK(d.store().get("k" + std::to_string(round)));  // committed: any thread reads it
+    }
+}
