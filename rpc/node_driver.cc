@@ -513,10 +513,7 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
     if (conf || members || config_.storeCommitMs <= 0) {
         results = store_->apply(batch, persist, conf.has_value() || members.has_value());
     } else {
-        if (!store_->hasDeferred()) {
-            deferredSinceMs_ = nowMs();
-            scheduleStoreCommit(config_.storeCommitMs);
-        }
+        if (!store_->hasDeferred()) deferredSinceMs_ = nowMs();
         results = store_->applyDeferred(batch, persist);
     }
     if (conf || members) {
@@ -551,6 +548,8 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
         it->second.done(std::move(results[i]));
         writes_.erase(it);
     }
+    // Armed after the answers are on their way: arming it is a system call.
+    if (store_->hasDeferred()) scheduleStoreCommit(config_.storeCommitMs);
 }
 
 void NodeDriver::serveReads() {
