@@ -1,5 +1,6 @@
 #include "kv/raft_storage.h"
 
+#include <cstdio>
 #include <sstream>
 
 #include "common/assert.h"
@@ -144,7 +145,8 @@ std::string encodeHardState(const raft::HardState& h) {
 
 }  // namespace
 
-RaftLogStorage::RaftLogStorage(Store& store, const std::string& walDir) : store_(store) {
+RaftLogStorage::RaftLogStorage(Store& store, const std::string& walDir, size_t walSegmentBytes)
+    : store_(store) {
     {
         lmdb::Txn txn(store.env(), lmdb::Txn::Mode::ReadWrite);
         meta_ = lmdb::Table(txn, "meta", MDB_CREATE);
@@ -156,7 +158,8 @@ RaftLogStorage::RaftLogStorage(Store& store, const std::string& walDir) : store_
         if (auto v = meta_.get(txn, kMembersKey)) members_ = loadMembers(*v);
     }
     wal_ = std::make_unique<Wal>(
-        walDir, [this](uint8_t type, std::string_view payload) { return replay(type, payload); });
+        walDir, [this](uint8_t type, std::string_view payload) { return replay(type, payload); },
+        walSegmentBytes);
     for (const auto& e : log_)
         bytes_ += e.data.size();
     if (!log_.empty() && log_.front().index != snapMeta_.index + 1) {
@@ -343,7 +346,12 @@ void RaftLogStorage::bootstrap(const raft::SnapshotMeta& meta, const raft::HardS
 }
 
 void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {
-    if (index <= snapMeta_.index) return;
+    compactDeferred(index, conf).dispose();
+}
+
+RaftLogStorage::Leftovers RaftLogStorage::compactDeferred(raft::Index index,
+                                                          const raft::ConfState& conf) {
+    if (index <= snapMeta_.index) return {};
     COORD_ASSERT(index <= lastIndex(), "compaction beyond the raft log", index, lastIndex());
     COORD_ASSERT(index <= store_.appliedIndex(), "compaction beyond the applied index", index,
                  store_.appliedIndex());
@@ -353,12 +361,35 @@ void RaftLogStorage::compact(raft::Index index, const raft::ConfState& conf) {
     store_.env().sync();
     raft::SnapshotMeta meta{index, *term(index), conf};
     writeSnapRecord(kCompact, meta);
-    while (!log_.empty() && log_.front().index <= index) {
-        bytes_ -= log_.front().data.size();
-        log_.pop_front();
+    // The dropped entries leave by moving (ownership only; nothing is freed here).
+    size_t drop = std::min<size_t>(log_.size(), index - snapMeta_.index);
+    std::deque<raft::Entry> dropped;
+    if (drop == log_.size()) {
+        dropped.swap(log_);
+    } else {
+        auto end = log_.begin() + static_cast<std::ptrdiff_t>(drop);
+        dropped.assign(std::make_move_iterator(log_.begin()), std::make_move_iterator(end));
+        log_.erase(log_.begin(), end);
     }
+    for (const auto& e : dropped)
+        bytes_ -= e.data.size();
     snapMeta_ = meta;
-    wal_->release(index);
+    return Leftovers(std::move(dropped), wal_->detachReleased(index));
+}
+
+RaftLogStorage::Leftovers::~Leftovers() {
+    try {
+        dispose();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "coord: %s\n", e.what());
+    }
+}
+
+void RaftLogStorage::Leftovers::dispose() {
+    std::deque<raft::Entry>().swap(entries_);
+    std::vector<std::string> segments;
+    segments.swap(segments_);
+    Wal::removeFiles(segments);
 }
 
 raft::Index RaftLogStorage::compactionPoint(raft::Index applied, uint64_t keepEntries,

@@ -53,7 +53,8 @@ std::optional<Members> decodeMembers(std::string_view v);
 class RaftLogStorage final : public raft::Storage {
   public:
     // Replays the write-ahead log in `walDir` and loads the membership from the store.
-    RaftLogStorage(Store& store, const std::string& walDir);
+    RaftLogStorage(Store& store, const std::string& walDir,
+                   size_t walSegmentBytes = size_t{16} << 20);
 
     raft::HardState hardState() const override { return hardState_; }
     raft::ConfState confState() const override { return conf_; }
@@ -99,6 +100,39 @@ class RaftLogStorage final : public raft::Storage {
     // Drops log entries up to `index` (which must be applied) after recording a snapshot there.
     // Syncs the store first: the entries dropped must never be needed to rebuild it.
     void compact(raft::Index index, const raft::ConfState& conf);
+    // What a compaction leaves to clean up: the dropped entries' memory and the log segments
+    // no longer needed (the record that lets a replay start without them is durable). Freeing
+    // ten thousand entries and unlinking a 16 MiB segment take milliseconds; a caller with a
+    // thread to spare disposes of them there. Disposed of on destruction if not before.
+    class Leftovers {
+      public:
+        Leftovers() = default;
+        Leftovers(std::deque<raft::Entry> entries, std::vector<std::string> segments)
+            : entries_(std::move(entries)), segments_(std::move(segments)) {}
+        Leftovers(Leftovers&& other) noexcept {
+            entries_.swap(other.entries_);
+            segments_.swap(other.segments_);
+        }
+        Leftovers& operator=(Leftovers&& other) {
+            dispose();
+            entries_.swap(other.entries_);
+            segments_.swap(other.segments_);
+            return *this;
+        }
+        // Best effort: a segment that cannot be deleted stays behind (a replay reads past it).
+        ~Leftovers();
+        // Frees the entries and deletes the segments. Throws WalError when a segment cannot be
+        // deleted.
+        void dispose();
+        size_t entries() const { return entries_.size(); }
+        const std::vector<std::string>& segments() const { return segments_; }
+
+      private:
+        std::deque<raft::Entry> entries_;
+        std::vector<std::string> segments_;
+    };
+    // compact(), with the cleaning up left to the caller.
+    [[nodiscard]] Leftovers compactDeferred(raft::Index index, const raft::ConfState& conf);
 
     size_t walSegments() const { return wal_->segmentCount(); }
     // Bytes of entry data held in memory (the entries since the last compaction).

@@ -244,11 +244,21 @@ void Wal::rotateIfFull(const std::function<std::vector<Record>()>& header) {
 }
 
 void Wal::release(uint64_t index) {
+    removeFiles(detachReleased(index));
+}
+
+std::vector<std::string> Wal::detachReleased(uint64_t index) {
+    std::vector<std::string> paths;
     while (segments_.size() > 1 && segments_.front().maxIndex <= index) {
-        const std::string path = segmentPath(segments_.front().seq);
-        if (::unlink(path.c_str()) != 0 && errno != ENOENT) fail("cannot remove", path);
+        paths.push_back(segmentPath(segments_.front().seq));
         segments_.erase(segments_.begin());
     }
+    return paths;
+}
+
+void Wal::removeFiles(const std::vector<std::string>& paths) {
+    for (const auto& path : paths)
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) fail("cannot remove", path);
 }
 
 }  // namespace coord::kv

@@ -80,6 +80,10 @@ class Wal {
     // (never the segment being written). The caller must first have made a record durable
     // that lets a replay start without them.
     void release(uint64_t index);
+    // The same in two steps: forgets those segments now and returns their paths, to be
+    // deleted (removeFiles) later, on any thread. Unlinking a full segment takes milliseconds.
+    std::vector<std::string> detachReleased(uint64_t index);
+    static void removeFiles(const std::vector<std::string>& paths);
 
     size_t segmentCount() const { return segments_.size(); }
     const std::string& dir() const { return dir_; }

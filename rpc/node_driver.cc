@@ -39,7 +39,8 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
     : io_(io), config_(config), transport_(transport), timer_(io), storeCommitTimer_(io) {
     store_ = std::make_unique<kv::Store>(config.dataFile, config.store);
     log_ = std::make_unique<kv::RaftLogStorage>(
-        *store_, config.walDir.empty() ? config.dataFile + "-wal" : config.walDir);
+        *store_, config.walDir.empty() ? config.dataFile + "-wal" : config.walDir,
+        config.walSegmentBytes);
     if (!config.join && log_->empty()) bootstrap();
     raft::Config rc;
     rc.id = config.id;
@@ -62,6 +63,12 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
 }
 
 NodeDriver::~NodeDriver() {
+    {
+        std::lock_guard lock(janitorMutex_);
+        janitorStop_ = true;
+    }
+    janitorWake_.notify_all();
+    if (janitor_.joinable()) janitor_.join();
     if (writer_.joinable()) {
         {
             std::lock_guard lock(writerMutex_);
@@ -914,7 +921,34 @@ void NodeDriver::maybeCompact() {
                                              config_.maxLogMemoryBytes / 4);
     if (upTo < log_->firstIndex()) return;
     drainWriter();  // compaction writes and syncs the log itself
-    log_->compact(upTo, raft_->confState());
+    dispose(log_->compactDeferred(upTo, raft_->confState()));
+}
+
+void NodeDriver::dispose(kv::RaftLogStorage::Leftovers leftovers) {
+    {
+        std::lock_guard lock(janitorMutex_);
+        if (!janitor_.joinable()) janitor_ = std::thread([this] { janitorLoop(); });
+        janitorQueue_.push_back(std::move(leftovers));
+    }
+    janitorWake_.notify_one();
+}
+
+void NodeDriver::janitorLoop() {
+    std::unique_lock lock(janitorMutex_);
+    for (;;) {
+        janitorWake_.wait(lock, [&] { return janitorStop_ || !janitorQueue_.empty(); });
+        if (janitorQueue_.empty()) return;  // stopping, and nothing left
+        kv::RaftLogStorage::Leftovers next = std::move(janitorQueue_.front());
+        janitorQueue_.pop_front();
+        lock.unlock();
+        try {
+            next.dispose();
+        } catch (const std::exception& e) {
+            // An old segment left behind costs disk space only: a replay reads past it.
+            std::fprintf(stderr, "coord: %s\n", e.what());
+        }
+        lock.lock();
+    }
 }
 
 }  // namespace coord::rpc

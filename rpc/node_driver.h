@@ -61,6 +61,7 @@ struct NodeConfig {
     std::string dataFile;
     // The Raft log's directory (write-ahead log segments); empty: dataFile + "-wal".
     std::string walDir;
+    size_t walSegmentBytes = size_t{16} << 20;  // the Raft log's segment size
     int tickMs = 100;
     int electionTicks = 10;
     int heartbeatTicks = 1;
@@ -301,6 +302,16 @@ class NodeDriver {
     bool writerStop_ = false;             // under writerMutex_
     std::exception_ptr writerError_;      // under writerMutex_
     std::thread writer_;
+
+    // A compaction's clean-up (the dropped entries' memory, old log segments) runs on a thread
+    // of its own: milliseconds that neither the core thread nor the log writer waits for.
+    void janitorLoop();
+    void dispose(kv::RaftLogStorage::Leftovers leftovers);
+    std::mutex janitorMutex_;
+    std::condition_variable janitorWake_;
+    std::deque<kv::RaftLogStorage::Leftovers> janitorQueue_;  // under janitorMutex_
+    bool janitorStop_ = false;                                // under janitorMutex_
+    std::thread janitor_;
 };
 
 }  // namespace coord::rpc

@@ -353,3 +353,60 @@ TEST_CASE("the log counts the bytes it holds and picks a compaction point by cou
     CHECK(again.bytes() == 301);
     CHECK(again.lastIndex() == 9);
 }
+
+TEST_CASE("a deferred compaction leaves its entries and old segments to whoever disposes of them",
+          "[kv][raftlog]") {
+    StoreFixture f;
+    constexpr size_t kSegment = 4096;
+    auto exists = [](const std::vector<std::string>& paths) {
+        return std::count_if(paths.begin(), paths.end(),
+                             [](const std::string& p) { return std::filesystem::exists(p); });
+    };
+    {
+        RaftLogStorage log(f.s(), walDir(f), kSegment);
+        for (raft::Index i = 1; i <= 60; ++i) {
+            raft::Entry e{1, i, raft::EntryType::Normal, std::to_string(i) + std::string(200, 'x')};
+            log.append({e}, raft::HardState{1, 1, i}, true);
+        }
+        REQUIRE(log.walSegments() > 3);
+        for (raft::Index i = 1; i <= 55; ++i) {
+            kv::PutRequest put;
+            put.key = "k";
+            put.value = "v";
+            kv::IndexedRequest one{i, put};
+            f.s().apply(std::span<const kv::IndexedRequest>(&one, 1));
+        }
+
+        size_t segmentsBefore = log.walSegments();
+        auto left = log.compactDeferred(50, raft::ConfState{{1}, {}});
+        // The log forgot them at once; the memory and the files wait for dispose().
+        CHECK(log.firstIndex() == 51);
+        CHECK_FALSE(log.term(49));
+        CHECK(log.entries(51, 52, UINT64_MAX).size() == 1);
+        CHECK(left.entries() == 50);
+        REQUIRE_FALSE(left.segments().empty());
+        CHECK(log.walSegments() == segmentsBefore - left.segments().size());
+        std::vector<std::string> paths = left.segments();
+        CHECK(exists(paths) == static_cast<long>(paths.size()));
+        left.dispose();
+        CHECK(exists(paths) == 0);
+        CHECK(left.entries() == 0);
+        CHECK(left.segments().empty());
+
+        // Dropped without dispose(): cleaned up all the same.
+        std::vector<std::string> more;
+        {
+            auto again = log.compactDeferred(55, raft::ConfState{{1}, {}});
+            more = again.segments();
+            CHECK(again.entries() == 5);
+        }
+        CHECK(exists(more) == 0);
+        CHECK(log.firstIndex() == 56);
+    }
+    RaftLogStorage reopened(f.s(), walDir(f), kSegment);
+    CHECK(reopened.firstIndex() == 56);
+    CHECK(reopened.lastIndex() == 60);
+    auto kept = reopened.entries(56, 61, UINT64_MAX);
+    REQUIRE(kept.size() == 5);
+    CHECK(kept.front().data == "56" + std::string(200, 'x'));
+}
