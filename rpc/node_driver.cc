@@ -63,12 +63,14 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
 }
 
 NodeDriver::~NodeDriver() {
+    std::thread janitor;
     {
         std::lock_guard lock(janitorMutex_);
         janitorStop_ = true;
+        janitor = std::move(janitor_);
     }
     janitorWake_.notify_all();
-    if (janitor_.joinable()) janitor_.join();
+    if (janitor.joinable()) janitor.join();  // after what is queued is disposed of
     if (writer_.joinable()) {
         {
             std::lock_guard lock(writerMutex_);
