@@ -374,7 +374,7 @@ TEST_CASE("an idle member commits the store's open batch once it is due, without
     // Ticks far apart: only the commit's own timer can commit within the test's window.
     LocalCluster c(1, [](NodeConfig& nc) {
         nc.tickMs = 5000;
-        nc.storeCommitMs = 100;
+        nc.storeCommitMs = 400;  // long enough that the answer comes first, even under TSan
         nc.storeCommitRequests = 1000000;
     });
     c.waitForLeader();
