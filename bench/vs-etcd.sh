@@ -8,6 +8,7 @@
 #                                    # writable copy of ../shared/bench/etcd (ETCD_BENCH=that copy)
 #   SYSTEMS=coord bench/vs-etcd.sh   # coord only
 #   REPS=3 DUR_MS=3000 ONLY='put|lock' bench/vs-etcd.sh
+# The first lines are the machine's floors (coordbench machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
@@ -128,6 +129,9 @@ etcd_run() {
     (cd "$ETCD_BENCH" && ./cluster.sh stop > /dev/null)
 }
 
+# The machine's floors first (thread wake-ups, loopback TCP, fdatasync; docs/performance.md):
+# these machines change speed from hour to hour, and a run's figures read against its floors.
+$CB machine --dir "${TMPDIR:-/tmp}" --rounds 2000
 for rep in $(seq 1 "$REPS"); do
     for sys in $SYSTEMS; do
         case $sys in
