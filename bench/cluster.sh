@@ -6,11 +6,12 @@
 #   bench/cluster.sh start [1|3]    # writes bench/.run/cluster.env (N, ENDPOINTS, PIDS, DATA)
 #   bench/cluster.sh stop
 #   bench/cluster.sh rss            # VmRSS, VmHWM, RssAnon and RssFile of each member, in MB
+#   COORD_BIN=/other/build/cli bench/cluster.sh start 3   # the members of another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=bench/.run
 mkdir -p "$run"
-bin=build/cli
+bin=${COORD_BIN:-build/cli}  # another build's binaries, for A/B runs
 
 case "${1:-}" in
 start)

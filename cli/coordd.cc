@@ -420,10 +420,10 @@ int main(int argc, char** argv) {
             }
             std::printf(
                 "coordd: member %s (id %016llx) of cluster %016llx: clients on %s, peers on "
-                "%s, data in %s\n",
+                "%s, data in %s, allocator %s\n",
                 name.c_str(), static_cast<unsigned long long>(selfId),
                 static_cast<unsigned long long>(clusterId), clientUrl.c_str(), peerUrl.c_str(),
-                dataDir.c_str());
+                dataDir.c_str(), rpc::NodeDriver::allocatorName().c_str());
             std::fflush(stdout);
             paf.promise.wait(ws);
             std::printf("coordd: %s shutting down\n", name.c_str());

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 #if defined(__GLIBC__)
+#include <dlfcn.h>
 #include <malloc.h>
 #endif
 
@@ -273,10 +274,43 @@ void NodeDriver::releaseMemoryWhenIdle() {
     // Freed chunks inside the heap (the key index's and the log's churn, the store's
     // transaction buffers) otherwise stay resident until reused. The pages are returned, not
     // the heap's layout: the next burst faults them in again.
+    releaseFreePages();
+    memoryReleases_.fetch_add(1);
+}
+
+namespace {
+
+// jemalloc's control interface when the process runs on it: coordd is linked with it, and it is
+// looked up at run time so that the tests (which are not) and a preloaded jemalloc work alike.
+using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+Mallctl jemallocCtl() {
+    static const auto ctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+    return ctl;
+}
+
+}  // namespace
+
+std::string NodeDriver::allocatorName() {
+    if (auto mallctl = jemallocCtl()) {
+        const char* version = nullptr;
+        size_t size = sizeof version;
+        if (mallctl("version", &version, &size, nullptr, 0) == 0 && version)
+            return std::string("jemalloc ") + version;
+        return "jemalloc";
+    }
+    return "the C library's malloc";
+}
+
+void NodeDriver::releaseFreePages() {
+    // On jemalloc, purge every arena's unused dirty pages; otherwise ask glibc.
+    if (auto mallctl = jemallocCtl()) {
+        // "arena.<MALLCTL_ARENAS_ALL>.purge"; MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.
+        (void)mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+        return;
+    }
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
-    memoryReleases_.fetch_add(1);
 }
 
 void NodeDriver::syncWatchers() {

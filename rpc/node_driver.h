@@ -89,7 +89,8 @@ struct NodeConfig {
     // loop turn itself.
     bool logWriter = true;
     // Once a burst of writes is over (nothing applied for this long), hand the allocator's free
-    // pages back to the operating system (glibc's malloc_trim; nothing elsewhere). 0: never.
+    // pages back to the operating system (jemalloc's arena purge where coordd is linked with it,
+    // glibc's malloc_trim otherwise). 0: never.
     int releaseMemoryIdleMs = 2000;
     kv::Options store;
     uint64_t seed = 0;  // 0: derived from the clock
@@ -179,6 +180,8 @@ class NodeDriver {
     uint64_t term() const { return term_.load(); }
     // How often free memory was handed back (NodeConfig::releaseMemoryIdleMs).
     uint64_t memoryReleases() const { return memoryReleases_.load(); }
+    // The allocator this process runs on ("jemalloc 5.3.0-…" or the C library's), for the log.
+    static std::string allocatorName();
 
   private:
     struct PendingWrite {
@@ -244,6 +247,7 @@ class NodeDriver {
     void publishSelf();
     void checkQuota();
     void releaseMemoryWhenIdle();
+    static void releaseFreePages();
     void settleTransfer();
     std::optional<kv::Error> checkChange(MemberOp op, kv::MemberInfo& member) const;
 

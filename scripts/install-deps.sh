@@ -9,6 +9,7 @@ packages=(
     liblmdb-dev lmdb-utils
     libboost-dev
     libabsl-dev
+    libjemalloc-dev
     catch2
     libcli11-dev
 )
