@@ -483,7 +483,7 @@ struct Client::Impl {
     kj::Promise<Slot<Expected<kv::Response>>> write(kv::Request request, Deadline deadline) {
         auto shared = std::make_shared<kv::Request>(std::move(request));
         return call<kv::Response>(deadline, true, [shared](Conn& c) {
-            auto req = c.kv.writeRequest();
+            auto req = c.kv.writeRequest(rpc::writeRequestSize(*shared));
             rpc::requestToCapnp(*shared, req.initRequest());
             return req.send().then([](capnp::Response<s::KV::WriteResults>&& r) {
                 return writeStep(r.getResult(), 0);
@@ -495,7 +495,7 @@ struct Client::Impl {
                                                      Deadline deadline) {
         auto shared = std::make_shared<RangeRequest>(std::move(request));
         return call<RangeResponse>(deadline, false, [shared, serializable](Conn& c) {
-            auto req = c.kv.rangeRequest();
+            auto req = c.kv.rangeRequest(rpc::rangeRequestSize(*shared));
             rpc::toCapnp(*shared, req.initRequest());
             req.setSerializable(serializable);
             return req.send().then([](capnp::Response<s::KV::RangeResults>&& r) {
@@ -775,7 +775,7 @@ struct KeepAliveRunner final : Runner {
             .call<int64_t>(
                 expiry, false,
                 [leaseId = id](Conn& c) {
-                    auto req = c.lease.keepAliveRequest();
+                    auto req = c.lease.keepAliveRequest(rpc::kSmallMessage);
                     req.setId(leaseId);
                     return req.send().then([](capnp::Response<s::Lease::KeepAliveResults>&& r) {
                         return keepAliveStep(r.getResult());
@@ -932,7 +932,7 @@ Expected<int64_t> Client::leaseKeepAliveOnce(int64_t id, Deadline deadline) {
     deadline = impl_->deadlineOr(deadline);
     return impl_->sync<int64_t>([&] {
         return impl_->call<int64_t>(deadline, false, [id](Conn& c) {
-            auto req = c.lease.keepAliveRequest();
+            auto req = c.lease.keepAliveRequest(rpc::kSmallMessage);
             req.setId(id);
             return req.send().then([](capnp::Response<s::Lease::KeepAliveResults>&& r) {
                 return KeepAliveRunner::keepAliveStep(r.getResult());

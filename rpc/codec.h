@@ -52,6 +52,14 @@ std::string encodePeerFrame(uint64_t clusterId, const raft::Message& message);
 DecodeResult<std::pair<uint64_t, raft::Message>> decodePeerFrame(std::string_view bytes,
                                                                  const DecodeLimits& limits = {});
 
+// First-segment sizes for RPC messages. Without one, Cap'n Proto allocates an 8 KiB segment,
+// zeroed, for every call and every return; these cover the usual message whole, and a larger
+// one grows into further segments.
+inline constexpr capnp::MessageSize kSmallMessage{64, 0};
+capnp::MessageSize writeRequestSize(const kv::Request& request);
+capnp::MessageSize rangeRequestSize(const kv::RangeRequest& request);
+capnp::MessageSize rangeResultSize(const kv::RangeResponse* response);  // null: no keys
+
 // Field-by-field conversions, for the RPC services. fromCapnp throws kj::Exception on
 // malformed input (an unknown enum value, an unknown union member).
 kv::Request requestFromCapnp(schema::WriteRequest::Reader in);

@@ -41,7 +41,10 @@ kj::Promise<void> KvService::range(RangeContext context) {
     return appliedRead<Read>(driver_, !params.getSerializable(),
                              [&store, request] { return store.rangeApplied(request); })
         .then([this, context](Slot<Result<Read, Unavailable>> slot) mutable {
-            auto result = context.getResults().initResult();
+            const Read* read = slot.value->ok() ? &slot.value->value() : nullptr;
+            auto result =
+                context.getResults(rangeResultSize(read && read->ok() ? &read->value() : nullptr))
+                    .initResult();
             fillHeader(result.initHeader(), driver_, clusterId_);
             if (!slot.value->ok()) {
                 result.setUnavailable(toSchema(slot.value->error()));
@@ -65,7 +68,7 @@ kj::Promise<void> KvService::write(WriteContext context) {
     auto handoff = makeHandoff<WriteOutcome>();
     driver_.write(std::move(request), handoff.send);
     return handoff.promise.then([this, context](Slot<WriteOutcome> slot) mutable {
-        auto result = context.getResults().initResult();
+        auto result = context.getResults(kSmallMessage).initResult();
         fillHeader(result.initHeader(), driver_, clusterId_);
         if (!slot.value->ok()) {
             result.setUnavailable(toSchema(slot.value->error()));
@@ -92,7 +95,7 @@ kj::Promise<void> LeaseService::keepAlive(KeepAliveContext context) {
     auto handoff = makeHandoff<Outcome>();
     driver_.leaseKeepAlive(context.getParams().getId(), handoff.send);
     return handoff.promise.then([this, context](Slot<Outcome> slot) mutable {
-        auto result = context.getResults().initResult();
+        auto result = context.getResults(kSmallMessage).initResult();
         fillHeader(result.initHeader(), driver_, clusterId_);
         if (!slot.value->ok()) {
             result.setUnavailable(toSchema(slot.value->error()));

@@ -207,3 +207,63 @@ TEST_CASE("raft messages survive the peer frame, and lying peers are refused", "
     hup.to = 2;
     CHECK_FALSE(decodePeerFrame(encodePeerFrame(77, hup)).ok());
 }
+
+TEST_CASE("messages built in the reused first segment carry nothing of the one before",
+          "[rpc][codec]") {
+    // Nearly every field of a heartbeat below is zero or empty, and Cap'n Proto writes no zero: a word
+    // left over from an earlier message in the thread's segment would show up as a value.
+    auto full = [](size_t entryBytes, size_t entries) {
+        raft::Message m;
+        m.type = raft::MessageType::Append;
+        m.from = 0xffffffffffffffffull;
+        m.to = 0x7777777777777777ull;
+        m.term = m.logTerm = 0x5555555555555555ull;
+        m.index = 0x1111111111111111ull;
+        for (size_t i = 0; i < entries; ++i)
+            m.entries.push_back(raft::Entry{m.term, m.index + 1 + i, raft::EntryType::ConfChange,
+                                            std::string(entryBytes, static_cast<char>(0xa5))});
+        m.commit = m.index;
+        m.reject = true;
+        m.rejectHint = m.hintTerm = 0x3333333333333333ull;
+        m.context = std::string(300, 'c');
+        return m;
+    };
+    raft::Message empty;  // from and to are required; 1 and 2 share no bit with the above
+    empty.type = raft::MessageType::Heartbeat;
+    empty.from = 1;
+    empty.to = 2;
+    // Smaller than the scratch segment, exactly around it, and spilling into more segments.
+    for (auto [bytes, count] : {std::pair<size_t, size_t>{16, 3}, {7000, 1}, {2000, 40}}) {
+        raft::Message big = full(bytes, count);
+        auto b = decodePeerFrame(encodePeerFrame(0x9999999999999999ull, big));
+        REQUIRE(b.ok());
+        CHECK(b->second.entries == big.entries);
+        CHECK(b->second.context == big.context);
+        CHECK(b->second.rejectHint == big.rejectHint);
+
+        auto e = decodePeerFrame(encodePeerFrame(0, empty));
+        REQUIRE(e.ok());
+        CHECK(e->first == 0);
+        CHECK(e->second.from == 1);
+        CHECK(e->second.to == 2);
+        CHECK(e->second.term == 0);
+        CHECK(e->second.index == 0);
+        CHECK(e->second.commit == 0);
+        CHECK_FALSE(e->second.reject);
+        CHECK(e->second.rejectHint == 0);
+        CHECK(e->second.entries.empty());
+        CHECK(e->second.context.empty());
+        CHECK_FALSE(e->second.snapshot.has_value());
+
+        // The write payload's encoder shares the segment.
+        kv::PutRequest p{"", "", 0};
+        auto w = decodeWrite(encodeWrite(0, kv::Request{p}));
+        REQUIRE(w.ok());
+        CHECK(w->first == 0);
+        const auto& put = std::get<kv::PutRequest>(w->second);
+        CHECK(put.key.empty());
+        CHECK(put.value.empty());
+        CHECK(put.lease == 0);
+        CHECK_FALSE(put.prevKv);
+    }
+}
