@@ -11,6 +11,7 @@
 // clean shutdown. See docs/operations.md.
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <pthread.h>
 #include <signal.h>
 #include <CLI/CLI.hpp>
 
@@ -346,6 +347,7 @@ int main(int argc, char** argv) {
         transport.start();
         driver.start();
         std::thread core([&] {
+            pthread_setname_np(pthread_self(), "coord-core");
             try {
                 io.run();
             } catch (const std::exception& e) {
@@ -362,6 +364,7 @@ int main(int argc, char** argv) {
         std::mutex stopMutex;
         kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
         std::thread signalThread([&] {
+            pthread_setname_np(pthread_self(), "coord-signals");
             int sig = 0;
             sigwait(&signals, &sig);
             std::lock_guard lock(stopMutex);

@@ -4,6 +4,8 @@
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <deque>
 #include <future>
@@ -216,6 +218,7 @@ struct Client::Impl {
     }
 
     void run(std::promise<void>& ready) {
+        pthread_setname_np(pthread_self(), "coord-client");
         // KJ's first-use initialization inside setupAsyncIo (its network filter's address
         // ranges) is not safe against clients starting on several threads at once: serialize it.
         static std::mutex setupMutex;

@@ -7,6 +7,7 @@
 #if defined(__GLIBC__)
 #include <dlfcn.h>
 #include <malloc.h>
+#include <pthread.h>
 #endif
 
 #include "common/assert.h"
@@ -92,6 +93,7 @@ void NodeDriver::queueLog(LogJob job) {
 }
 
 void NodeDriver::writerLoop() {
+    pthread_setname_np(pthread_self(), "coord-log");
     std::unique_lock lock(writerMutex_);
     for (;;) {
         writerWake_.wait(lock, [&] { return writerStop_ || !writerQueue_.empty(); });
@@ -970,6 +972,7 @@ void NodeDriver::dispose(kv::RaftLogStorage::Leftovers leftovers) {
 }
 
 void NodeDriver::janitorLoop() {
+    pthread_setname_np(pthread_self(), "coord-janitor");
     std::unique_lock lock(janitorMutex_);
     for (;;) {
         janitorWake_.wait(lock, [&] { return janitorStop_ || !janitorQueue_.empty(); });
