@@ -231,6 +231,9 @@ void NodeDriver::stop() {
         for (auto& done : readBatch_)
             done(fail(Unavailable::Stopped));
         readBatch_.clear();
+        for (auto& w : writeBatch_)
+            w.done(fail(Unavailable::Stopped));
+        writeBatch_.clear();
         for (auto& [id, c] : changes_)
             c.done(fail(Unavailable::Stopped));
         changes_.clear();
@@ -329,6 +332,7 @@ void NodeDriver::scheduleReady() {
     boost::asio::post(io_, [this] {
         readyScheduled_ = false;
         if (stopped_) return;
+        flushWrites();
         flushReads();
         processReady();
     });
@@ -356,14 +360,43 @@ void NodeDriver::write(kv::Request request, std::function<void(WriteOutcome)> do
         // Ids are unique per member: the member that proposed completes the call when it
         // applies the entry (every member applies every entry).
         uint64_t id = (config_.id << 40) | nextRequest_++;
-        auto result = raft_->propose(encodeWrite(id, r));
-        if (result != raft::ProposeResult::Accepted && result != raft::ProposeResult::Forwarded) {
-            return done(fail(Unavailable::NoLeader));
-        }
-        writes_.emplace(
-            id, PendingWrite{std::move(done), nowMs() + config_.requestTimeoutMs, raft_->leader()});
+        writeBatch_.push_back(QueuedWrite{id, encodeWrite(id, r), std::move(done)});
         scheduleReady();
     });
+}
+
+void NodeDriver::flushWrites() {
+    // The writes that arrived since the last flush are proposed together: one Propose forwarded
+    // by a follower, one Append per follower from a leader, instead of one of each per write.
+    // Batches stay far below the peer frame limit.
+    constexpr size_t kProposalBytes = size_t{4} << 20;
+    size_t begin = 0;
+    while (begin < writeBatch_.size()) {
+        size_t end = begin;
+        size_t bytes = 0;
+        std::vector<std::string> payloads;
+        while (end < writeBatch_.size() &&
+               (end == begin || bytes + writeBatch_[end].payload.size() <= kProposalBytes)) {
+            bytes += writeBatch_[end].payload.size();
+            payloads.push_back(std::move(writeBatch_[end].payload));
+            ++end;
+        }
+        auto result = raft_->propose(std::move(payloads));
+        bool proposed =
+            result == raft::ProposeResult::Accepted || result == raft::ProposeResult::Forwarded;
+        for (size_t i = begin; i < end; ++i) {
+            QueuedWrite& w = writeBatch_[i];
+            if (!proposed) {
+                w.done(fail(Unavailable::NoLeader));
+                continue;
+            }
+            writes_.emplace(w.id,
+                            PendingWrite{std::move(w.done), nowMs() + config_.requestTimeoutMs,
+                                         raft_->leader()});
+        }
+        begin = end;
+    }
+    writeBatch_.clear();
 }
 
 void NodeDriver::read(bool linearizable, ReadDone done) {

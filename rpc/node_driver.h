@@ -226,6 +226,7 @@ class NodeDriver {
     void scheduleTick();
     void scheduleReady();
     void flushReads();
+    void flushWrites();
     void processReady();
     void applyPending();
     void applyEntries(const std::vector<raft::Entry>& committed);
@@ -269,6 +270,12 @@ class NodeDriver {
     std::map<uint64_t, PendingWrite> writes_;
     std::map<std::string, PendingRead> reads_;
     std::vector<ReadDone> readBatch_;  // not yet asked
+    struct QueuedWrite {
+        uint64_t id;
+        std::string payload;  // the Raft entry
+        std::function<void(WriteOutcome)> done;
+    };
+    std::vector<QueuedWrite> writeBatch_;  // not yet proposed
     bool readyScheduled_ = false;
     // Committed entries handed out by Raft, not yet applied to the store.
     std::vector<raft::Entry> toApply_;
