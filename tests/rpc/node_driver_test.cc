@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -95,7 +97,7 @@ class LocalCluster {
 
     void route(const raft::Message& msg) {
         std::lock_guard lock(mu_);
-        if (observer) observer(msg);
+        if (observer_) observer_(msg);
         auto it = members_.find(msg.to);
         if (it != members_.end()) it->second->driver->deliver(msg);
     }
@@ -114,8 +116,12 @@ class LocalCluster {
         return members_.at(id)->io;
     }
 
-    // Sees every message sent (on the sender's core thread, under the cluster's lock).
-    std::function<void(const raft::Message&)> observer;
+    // Sees every message sent from now on (on the sender's core thread, under the cluster's
+    // lock).
+    void observe(std::function<void(const raft::Message&)> fn) {
+        std::lock_guard lock(mu_);
+        observer_ = std::move(fn);
+    }
 
     // The member every live member agrees leads, or 0.
     raft::NodeId agreedLeader() {
@@ -145,6 +151,7 @@ class LocalCluster {
     coord::test::TempDir dir_;
     std::mutex mu_;
     std::map<raft::NodeId, std::unique_ptr<Member>> members_;
+    std::function<void(const raft::Message&)> observer_;
 };
 
 void LocalTransport::send(const raft::Message& m) {
@@ -441,7 +448,9 @@ TEST_CASE("log compaction leaves old segments and entries to a thread of its own
 
 TEST_CASE("writes that reach a member together are proposed and replicated together",
           "[rpc][driver]") {
-    LocalCluster c(3);
+    // Holding a leader's core thread stops its heartbeats: elections wait 3 s here, so that a
+    // slow (sanitizer) build does not elect another leader meanwhile.
+    LocalCluster c(3, [](NodeConfig& nc) { nc.electionTicks = 300; });
     raft::NodeId leader = c.waitForLeader();
     raft::NodeId follower = leader % 3 + 1;
     REQUIRE(put(c, follower, "warm", "up").ok());
@@ -453,7 +462,7 @@ TEST_CASE("writes that reach a member together are proposed and replicated toget
         int appends = 0;             // leader's Appends carrying normal entries
     };
     auto seen = std::make_shared<Seen>();
-    c.observer = [seen](const raft::Message& m) {
+    c.observe([seen](const raft::Message& m) {
         bool normal = std::any_of(m.entries.begin(), m.entries.end(), [](const raft::Entry& e) {
             return e.type == raft::EntryType::Normal && !e.data.empty();
         });
@@ -465,33 +474,47 @@ TEST_CASE("writes that reach a member together are proposed and replicated toget
         } else if (m.type == raft::MessageType::Append) {
             ++seen->appends;
         }
-    };
+    });
 
     // Holds a member's core thread while the writes are posted to it, so that they reach it in
     // one go (as writes from many clients do under load), then lets it run.
     auto writeTogether = [&](raft::NodeId via, const std::string& prefix, int writes = 50,
                              size_t valueBytes = 1) {
+        // Futures taken before the other thread may touch their promises.
         std::promise<void> release;
         std::promise<void> held;
-        boost::asio::post(c.io(via), [&] {
+        std::shared_future<void> released = release.get_future().share();
+        std::future<void> holding = held.get_future();
+        boost::asio::post(c.io(via), [&held, released] {
             held.set_value();
-            release.get_future().wait();
+            released.wait();
         });
-        held.get_future().wait();
-        std::vector<std::promise<WriteOutcome>> outcomes(writes);
+        holding.wait();
+        struct Outcomes {
+            std::mutex mu;
+            std::condition_variable cv;
+            std::vector<std::optional<WriteOutcome>> got;
+            int count = 0;
+        };
+        auto out = std::make_shared<Outcomes>();
+        out->got.resize(writes);
         for (int i = 0; i < writes; ++i)
             c.driver(via).write(
                 kv::PutRequest{prefix + std::to_string(i), std::string(valueBytes, 'v')},
-                [&outcomes, i](WriteOutcome o) { outcomes[i].set_value(std::move(o)); });
+                [out, i](WriteOutcome o) {
+                    std::lock_guard lock(out->mu);
+                    out->got[i] = std::move(o);
+                    ++out->count;
+                    out->cv.notify_all();
+                });
         release.set_value();
+        std::unique_lock lock(out->mu);
+        REQUIRE(out->cv.wait_for(lock, 10s, [&] { return out->count == writes; }));
         std::set<int64_t> revisions;
-        for (auto& p : outcomes) {
-            auto f = p.get_future();
-            REQUIRE(f.wait_for(10s) == std::future_status::ready);
-            auto o = f.get();
-            REQUIRE(o.ok());
-            REQUIRE(o.value().ok());
-            revisions.insert(std::get<kv::PutResponse>(o.value().value()).revision);
+        for (auto& o : out->got) {
+            REQUIRE(o->ok());
+            REQUIRE(o->value().ok());
+            revisions.insert(std::get<kv::PutResponse>(o->value().value()).revision);
         }
         CHECK(revisions.size() == static_cast<size_t>(writes));  // each once, in its own revision
     };
