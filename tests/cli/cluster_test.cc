@@ -378,6 +378,116 @@ TEST_CASE("a kill -9'd waiter never blocks the waiters behind it", "[cli][lock]"
     CHECK(keysUnder(c, "queue-lock/").empty());
 }
 
+TEST_CASE("coordctl elect campaigns, hands over when interrupted, and --listen prints each leader",
+          "[cli][elect]") {
+    Cluster c;
+    auto elect = [&](const std::string& name, std::vector<std::string> extra) {
+        std::vector<std::string> args{COORDCTL, "--endpoints", c.endpoints, "elect"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return coord::test::spawn(args, c.dir.file(name + ".out"));
+    };
+    auto lines = [&](const std::string& name) {
+        std::vector<std::string> out;
+        std::stringstream in(readFile(c.dir.file(name + ".out")));
+        std::string line;
+        while (std::getline(in, line))
+            out.push_back(line);
+        return out;
+    };
+    // Two listeners, plain and JSON, each print the state at the start: nobody leads yet.
+    pid_t plain = elect("plain", {"--listen", "cli-elect"});
+    pid_t json = elect("json", {"--listen", "cli-elect", "-w", "json"});
+    REQUIRE(waitFor([&] { return lines("plain").size() == 1 && lines("json").size() == 1; },
+                    std::chrono::seconds(10)));
+
+    pid_t alpha = elect("alpha", {"cli-elect", "alpha"});
+    REQUIRE(waitFor([&] { return lines("alpha") == std::vector<std::string>{"alpha"}; },
+                    std::chrono::seconds(10)));
+    pid_t beta = elect("beta", {"cli-elect", "beta"});
+    REQUIRE(
+        waitFor([&] { return keysUnder(c, "cli-elect/").size() == 2; }, std::chrono::seconds(10)));
+    CHECK(lines("beta").empty());  // queued behind alpha
+
+    // A candidate that gives up waiting exits 5 and leaves no key behind.
+    auto [rc, out] =
+        coordctl({"--endpoints", c.endpoints, "elect", "cli-elect", "gamma", "--timeout", "300"});
+    CHECK(rc == 5);
+    CHECK(out.empty());
+    CHECK(keysUnder(c, "cli-elect/").size() == 2);
+
+    // Interrupted, the leader resigns and the next candidate leads at once.
+    kill(alpha, SIGINT);
+    CHECK(waitExit(alpha) == 0);
+    REQUIRE(waitFor([&] { return lines("beta") == std::vector<std::string>{"beta"}; },
+                    std::chrono::seconds(10)));
+    kill(beta, SIGTERM);
+    CHECK(waitExit(beta) == 0);
+    CHECK(waitFor([&] { return keysUnder(c, "cli-elect/").empty(); }, std::chrono::seconds(10)));
+
+    // Each listener saw every change once, in order; the timed-out candidate changed nothing.
+    REQUIRE(waitFor([&] { return lines("plain").size() >= 4 && lines("json").size() >= 4; },
+                    std::chrono::seconds(10)));
+    kill(plain, SIGINT);
+    kill(json, SIGINT);
+    CHECK(waitExit(plain) == 0);
+    CHECK(waitExit(json) == 0);
+    CHECK(lines("plain") ==
+          std::vector<std::string>{"(no leader)", "alpha", "beta", "(no leader)"});
+    auto events = lines("json");
+    REQUIRE(events.size() == 4);
+    CHECK(events[0].find("\"has_leader\":false") != std::string::npos);
+    CHECK(events[1].find("\"has_leader\":true") != std::string::npos);
+    CHECK(events[1].find("\"value\":\"alpha\"") != std::string::npos);
+    CHECK(events[2].find("\"value\":\"beta\"") != std::string::npos);
+    CHECK(events[3].find("\"has_leader\":false") != std::string::npos);
+    // The JSON lines carry increasing revisions.
+    int64_t last = 0;
+    for (const auto& e : events) {
+        auto at = e.find("\"revision\":");
+        REQUIRE(at != std::string::npos);
+        int64_t rev = std::stoll(e.substr(at + 11));
+        CHECK(rev > last);
+        last = rev;
+    }
+}
+
+TEST_CASE("coordctl queue and barrier serve shell pipelines", "[cli][queue][barrier]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--endpoints", c.endpoints});
+        return coordctl(args);
+    };
+    // FIFO: items come out in the order they went in, each once.
+    auto [rcA, keyA] = run({"queue", "push", "jobs", "first"});
+    REQUIRE(rcA == 0);
+    CHECK(keyA.rfind("jobs/", 0) == 0);
+    REQUIRE(run({"queue", "push", "jobs", "second"}).first == 0);
+    CHECK(run({"queue", "pop", "jobs"}) == std::pair<int, std::string>{0, "first\n"});
+    CHECK(run({"queue", "pop", "jobs"}) == std::pair<int, std::string>{0, "second\n"});
+    // Empty: a pop with a timeout gives up with exit 5; one without waits for the next push.
+    CHECK(run({"queue", "pop", "jobs", "--timeout", "300"}).first == 5);
+    std::string popped = c.dir.file("pop.out");
+    pid_t pop =
+        coord::test::spawn({COORDCTL, "--endpoints", c.endpoints, "queue", "pop", "jobs"}, popped);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(!processGone(pop));
+    REQUIRE(run({"queue", "push", "jobs", "third"}).first == 0);
+    CHECK(waitExit(pop) == 0);
+    CHECK(readFile(popped) == "third\n");
+    CHECK(keysUnder(c, "jobs/").empty());
+
+    // A held barrier blocks waiters until it is released; a free one lets them through.
+    REQUIRE(run({"barrier", "hold", "gate"}).first == 0);
+    CHECK(run({"barrier", "wait", "gate", "--timeout", "300"}).first == 5);
+    pid_t waiter = coord::test::spawn(
+        {COORDCTL, "--endpoints", c.endpoints, "barrier", "wait", "gate"}, c.dir.file("w.out"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(!processGone(waiter));
+    REQUIRE(run({"barrier", "release", "gate"}).first == 0);
+    CHECK(waitExit(waiter, std::chrono::seconds(10)) == 0);
+    CHECK(run({"barrier", "wait", "gate", "--timeout", "300"}).first == 0);
+}
+
 TEST_CASE("a backup restores into a new cluster that serves its data and takes writes",
           "[cli][cluster][snapshot]") {
     Cluster c;
