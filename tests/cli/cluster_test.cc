@@ -488,6 +488,54 @@ TEST_CASE("coordctl queue and barrier serve shell pipelines", "[cli][queue][barr
     CHECK(run({"barrier", "wait", "gate", "--timeout", "300"}).first == 0);
 }
 
+TEST_CASE("a member refuses a data dir of another member or cluster and leaves it intact",
+          "[cli][cluster]") {
+    Cluster c;
+    REQUIRE(
+        coordctl({"--endpoints", c.endpoints, "--command-timeout", "20000", "put", "kept", "yes"})
+            .first == 0);
+    c.kill9(0);
+    c.kill9(1);
+    auto refused = [&](const std::string& dataOf, const std::string& token,
+                       const std::string& log) {
+        std::vector<std::string> args{COORDD,
+                                      "--name",
+                                      c.name(0),
+                                      "--data-dir",
+                                      c.dir.file(dataOf + ".coord"),
+                                      "--listen-client-urls",
+                                      c.ep(0),
+                                      "--listen-peer-urls",
+                                      c.peerAddress(0),
+                                      "--initial-cluster",
+                                      c.initial,
+                                      "--initial-cluster-token",
+                                      token};
+        pid_t pid = coord::test::spawn(args, c.dir.file(log));
+        int rc = waitExit(pid, std::chrono::seconds(20));
+        std::string said = readFile(c.dir.file(log));
+        INFO(said);
+        CHECK(rc == 1);
+        CHECK(said.find("(another cluster or member): refusing to start") != std::string::npos);
+    };
+    // n1 started on n2's data dir; n1 on its own data dir under another cluster's token.
+    std::string token = "coord-cluster";  // coordd's default token, which Cluster uses
+    refused("n2", token, "wrong-member.log");
+    refused("n1", "some-other-cluster", "wrong-cluster.log");
+
+    // Both data dirs still serve their own members, with every acknowledged write.
+    c.start(0);
+    c.start(1);
+    auto [rc, out] = coordctl(
+        {"--endpoints", c.ep(0), "--command-timeout", "20000", "get", "kept", "--serializable"});
+    CHECK(rc == 0);
+    CHECK(out == "kept\nyes\n");
+    auto [rc2, out2] =
+        coordctl({"--endpoints", c.ep(1), "--command-timeout", "20000", "get", "kept"});
+    CHECK(rc2 == 0);
+    CHECK(out2 == "kept\nyes\n");
+}
+
 TEST_CASE("a backup restores into a new cluster that serves its data and takes writes",
           "[cli][cluster][snapshot]") {
     Cluster c;
