@@ -292,14 +292,15 @@ TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, i
     return t;
 }
 
-RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev) {
+RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
+                             Deadline deadline) {
     TxnRequest t;
     t.compare.push_back(createRevisionEquals(key, createRev));
     DeleteRangeRequest d;
     d.key = key;
     t.success.push_back(RequestOp{d});
     WaitContext ctx;
-    ctx.deadline = Clock::now() + client.options().requestTimeout;
+    ctx.deadline = std::min(deadline, Clock::now() + client.options().requestTimeout);
     auto r = retry<TxnResponse>(client, ctx, [&](Deadline dl) { return client.txn(t, dl); });
     if (!r.ok()) return fail(r.error());
     return Ok{};
@@ -537,10 +538,10 @@ RecipeResult<Ok> Holder::release(Deadline deadline) {
         st_->revision = 0;
         ++st_->epoch;
     }
-    (void)deadline;
+    if (session_.isLost()) return Ok{};
     // The owner watch stays for the next acquisition; the deletion it reports is of an
     // incarnation no longer held, and ignored.
-    return deleteOwned(session_.client(), key_, rev);
+    return deleteOwned(session_.client(), key_, rev, deadline);
 }
 
 RecipeResult<Ok> Holder::update(const std::string& value, Deadline deadline) {

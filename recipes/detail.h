@@ -107,9 +107,11 @@ Compare createRevisionEquals(const std::string& key, int64_t revision);
 // callers can add their own after).
 TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, int64_t lease);
 
-// Deletes `key` if it still has create revision `createRev`, retrying (for up to the client's
-// request timeout beyond `ctx`) so a waiter that gives up never leaves its key behind.
-RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev);
+// Deletes `key` if it still has create revision `createRev`, retrying until `deadline`, which
+// is capped at (and defaults to) the client's request timeout from now, so a waiter that gives
+// up never leaves its key behind and never hangs on an unreachable cluster.
+RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
+                             Deadline deadline = kForever);
 
 // Creates `key` with `value` on `lease` unless it exists; returns (its create revision, whether
 // this call created it). Repeating it after an unknown outcome is safe.
@@ -134,6 +136,9 @@ class Holder {
     };
     RecipeResult<Ok> acquire(const std::string& value, const Turn& turn, Deadline deadline,
                              bool wait);
+    // Deletes the key (guarded by its create revision). With the session lost there is nothing
+    // to do: the lease is gone or, unrenewed, about to go, and the key with it; release then
+    // returns at once instead of waiting on a cluster it may not reach.
     RecipeResult<Ok> release(Deadline deadline);
     // Replaces the value while held (guarded by the create revision).
     RecipeResult<Ok> update(const std::string& value, Deadline deadline);

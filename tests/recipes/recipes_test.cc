@@ -202,6 +202,42 @@ TEST_CASE("a holder whose session is lost is fenced off and told so", "[recipes]
     CHECK_FALSE(client.get("guarded")->has_value());
 }
 
+TEST_CASE("a holder cut off from every member is told before its lease could expire",
+          "[recipes][mutex][session]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    auto session = std::make_unique<Session>(client, SessionOptions{2, 0});
+    Mutex m(*session, "locks/cut");
+    std::atomic<bool> told{false};
+    std::atomic<Clock::rep> toldAt{0};
+    m.onLost([&](const RecipeError&) {
+        toldAt = Clock::now().time_since_epoch().count();
+        told = true;
+    });
+    REQUIRE(m.acquire().ok());
+    // Let a few renewals go by, then the whole cluster goes away at once, as for a process
+    // partitioned from every member: nobody can confirm or renew the lease any more.
+    std::this_thread::sleep_for(1500ms);
+    REQUIRE(m.isHeld());
+    auto cutAt = Clock::now();
+    for (int i = 0; i < 3; ++i)
+        c.kill9(i);
+    REQUIRE(eventually([&] { return told.load(); }, 5s));
+    auto took = Clock::time_point(Clock::duration(toldAt.load())) - cutAt;
+    // The last renewal was sent at most TTL/3 before the cut, and counted from when it was sent:
+    // the holder gives up no later than the lease could expire on the leader, and not before
+    // the lease could have run out.
+    CHECK(took <= 2000ms + 200ms);
+    CHECK(took >= 1333ms - 200ms);
+    CHECK_FALSE(m.isHeld());
+    CHECK(session->isLost());
+    // Releasing does not wait on the unreachable cluster: the unrenewed lease takes the key.
+    auto before = Clock::now();
+    CHECK(m.release().ok());
+    CHECK(Clock::now() - before < 100ms);
+    CHECK_FALSE(session->close(Clock::now() + 200ms).ok());  // nobody to revoke it with
+}
+
 TEST_CASE("mutex waiters acquire in arrival order, and giving up leaves no key",
           "[recipes][mutex]") {
     Cluster c;
