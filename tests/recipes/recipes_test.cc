@@ -238,6 +238,103 @@ TEST_CASE("a holder cut off from every member is told before its lease could exp
     CHECK_FALSE(session->close(Clock::now() + 200ms).ok());  // nobody to revoke it with
 }
 
+namespace {
+
+// Calls `call` with a 200 ms deadline (it must end with Timeout), then with no deadline while
+// another thread cancels it (it must end with Canceled); both within a few seconds. The cancel
+// is repeated until the call returns, so one that lands before the wait begins is not lost.
+template <typename Call, typename Cancel>
+void givesUp(Call call, Cancel cancel) {
+    auto start = Clock::now();
+    auto timedOut = call(Clock::now() + 200ms);
+    CHECK(Clock::now() - start < 5s);
+    REQUIRE_FALSE(timedOut.ok());
+    CHECK(timedOut.error().kind == RecipeError::Kind::Timeout);
+
+    std::atomic<bool> returned{false};
+    std::thread canceler([&] {
+        for (int i = 0; i < 100 && !returned; ++i) {
+            std::this_thread::sleep_for(100ms);
+            cancel();
+        }
+    });
+    start = Clock::now();
+    auto canceled = call(detail::kForever);
+    returned = true;
+    canceler.join();
+    CHECK(Clock::now() - start < 5s);
+    REQUIRE_FALSE(canceled.ok());
+    CHECK(canceled.error().kind == RecipeError::Kind::Canceled);
+}
+
+}  // namespace
+
+TEST_CASE("every blocking recipe call gives up at its deadline and on cancel, leaving no key",
+          "[recipes]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Session s1(client, {30});
+    Session s2(client, {30});
+    const Deadline soon = Clock::now() + 20s;
+
+    Election leader(s1, "gu/elect"), candidate(s2, "gu/elect");
+    REQUIRE(leader.campaign("a").ok());
+    givesUp([&](Deadline d) { return candidate.campaign("b", d); }, [&] { candidate.cancel(); });
+    CHECK(countKeys(client, "gu/elect/") == 1);
+
+    Semaphore held(s1, "gu/sem", 1), waiting(s2, "gu/sem", 1);
+    REQUIRE(held.acquire().ok());
+    givesUp([&](Deadline d) { return waiting.acquire(d); }, [&] { waiting.cancel(); });
+    CHECK(countKeys(client, "gu/sem/") == 1);
+
+    RWMutex writer(s1, "gu/rw"), other(s2, "gu/rw");
+    REQUIRE(writer.acquireWrite().ok());
+    givesUp([&](Deadline d) { return other.acquireRead(d); }, [&] { other.cancel(); });
+    givesUp([&](Deadline d) { return other.acquireWrite(d); }, [&] { other.cancel(); });
+    CHECK(countKeys(client, "gu/rw/") == 1);
+
+    Barrier barrier(client, "gu/barrier");
+    REQUIRE(barrier.hold().ok());
+    givesUp([&](Deadline d) { return barrier.wait(d); }, [&] { barrier.cancel(); });
+    CHECK(countKeys(client, "gu/barrier") == 1);
+
+    DoubleBarrier alone(s2, "gu/double", 2);
+    givesUp([&](Deadline d) { return alone.enter(d); }, [&] { alone.cancel(); });
+    CHECK(countKeys(client, "gu/double/") == 0);
+
+    Queue empty(client, "gu/queue");
+    givesUp([&](Deadline d) { return empty.dequeue(d); }, [&] { empty.cancel(); });
+    CHECK(countKeys(client, "gu/queue/items/") == 0);
+
+    ConditionQueue closed(client, "gu/cq");
+    REQUIRE(closed.enqueue("x").ok());
+    REQUIRE(closed.setCondition({QueueCondition::Kind::CountAtLeast, 5, "", ""}).ok());
+    givesUp([&](Deadline d) { return closed.dequeue(d); }, [&] { closed.cancel(); });
+    CHECK(countKeys(client, "gu/cq/items/") == 1);
+
+    // Each object that gave up still works once what blocked it goes.
+    REQUIRE(leader.resign().ok());
+    CHECK(candidate.campaign("b", soon).ok());
+    REQUIRE(held.release().ok());
+    CHECK(waiting.acquire(soon).ok());
+    REQUIRE(writer.releaseWrite().ok());
+    CHECK(other.acquireRead(soon).ok());
+    REQUIRE(barrier.release().ok());
+    CHECK(barrier.wait(soon).ok());
+    DoubleBarrier partner(s1, "gu/double", 2);
+    std::thread entering([&] { T_REQUIRE(partner.enter(soon).ok()); });
+    CHECK(alone.enter(soon).ok());
+    entering.join();
+    REQUIRE(empty.enqueue("y").ok());
+    auto y = empty.dequeue(soon);
+    REQUIRE(y.ok());
+    CHECK(y->value == "y");
+    REQUIRE(closed.setCondition({QueueCondition::Kind::CountAtLeast, 1, "", ""}).ok());
+    auto x = closed.dequeue(soon);
+    REQUIRE(x.ok());
+    CHECK(x->value == "x");
+}
+
 TEST_CASE("mutex waiters acquire in arrival order, and giving up leaves no key",
           "[recipes][mutex]") {
     Cluster c;
