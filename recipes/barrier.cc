@@ -50,7 +50,19 @@ DoubleBarrier::DoubleBarrier(Session& session, std::string key, int64_t count)
       myKey_(detail::ownKey(key_ + "/waiters", session.lease())) {}
 
 DoubleBarrier::~DoubleBarrier() {
-    if (myRev_ != 0) (void)detail::deleteOwned(session_.client(), myKey_, myRev_);
+    if (myRev_ != 0) (void)drop(myRev_, detail::kForever);
+}
+
+RecipeResult<Ok> DoubleBarrier::drop(int64_t rev, Deadline deadline) {
+    myRev_ = 0;
+    if (session_.isLost()) return Ok{};  // the lease takes the key
+    auto deleted = detail::deleteOwned(session_.client(), myKey_, rev, deadline);
+    if (!deleted.ok()) {
+        // A participant key left behind would count towards every later round.
+        unreleased_ = rev;
+        session_.releaseLater(myKey_, rev);
+    }
+    return deleted;
 }
 
 RecipeResult<std::pair<int64_t, bool>> DoubleBarrier::state(const detail::WaitContext& ctx,
@@ -85,15 +97,25 @@ RecipeResult<Ok> DoubleBarrier::waitChange(int64_t revision, const detail::WaitC
 RecipeResult<Ok> DoubleBarrier::enter(Deadline deadline) {
     detail::WaitContext ctx{&session_, &cancel_, cancel_.token(), deadline};
     Client& client = session_.client();
+    if (unreleased_ >= 0) {
+        // An earlier participation whose deletion is unconfirmed: the create would adopt it.
+        auto gone = detail::deleteOwned(client, myKey_, unreleased_, deadline);
+        if (!gone.ok()) return fail(gone.error());
+        unreleased_ = -1;
+    }
     auto created = detail::createIfAbsent(client, myKey_, "", session_.lease(), ctx);
-    if (!created.ok()) return fail(created.error());
+    if (!created.ok()) {
+        const auto& e = created.error();
+        bool refused = e.kind == RecipeError::Kind::Client && e.client.kind == Error::Kind::Store;
+        if (!refused && e.kind != RecipeError::Kind::SessionLost) (void)drop(0, detail::kForever);
+        return fail(created.error());
+    }
     myRev_ = created->first;
     for (;;) {
         int64_t waiters = 0;
         auto st = state(ctx, waiters);
         if (!st.ok()) {
-            (void)detail::deleteOwned(client, myKey_, myRev_);
-            myRev_ = 0;
+            (void)drop(myRev_, detail::kForever);
             return fail(st.error());
         }
         if (st->second) return Ok{};
@@ -104,8 +126,7 @@ RecipeResult<Ok> DoubleBarrier::enter(Deadline deadline) {
         }
         auto waited = waitChange(st->first, ctx);
         if (!waited.ok()) {
-            (void)detail::deleteOwned(client, myKey_, myRev_);
-            myRev_ = 0;
+            (void)drop(myRev_, detail::kForever);
             return fail(waited.error());
         }
     }

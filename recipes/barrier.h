@@ -45,12 +45,16 @@ class DoubleBarrier {
     // Waits for any change under `<key>/` after `revision`.
     RecipeResult<Ok> waitChange(int64_t revision, const detail::WaitContext& ctx);
     RecipeResult<std::pair<int64_t, bool>> state(const detail::WaitContext& ctx, int64_t& waiters);
+    // Deletes my participant key's incarnation `rev` (0: whichever exists), handing the deletion
+    // to the session when the cluster cannot confirm it.
+    RecipeResult<Ok> drop(int64_t rev, Deadline deadline);
 
     Session& session_;
     std::string key_;
     int64_t count_;
     std::string myKey_;
     int64_t myRev_ = 0;
+    int64_t unreleased_ = -1;  // a participation whose deletion is unconfirmed (0: any), or -1
     detail::CancelPoint cancel_;
 };
 

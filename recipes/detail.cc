@@ -295,7 +295,7 @@ TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, i
 RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
                              Deadline deadline) {
     TxnRequest t;
-    t.compare.push_back(createRevisionEquals(key, createRev));
+    if (createRev != 0) t.compare.push_back(createRevisionEquals(key, createRev));
     DeleteRangeRequest d;
     d.key = key;
     t.success.push_back(RequestOp{d});
@@ -329,6 +329,8 @@ struct Holder::State {
     bool lost = false;
     int64_t revision = 0;
     uint64_t epoch = 0;  // one per acquisition: stale loss reports are ignored
+    // An incarnation whose deletion was not confirmed (0: of unknown revision), or -1.
+    int64_t unreleased = -1;
     std::vector<std::function<void(const RecipeError&)>> callbacks;
     // Deletions of the key, from the first acquisition for the life of the Holder (the key's
     // name is fixed): a deletion after the current incarnation's create revision ends it. One
@@ -418,6 +420,20 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
         return fail(*stop);
     }
     Client& client = session_.client();
+    // An earlier incarnation whose deletion is still unconfirmed goes first: the create below
+    // would otherwise find it and take its place in the queue, and its deferred deletion would
+    // then end this acquisition.
+    int64_t unreleased;
+    {
+        std::lock_guard lock(st_->mu);
+        unreleased = st_->unreleased;
+    }
+    if (unreleased >= 0) {
+        auto gone = deleteOwned(client, key_, unreleased, deadline);
+        if (!gone.ok()) return fail(gone.error());
+        std::lock_guard lock(st_->mu);
+        if (st_->unreleased == unreleased) st_->unreleased = -1;
+    }
     // One txn creates my key (unless a lost reply already did) and reads the keys created just
     // before it: at the txn's revision my new key is the youngest, so the range by descending
     // create revision lists it (when in range) and then its predecessors. Uncontended, the lock
@@ -434,7 +450,13 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
     previous.keysOnly = true;
     t.success.push_back(RequestOp{previous});
     auto created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
-    if (!created.ok()) return fail(created.error());
+    if (!created.ok()) {
+        // Unless the store refused it, the create may have been applied: its key must not stay.
+        const auto& e = created.error();
+        bool refused = e.kind == RecipeError::Kind::Client && e.client.kind == Error::Kind::Store;
+        if (!refused && e.kind != RecipeError::Kind::SessionLost) (void)giveBack(0, kForever);
+        return fail(created.error());
+    }
     int64_t myRev = created->revision;
     std::optional<TurnView> known;
     if (created->succeeded) {
@@ -458,8 +480,7 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
                        turn.ownInRange, ctx, wait, std::move(known));
     if (!turn_.ok()) {
         // Gave up (deadline, cancel, busy) or lost: never leave a key that blocks others.
-        if (turn_.error().kind != RecipeError::Kind::SessionLost)
-            (void)deleteOwned(client, key_, myRev);
+        if (turn_.error().kind != RecipeError::Kind::SessionLost) (void)giveBack(myRev, kForever);
         return fail(turn_.error());
     }
     uint64_t epoch;
@@ -541,7 +562,19 @@ RecipeResult<Ok> Holder::release(Deadline deadline) {
     if (session_.isLost()) return Ok{};
     // The owner watch stays for the next acquisition; the deletion it reports is of an
     // incarnation no longer held, and ignored.
-    return deleteOwned(session_.client(), key_, rev, deadline);
+    return giveBack(rev, deadline);
+}
+
+RecipeResult<Ok> Holder::giveBack(int64_t createRev, Deadline deadline) {
+    auto deleted = deleteOwned(session_.client(), key_, createRev, deadline);
+    if (!deleted.ok()) {
+        {
+            std::lock_guard lock(st_->mu);
+            st_->unreleased = createRev;
+        }
+        session_.releaseLater(key_, createRev);
+    }
+    return deleted;
 }
 
 RecipeResult<Ok> Holder::update(const std::string& value, Deadline deadline) {

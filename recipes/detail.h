@@ -107,9 +107,10 @@ Compare createRevisionEquals(const std::string& key, int64_t revision);
 // callers can add their own after).
 TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, int64_t lease);
 
-// Deletes `key` if it still has create revision `createRev`, retrying until `deadline`, which
-// is capped at (and defaults to) the client's request timeout from now, so a waiter that gives
-// up never leaves its key behind and never hangs on an unreachable cluster.
+// Deletes `key` if it still has create revision `createRev` (0: whatever its create revision:
+// for a key only its owner ever writes), retrying until `deadline`, which
+// is capped at (and defaults to) the client's request timeout from now: it never hangs on an
+// unreachable cluster. Callers hand a deletion that failed to Session::releaseLater.
 RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
                              Deadline deadline = kForever);
 
@@ -153,6 +154,10 @@ class Holder {
 
   private:
     struct State;
+    // Deletes the key's incarnation `createRev` (0: whichever exists); when the cluster cannot
+    // confirm it by `deadline`, the session finishes it in the background and the next
+    // acquisition first makes sure it is gone.
+    RecipeResult<Ok> giveBack(int64_t createRev, Deadline deadline);
     // Starts the watch on the key's deletions from revision `from`, unless one is running.
     void watchOwnKey(int64_t from);
     Session& session_;

@@ -7,12 +7,19 @@
 // thread: be quick), and every recipe using the session stops reporting itself as holder.
 // Closing (or destroying) the session revokes the lease, which releases every lock and
 // candidacy held through it at once.
+//
+// Deferred releases: a key that a recipe gave up or released while the cluster could not confirm
+// it (no quorum, no member reachable) would otherwise be kept by the live lease and block others
+// for as long as the session lives. Such deletions are handed to the session, which retries them
+// on a thread of its own until each is confirmed, or the session is lost or closed (the lease
+// then takes the keys).
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "recipes/errors.h"
@@ -46,18 +53,28 @@ class Session {
     // Stops the keep-alive and revokes the lease: every key of the session goes.
     RecipeResult<Ok> close(Deadline deadline = {});
 
+    // Deletes `key` if it still has create revision `createRev` (whatever its revision when 0),
+    // in the background, retrying until the deletion is confirmed or the session ends.
+    void releaseLater(const std::string& key, int64_t createRev);
+    // How many deferred releases are not confirmed yet.
+    size_t pendingReleases() const;
+
   private:
+    struct Releaser;
     void markLost(const Error& e);
+    void runReleaser();
+    void stopReleaser();
 
     Client& client_;
     int64_t lease_ = 0;
     int64_t ttl_ = 0;
     std::atomic<bool> lost_{false};
     std::atomic<bool> closed_{false};
-    std::mutex mu_;
+    mutable std::mutex mu_;
     std::vector<std::function<void(const Error&)>> callbacks_;
     std::optional<Error> lostReason_;
     std::unique_ptr<Handle> keepAlive_;
+    std::unique_ptr<Releaser> releaser_;  // started by the first releaseLater (under mu_)
 };
 
 }  // namespace coord

@@ -335,6 +335,60 @@ TEST_CASE("every blocking recipe call gives up at its deadline and on cancel, le
     CHECK(x->value == "x");
 }
 
+TEST_CASE("a release or give-up the cluster could not confirm is finished in the background",
+          "[recipes][mutex]") {
+    Cluster c;
+    ClientOptions quick = optionsFor(c);
+    quick.requestTimeout = 1s;
+    Client client(quick);
+    Client other(optionsFor(c));
+    Session s(client, {30});
+    Session holderSession(other, {30});
+    Mutex m(s, "locks/bg");
+    REQUIRE(m.acquire().ok());
+
+    // With two of three members gone nothing can be committed: the release is not confirmed.
+    c.kill9(0);
+    c.kill9(1);
+    auto released = m.release();
+    CHECK_FALSE(released.ok());
+    CHECK_FALSE(m.isHeld());
+    CHECK(s.pendingReleases() == 1);
+    c.start(0);
+    c.start(1);
+    // Nothing more from this process: the session deletes the key once it can, and another
+    // session acquires (the live lease would otherwise keep the key, and the lock, forever).
+    Mutex next(holderSession, "locks/bg");
+    REQUIRE(next.acquire(Clock::now() + 20s).ok());
+    CHECK(eventually([&] { return s.pendingReleases() == 0; }));
+
+    // A waiter whose deadline passes while the cluster cannot commit leaves no key either.
+    std::atomic<bool> gaveUp{false};
+    std::thread waiter([&] {
+        auto r = m.acquire(Clock::now() + 3s);
+        T_CHECK(!r.ok());
+        gaveUp = true;
+    });
+    REQUIRE(eventually([&] { return countKeys(other, "locks/bg/") == 2; }));
+    c.kill9(0);
+    c.kill9(1);
+    REQUIRE(eventually([&] { return gaveUp.load(); }, 10s));
+    waiter.join();
+    CHECK(s.pendingReleases() == 1);
+    c.start(0);
+    c.start(1);
+    CHECK(eventually([&] { return countKeys(other, "locks/bg/") == 1; }, 20s));
+    CHECK(eventually([&] { return s.pendingReleases() == 0; }));
+    // The holder lets go; a third acquires at once, not blocked behind the stale waiter.
+    REQUIRE(next.release().ok());
+    Session third(other, {30});
+    Mutex last(third, "locks/bg");
+    CHECK(last.acquire(Clock::now() + 5s).ok());
+    // And the object that gave up acquires again normally.
+    REQUIRE(last.release().ok());
+    CHECK(m.acquire(Clock::now() + 5s).ok());
+}
+
 TEST_CASE("mutex waiters acquire in arrival order, and giving up leaves no key",
           "[recipes][mutex]") {
     Cluster c;
