@@ -29,6 +29,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/log.h"
 #include "rpc/buffered_stream.h"
 #include "rpc/kv_service.h"
 #include "rpc/peer_transport.h"
@@ -154,7 +155,7 @@ void restoreSnapshot(const std::string& file, const std::filesystem::path& dir) 
         std::filesystem::remove_all(dir);  // leave no half-restored member behind
         throw;
     }
-    std::printf("coordd: restored %s into %s\n", file.c_str(), dir.c_str());
+    COORD_LOG_INFO("restored %s into %s", file.c_str(), dir.c_str());
 }
 
 }  // namespace
@@ -180,6 +181,7 @@ int main(int argc, char** argv) {
     size_t quotaBytes = size_t{2} << 30;
     size_t maxRequestBytes = 1536 * 1024;
     size_t maxTxnOps = 128;
+    std::string logLevel = "info";
     app.add_option("--name", name, "this member's name")->capture_default_str();
     app.add_option("--data-dir", dataDir, "data directory (default: ./<name>.coord)");
     app.add_option("--listen-client-urls", clientUrl, "client RPC address (ip:port)")
@@ -228,7 +230,12 @@ int main(int argc, char** argv) {
     app.add_option("--max-txn-ops", maxTxnOps, "most operations in one txn branch")
         ->check(CLI::Range(size_t{1}, size_t{100000}))
         ->capture_default_str();
+    app.add_option("--log-level", logLevel,
+                   "debug, info, warn or error: the least severe events logged (to stderr)")
+        ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
+    log::setLevel(*log::parseLevel(logLevel));
 
     if (electionMs < 2 * heartbeatMs) {
         std::fprintf(stderr,
@@ -321,7 +328,7 @@ int main(int argc, char** argv) {
                 try {
                     peers[m.info.id] = parseEndpoint(m.info.peerUrl);
                 } catch (const std::exception& e) {
-                    std::fprintf(stderr, "coordd: member %s: %s\n", m.info.name.c_str(), e.what());
+                    COORD_LOG_WARN("member %s: %s", m.info.name.c_str(), e.what());
                 }
             }
             if (!peers.empty()) transport.setPeers(peers);
@@ -339,8 +346,7 @@ int main(int argc, char** argv) {
         std::promise<uint64_t> adopted;
         transport.onClusterId([&](uint64_t id) {
             writeIdentity(dataDir, id, selfId);
-            std::printf("coordd: joined cluster %016llx\n", static_cast<unsigned long long>(id));
-            std::fflush(stdout);
+            COORD_LOG_INFO("joined cluster %016llx", static_cast<unsigned long long>(id));
             adopted.set_value(id);
         });
         transport.onPeerLost([&driver](raft::NodeId peer) { driver.peerLost(peer); });
@@ -354,8 +360,7 @@ int main(int argc, char** argv) {
                 // The Raft log or the store cannot be written (a full disk when a new log segment
                 // is allocated, an I/O error). Nothing unwritten was acknowledged: stop at once,
                 // naming the cause, rather than serve from state that is not on disk.
-                std::fprintf(stderr, "coordd: fatal storage error, stopping: %s\n", e.what());
-                std::fflush(stderr);
+                COORD_LOG_ERROR("fatal storage error, stopping: %s", e.what());
                 std::_Exit(1);
             }
         });
@@ -387,11 +392,10 @@ int main(int argc, char** argv) {
             stopFulfiller = nullptr;  // before the RPC server's event loop goes
         };
         if (clusterId == 0) {
-            std::printf(
-                "coordd: member %s (id %016llx) waiting to be contacted by the cluster "
-                "it was added to\n",
+            COORD_LOG_INFO(
+                "member %s (id %016llx) waiting to be contacted by the cluster it was "
+                "added to",
                 name.c_str(), static_cast<unsigned long long>(selfId));
-            std::fflush(stdout);
             auto future = adopted.get_future();
             while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
                 if (stopRequested) {
@@ -421,16 +425,14 @@ int main(int argc, char** argv) {
                 if (stopRequested) paf.fulfiller->fulfill();
                 stopFulfiller = kj::mv(paf.fulfiller);
             }
-            std::printf(
-                "coordd: member %s (id %016llx) of cluster %016llx: clients on %s, peers on "
-                "%s, data in %s, allocator %s\n",
+            COORD_LOG_INFO(
+                "member %s (id %016llx) of cluster %016llx: clients on %s, peers on %s, "
+                "data in %s, allocator %s",
                 name.c_str(), static_cast<unsigned long long>(selfId),
                 static_cast<unsigned long long>(clusterId), clientUrl.c_str(), peerUrl.c_str(),
                 dataDir.c_str(), rpc::NodeDriver::allocatorName().c_str());
-            std::fflush(stdout);
             paf.promise.wait(ws);
-            std::printf("coordd: %s shutting down\n", name.c_str());
-            std::fflush(stdout);
+            COORD_LOG_INFO("member %s shutting down", name.c_str());
         } catch (...) {
             kill(getpid(), SIGTERM);  // wakes the signal thread, which shutdown() joins
             shutdown();
@@ -440,10 +442,10 @@ int main(int argc, char** argv) {
         shutdown();
         return 0;
     } catch (const kj::Exception& e) {
-        std::fprintf(stderr, "coordd: %s\n", e.getDescription().cStr());
+        COORD_LOG_ERROR("%s", e.getDescription().cStr());
         return 1;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "coordd: %s\n", e.what());
+        COORD_LOG_ERROR("%s", e.what());
         return 1;
     }
 }

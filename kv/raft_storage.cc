@@ -5,6 +5,7 @@
 
 #include "common/assert.h"
 #include "common/bytes.h"
+#include "common/log.h"
 #include "kv/codec.h"
 
 namespace coord::kv {
@@ -245,6 +246,11 @@ raft::Snapshot RaftLogStorage::snapshot() const {
         std::ostringstream out;
         store_.exportSnapshot(out);
         s.data = out.str();
+        COORD_LOG_INFO(
+            "made a snapshot for a lagging member: %zu bytes, store at revision %lld, "
+            "log index %llu",
+            s.data.size(), static_cast<long long>(store_.currentRevision()),
+            static_cast<unsigned long long>(snapMeta_.index));
     }
     return s;
 }
@@ -381,7 +387,7 @@ RaftLogStorage::Leftovers::~Leftovers() {
     try {
         dispose();
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "coord: %s\n", e.what());
+        COORD_LOG_WARN("%s", e.what());
     }
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/assert.h"
 #include "common/bytes.h"
+#include "common/log.h"
 #include "rpc/codec.h"
 
 namespace coord::rpc {
@@ -469,6 +470,9 @@ void NodeDriver::processReady() {
             COORD_ASSERT(imported.ok(), "snapshot from the leader does not import",
                          imported.ok() ? "" : imported.error().message);
             log_->installSnapshot(rd.snapshot->meta);
+            COORD_LOG_INFO("installed the leader's snapshot at index %llu, term %llu",
+                           static_cast<unsigned long long>(rd.snapshot->meta.index),
+                           static_cast<unsigned long long>(rd.snapshot->meta.term));
             applied_ = std::max(applied_, rd.snapshot->meta.index);
             refreshMembersView();
             if (membersChanged_) membersChanged_(log_->members());
@@ -574,8 +578,9 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
         auto decoded = decodeWrite(e.data);
         if (!decoded.ok()) {
             // Every member sees the same bytes and skips them alike.
-            std::fprintf(stderr, "coord: skipping undecodable log entry %llu: %s\n",
-                         static_cast<unsigned long long>(e.index), decoded.error().message.c_str());
+            COORD_LOG_ERROR("skipping undecodable log entry %llu: %s",
+                            static_cast<unsigned long long>(e.index),
+                            decoded.error().message.c_str());
             continue;
         }
         ids.push_back(decoded->first);
@@ -605,7 +610,7 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
         }
         if (selfRemoved && !removedReported_) {
             removedReported_ = true;
-            std::fprintf(stderr, "coord: this member was removed from the cluster\n");
+            COORD_LOG_WARN("this member was removed from the cluster");
             if (removed_) removed_();
         }
     }
@@ -656,13 +661,18 @@ void NodeDriver::applyConfChange(const raft::ConfChange& cc, std::optional<raft:
         info = kv::decodeMemberInfo(std::string_view(cc.context).substr(8));
         if (info) info->id = cc.node;
     }
+    auto node = static_cast<unsigned long long>(cc.node);
     switch (cc.type) {
         case raft::ConfChange::Type::AddVoter:
         case raft::ConfChange::Type::AddLearner:
             if (info) (*members)[cc.node] = *info;
+            COORD_LOG_INFO("membership: %016llx%s%s%s is now a %s", node, info ? " (" : "",
+                           info ? info->name.c_str() : "", info ? ")" : "",
+                           cc.type == raft::ConfChange::Type::AddVoter ? "voter" : "learner");
             break;
         case raft::ConfChange::Type::Remove:
             members->erase(cc.node);
+            COORD_LOG_INFO("membership: %016llx removed", node);
             break;
         case raft::ConfChange::Type::Update:
             if (info && members->count(cc.node)) (*members)[cc.node] = *info;
@@ -706,10 +716,8 @@ void NodeDriver::checkQuota() {
     if (raft_->leader() == raft::kNone || !store_->overQuota()) return;
     auto alarms = store_->noSpaceAlarms();
     if (std::find(alarms.begin(), alarms.end(), config_.id) != alarms.end()) return;
-    std::fprintf(stderr,
-                 "coord: member %016llx is over its quota (%zu bytes in use): raising "
-                 "the NOSPACE alarm\n",
-                 static_cast<unsigned long long>(config_.id), store_->dataBytes());
+    COORD_LOG_WARN("member %016llx is over its quota (%zu bytes in use): raising the NOSPACE alarm",
+                   static_cast<unsigned long long>(config_.id), store_->dataBytes());
     uint64_t reqId = (config_.id << 40) | nextRequest_++;
     raft_->propose(
         encodeWrite(reqId, kv::AlarmRequest{kv::AlarmRequest::Action::Activate, config_.id}));
@@ -875,6 +883,7 @@ void NodeDriver::transferLeadership(
         }
         transfer_ = PendingTransfer{target, std::move(done),
                                     nowMs() + 2 * int64_t{config_.electionTicks} * config_.tickMs};
+        COORD_LOG_INFO("handing leadership to %016llx", static_cast<unsigned long long>(target));
         raft_->transferLeadership(target);
         processReady();
     });
@@ -886,6 +895,8 @@ void NodeDriver::settleTransfer() {
         transfer_->done(kv::KvResult<Ok>(Ok{}));
         transfer_.reset();
     } else if (transfer_->deadlineMs <= nowMs()) {
+        COORD_LOG_WARN("leadership transfer to %016llx timed out",
+                       static_cast<unsigned long long>(transfer_->target));
         transfer_->done(fail(Unavailable::Timeout));
         transfer_.reset();
     }
@@ -922,6 +933,15 @@ void NodeDriver::expire() {
 }
 
 void NodeDriver::leaderChanged(raft::NodeId now) {
+    if (now == raft::kNone) {
+        COORD_LOG_INFO("lost leader %016llx at term %llu",
+                       static_cast<unsigned long long>(leader_.load()),
+                       static_cast<unsigned long long>(raft_->term()));
+    } else {
+        COORD_LOG_INFO("leader is %016llx at term %llu%s", static_cast<unsigned long long>(now),
+                       static_cast<unsigned long long>(raft_->term()),
+                       now == config_.id ? " (this member)" : "");
+    }
     leader_ = now;
     // Proposals and read requests handed to the old leader are most likely gone with it: fail
     // them now instead of at their timeout, so clients retry within an election. A write may
@@ -993,6 +1013,9 @@ void NodeDriver::maybeCompact() {
     if (upTo < log_->firstIndex()) return;
     drainWriter();  // compaction writes and syncs the log itself
     dispose(log_->compactDeferred(upTo, raft_->confState()));
+    COORD_LOG_DEBUG("compacted the raft log up to index %llu (applied %llu)",
+                    static_cast<unsigned long long>(upTo),
+                    static_cast<unsigned long long>(applied));
 }
 
 void NodeDriver::dispose(kv::RaftLogStorage::Leftovers leftovers) {
@@ -1017,7 +1040,7 @@ void NodeDriver::janitorLoop() {
             next.dispose();
         } catch (const std::exception& e) {
             // An old segment left behind costs disk space only: a replay reads past it.
-            std::fprintf(stderr, "coord: %s\n", e.what());
+            COORD_LOG_WARN("%s", e.what());
         }
         lock.lock();
     }

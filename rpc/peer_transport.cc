@@ -1,12 +1,23 @@
 #include "rpc/peer_transport.h"
 
+#include <chrono>
 #include <cstring>
+#include <string>
 
+#include "common/log.h"
 #include "rpc/codec.h"
 
 namespace coord::rpc {
 
 using boost::asio::ip::tcp;
+
+namespace {
+
+std::string describe(const tcp::endpoint& ep) {
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
 
 struct PeerTransport::Outbound {
     raft::NodeId id;
@@ -19,6 +30,7 @@ struct PeerTransport::Outbound {
     bool connecting = false;
     bool writing = false;
     bool retired = false;     // no longer a peer: handlers still in flight do nothing
+    bool up = false;          // logged as connected (so losing it is logged once)
     uint64_t generation = 0;  // counts connections, so a stale handler knows it is stale
     char probe[64];           // the watch for the peer closing the connection reads into this
     int backoffMs;
@@ -72,7 +84,7 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
             uint32_t last;
             std::memcpy(&last, buffer_.data() + pos, 4);
             uint64_t segments = uint64_t{last} + 1;
-            if (segments > 512) return refuse();
+            if (segments > 512) return refuse("too many segments");
             size_t table = (segments / 2 + 1) * 8;
             if (avail < table) break;
             uint64_t words = 0;
@@ -82,15 +94,17 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
                 words += size;
             }
             // The size is checked before the frame is buffered whole.
-            if (words * 8 + table > owner_.config_.maxFrameBytes) return refuse();
+            if (words * 8 + table > owner_.config_.maxFrameBytes) return refuse("frame too large");
             size_t total = table + words * 8;
             if (avail < total) break;
             DecodeLimits limits;
             limits.traversalWords = owner_.config_.maxFrameBytes / 8 * 2;
             auto frame = decodePeerFrame(std::string_view(buffer_).substr(pos, total), limits);
-            if (!frame.ok() || frame->second.to != owner_.config_.self) return refuse();
+            if (!frame.ok()) return refuse(frame.error().message.c_str());
+            if (frame->second.to != owner_.config_.self)
+                return refuse("addressed to another member");
             if (frame->first != owner_.config_.clusterId && !owner_.adopt(*frame)) {
-                return refuse();
+                return refuse("from another cluster");
             }
             peer_ = frame->second.from;
             owner_.onMessage_(std::move(frame->second));
@@ -102,8 +116,19 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
 
     static constexpr size_t kReadChunk = 64 * 1024;
 
-    bool refuse() {
+    bool refuse(const char* why) {
         owner_.refused_++;
+        int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+        if (now - owner_.lastRefusalLogMs_ >= 1000) {
+            owner_.lastRefusalLogMs_ = now;
+            boost::system::error_code ec;
+            auto from = socket_.remote_endpoint(ec);
+            COORD_LOG_WARN("refused a peer connection from %s: %s (%llu refused so far)",
+                           ec ? "?" : describe(from).c_str(), why,
+                           static_cast<unsigned long long>(owner_.refused_.load()));
+        }
         close();
         return false;
     }
@@ -223,11 +248,17 @@ void PeerTransport::connect(Outbound& peer) {
         if (stopped_ || peer.retired) return;
         // A peer that is not listening yet (members starting together) gets the queued
         // messages once it is: keep them (the queue is bounded) so an early vote is not lost.
-        if (ec) return fail(peer, true);
+        if (ec) return fail(peer, ec, true);
         boost::system::error_code ignored;
         peer.socket.set_option(tcp::no_delay(true), ignored);
         peer.connected = true;
         peer.backoffMs = config_.reconnectMinMs;
+        if (!peer.up) {
+            peer.up = true;
+            COORD_LOG_INFO("connected to peer %016llx at %s",
+                           static_cast<unsigned long long>(peer.id),
+                           describe(peer.endpoint).c_str());
+        }
         ++peer.generation;
         watchClose(peer);
         writeNext(peer);
@@ -246,7 +277,7 @@ void PeerTransport::watchClose(Outbound& peer) {
                 return;
             }
             if (!ec) return watchClose(peer);  // unexpected bytes: ignore them
-            fail(peer, true);
+            fail(peer, ec, true);
         });
 }
 
@@ -273,12 +304,22 @@ void PeerTransport::writeNext(Outbound& peer) {
             if (stopped_ || peer.retired) return;
             // A write on a connection that has since been replaced: the new one goes on.
             if (generation != peer.generation) return writeNext(peer);
-            if (ec) return fail(peer);
+            if (ec) return fail(peer, ec);
             writeNext(peer);
         });
 }
 
-void PeerTransport::fail(Outbound& peer, bool keepQueue) {
+void PeerTransport::fail(Outbound& peer, const boost::system::error_code& why, bool keepQueue) {
+    if (peer.up) {
+        peer.up = false;
+        COORD_LOG_WARN("lost the connection to peer %016llx at %s: %s; reconnecting",
+                       static_cast<unsigned long long>(peer.id), describe(peer.endpoint).c_str(),
+                       why.message().c_str());
+    } else {
+        COORD_LOG_DEBUG("cannot reach peer %016llx at %s: %s; next try in %d ms",
+                        static_cast<unsigned long long>(peer.id), describe(peer.endpoint).c_str(),
+                        why.message().c_str(), peer.backoffMs);
+    }
     boost::system::error_code ignored;
     peer.socket.close(ignored);
     peer.connected = false;

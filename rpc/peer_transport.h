@@ -63,7 +63,7 @@ class PeerTransport final : public Transport {
     void connect(Outbound& peer);
     void writeNext(Outbound& peer);
     void watchClose(Outbound& peer);
-    void fail(Outbound& peer, bool keepQueue = false);
+    void fail(Outbound& peer, const boost::system::error_code& ec, bool keepQueue = false);
     bool adopt(const std::pair<uint64_t, raft::Message>& frame);
     void retire(std::unique_ptr<Outbound> peer);
 
@@ -78,6 +78,7 @@ class PeerTransport final : public Transport {
     std::vector<std::weak_ptr<Session>> sessions_;
     bool stopped_ = false;
     std::atomic<uint64_t> refused_{0};
+    int64_t lastRefusalLogMs_ = 0;  // refusals are logged at most once a second
     std::atomic<uint64_t> dropped_{0};
 };
 

@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -684,6 +685,86 @@ TEST_CASE("a member names its allocator when it starts", "[cli][cluster]") {
 #else
     CHECK(log.find(", allocator the C library's malloc") != std::string::npos);
 #endif
+}
+
+TEST_CASE("members log leaders, peers and shutdown as timestamped lines, filtered by --log-level",
+          "[cli][cluster][log]") {
+    auto lines = [](const std::string& text) {
+        std::vector<std::string> out;
+        std::stringstream in(text);
+        std::string line;
+        while (std::getline(in, line))
+            out.push_back(line);
+        return out;
+    };
+    auto idOf = [](const std::string& log) {
+        auto at = log.find("(id ");
+        REQUIRE(at != std::string::npos);
+        return log.substr(at + 4, 16);
+    };
+    {
+        Cluster c;
+        REQUIRE(
+            coordctl({"--endpoints", c.endpoints, "--command-timeout", "20000", "put", "k", "v"})
+                .first == 0);
+        // Every member knows the leader once a write commits.
+        std::vector<std::string> ids;
+        std::string leaderId;
+        for (int i = 0; i < 3; ++i) {
+            std::string log = readFile(c.dir.file(c.name(i) + ".log"));
+            ids.push_back(idOf(log));
+            auto at = log.rfind(" I leader is ");
+            REQUIRE(at != std::string::npos);
+            leaderId = log.substr(at + 13, 16);
+            CHECK(log.find(" I connected to peer ") != std::string::npos);
+        }
+        int leader = static_cast<int>(std::find(ids.begin(), ids.end(), leaderId) - ids.begin());
+        REQUIRE(leader < 3);
+        int other = (leader + 1) % 3;
+        std::string otherLog = c.dir.file(c.name(other) + ".log");
+        c.kill9(leader);
+        // The others notice the dead leader's connection, once each (not once per reconnection
+        // attempt), and a new leader.
+        std::string lost = " W lost the connection to peer " + leaderId;
+        REQUIRE(waitFor(
+            [&] {
+                std::string log = readFile(otherLog);
+                return log.find(lost) != std::string::npos &&
+                       log.rfind(" I leader is ") > log.find(lost);
+            },
+            std::chrono::seconds(10)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        std::string log2 = readFile(otherLog);
+        CHECK(log2.find(lost) == log2.rfind(lost));
+        CHECK(log2.substr(log2.rfind(" I leader is ") + 13, 16) != leaderId);
+        // Every line is `<UTC time to the millisecond> <level> <text>`.
+        std::regex shape(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [DIWE] \S.*)");
+        for (const auto& line : lines(log2))
+            CHECK(std::regex_match(line, shape));
+        // A clean stop is logged too.
+        kill(c.pid[other], SIGTERM);
+        REQUIRE(c.waitExit(other, 10000));
+        CHECK(readFile(otherLog).find(" I member " + c.name(other) + " shutting down") !=
+              std::string::npos);
+    }
+    {
+        // At warn, the same cluster's start-up and leader lines are not written.
+        Cluster c({"--log-level", "warn"});
+        REQUIRE(
+            coordctl({"--endpoints", c.endpoints, "--command-timeout", "20000", "put", "k", "v"})
+                .first == 0);
+        for (int i = 0; i < 3; ++i) {
+            std::string log = readFile(c.dir.file(c.name(i) + ".log"));
+            CHECK(log.find(" I ") == std::string::npos);
+        }
+    }
+    // An unknown level is refused before anything starts.
+    coord::test::TempDir dir;
+    pid_t bad = coord::test::spawn(
+        {COORDD, "--data-dir", dir.file("x.coord"), "--log-level", "verbose"}, dir.file("bad.log"));
+    CHECK(waitExit(bad, std::chrono::seconds(10)) != 0);
+    CHECK(readFile(dir.file("bad.log")).find("--log-level") != std::string::npos);
+    CHECK_FALSE(std::ifstream(dir.file("x.coord")).good());
 }
 
 TEST_CASE("a member whose client port is taken exits with a clear error", "[cli][cluster]") {
