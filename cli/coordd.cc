@@ -310,6 +310,9 @@ int main(int argc, char** argv) {
         sigaddset(&signals, SIGINT);
         sigaddset(&signals, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+        // A log pipe whose reader went away fails the write (EPIPE) instead of killing the
+        // member in the middle of its work.
+        std::signal(SIGPIPE, SIG_IGN);
 
         boost::asio::io_context io;
         auto work = boost::asio::make_work_guard(io);

@@ -20,9 +20,11 @@ mkdir -p "$data"
 cluster=n1=127.0.0.1:2380,n2=127.0.0.1:12380,n3=127.0.0.1:22380
 pids=()
 start() {
+    # Each member's log lines are tagged with its name ($! stays the member's own PID). The
+    # tagger ignores Ctrl-C so that it outlives the member and prints its shutdown.
     build/cli/coordd --name "$1" --data-dir "$data/$1" \
         --listen-client-urls "127.0.0.1:$2" --listen-peer-urls "127.0.0.1:$3" \
-        --initial-cluster "$cluster" &
+        --initial-cluster "$cluster" > >(trap '' INT TERM; exec sed -u "s/^/$1 | /") 2>&1 &
     pids+=($!)
 }
 start n1 2379 2380
