@@ -20,7 +20,6 @@
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
-using coord::test::leaderIndex;
 using coord::test::optionsFor;
 namespace lin = coord::test::lin;
 using Kind = lin::Op::Kind;
@@ -168,14 +167,7 @@ TEST_CASE("reads, writes and compare-and-set stay linearizable while members are
     // Faults: the leader and then a follower are killed and restarted while the clients run.
     Client observer(optionsFor(c));
     std::this_thread::sleep_for(700ms);
-    for (int round = 0; round < 3; ++round) {
-        int victim = leaderIndex(observer, c);
-        if (round == 1) victim = (victim + 1) % 3;  // a follower this time
-        c.kill9(victim);
-        std::this_thread::sleep_for(600ms);
-        c.start(victim);
-        std::this_thread::sleep_for(600ms);
-    }
+    coord::test::killLeaderFollowerLeader(observer, c);
     stop = true;
     for (auto& t : clients)
         t.join();

@@ -20,7 +20,6 @@
 using namespace coord;
 using namespace std::chrono_literals;
 using coord::test::Cluster;
-using coord::test::leaderIndex;
 using coord::test::optionsFor;
 
 namespace {
@@ -442,14 +441,7 @@ TEST_CASE("fenced increments stay exact and tokens increase while members are ki
 
     Client observer(optionsFor(c));
     std::this_thread::sleep_for(700ms);
-    for (int round = 0; round < 3; ++round) {
-        int victim = leaderIndex(observer, c);
-        if (round == 1) victim = (victim + 1) % 3;  // a follower this time
-        c.kill9(victim);
-        std::this_thread::sleep_for(600ms);
-        c.start(victim);
-        std::this_thread::sleep_for(600ms);
-    }
+    coord::test::killLeaderFollowerLeader(observer, c);
     stop = true;
     for (auto& th : threads)
         th.join();

@@ -42,4 +42,18 @@ inline int leaderIndex(Client& client, const Cluster& c) {
     return -1;
 }
 
+// Faults for a test under load: three rounds of kill -9 and restart — the leader, then a
+// follower, then the leader again — each member down for 600 ms and back for 600 ms.
+inline void killLeaderFollowerLeader(Client& observer, Cluster& c) {
+    using namespace std::chrono_literals;
+    for (int round = 0; round < 3; ++round) {
+        int victim = leaderIndex(observer, c);
+        if (round == 1) victim = (victim + 1) % 3;  // a follower this time
+        c.kill9(victim);
+        std::this_thread::sleep_for(600ms);
+        c.start(victim);
+        std::this_thread::sleep_for(600ms);
+    }
+}
+
 }  // namespace coord::test
