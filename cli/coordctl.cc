@@ -28,6 +28,7 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -51,6 +52,22 @@ using namespace coord::cli;
 
 constexpr int kRefused = 1;
 constexpr int kUnavailable = 3;
+
+// A whole number of at least `min`, refused with a message a person can read (CLI11's own
+// number checks print the range as doubles, up to 1.8e308).
+CLI::Validator atLeast(int64_t min) {
+    return CLI::Validator(
+        [min](std::string& input) -> std::string {
+            int64_t value = 0;
+            auto [end, ec] = std::from_chars(input.data(), input.data() + input.size(), value);
+            if (ec != std::errc() || end != input.data() + input.size()) {
+                return "'" + input + "' is not a whole number";
+            }
+            if (value < min) return "must be at least " + std::to_string(min) + ", not " + input;
+            return {};
+        },
+        ">=" + std::to_string(min));
+}
 
 std::vector<std::string> splitEndpoints(const std::string& list) {
     std::vector<std::string> out;
@@ -164,7 +181,7 @@ int main(int argc, char** argv) {
     get->add_flag("--from-key", fromKey, "every key >= KEY");
     get->add_option("--range-end", rangeEnd, "the keys in [KEY, END)");
     get->add_option("--rev", rev, "read at this revision");
-    get->add_option("--limit", limit, "at most this many keys")->check(CLI::NonNegativeNumber);
+    get->add_option("--limit", limit, "at most this many keys")->check(atLeast(0));
     get->add_flag("--keys-only", keysOnly, "print keys only");
     get->add_flag("--count-only", countOnly, "print the number of keys only");
     get->add_flag("--serializable", serializable,
@@ -197,7 +214,7 @@ int main(int argc, char** argv) {
     auto* lease = app.add_subcommand("lease", "grant, revoke, keep alive and inspect leases");
     lease->require_subcommand(1);
     auto* grant = lease->add_subcommand("grant", "grant a lease; prints its id");
-    grant->add_option("ttl", ttl, "seconds")->required()->check(CLI::PositiveNumber);
+    grant->add_option("ttl", ttl, "seconds")->required()->check(atLeast(1));
     auto* revoke = lease->add_subcommand("revoke", "revoke a lease and delete its keys");
     revoke->add_option("id", leaseId)->required();
     auto* keepAlive =
@@ -211,7 +228,7 @@ int main(int argc, char** argv) {
 
     auto* compaction = app.add_subcommand("compaction", "discard history below a revision");
     int64_t compactRev = 0;
-    compaction->add_option("revision", compactRev)->required()->check(CLI::PositiveNumber);
+    compaction->add_option("revision", compactRev)->required()->check(atLeast(1));
 
     auto* endpoint = app.add_subcommand("endpoint", "inspect the members of --endpoints");
     endpoint->require_subcommand(1);
@@ -227,16 +244,16 @@ int main(int argc, char** argv) {
                         "run this (after --) while holding the lock, in its own process group, "
                         "with COORD_LOCK_KEY and COORD_FENCING_TOKEN set");
     lockCmd->add_option("--ttl", lockArgs.ttlSeconds, "session TTL in seconds")
-        ->check(CLI::PositiveNumber)
+        ->check(atLeast(1))
         ->capture_default_str();
     lockCmd
         ->add_option("--timeout", lockArgs.timeoutMs,
                      "milliseconds to wait for the lock (0: forever); exit 5 when it passes")
-        ->check(CLI::NonNegativeNumber);
+        ->check(atLeast(0));
     lockCmd
         ->add_option("--kill-grace", lockArgs.graceMs,
                      "milliseconds between SIGTERM and SIGKILL when the lock is lost")
-        ->check(CLI::NonNegativeNumber)
+        ->check(atLeast(0))
         ->capture_default_str();
 
     ElectArgs electArgs;
@@ -246,12 +263,12 @@ int main(int argc, char** argv) {
     electCmd->add_option("value", electArgs.value, "this candidate's value");
     electCmd->add_flag("-l,--listen", electArgs.listen, "print every leader change");
     electCmd->add_option("--ttl", electArgs.ttlSeconds, "session TTL in seconds")
-        ->check(CLI::PositiveNumber)
+        ->check(atLeast(1))
         ->capture_default_str();
     electCmd
         ->add_option("--timeout", electArgs.timeoutMs,
                      "milliseconds to wait for leadership (0: forever)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(atLeast(0));
 
     std::string recipeName;
     int64_t waitMs = 0;
@@ -263,7 +280,7 @@ int main(int argc, char** argv) {
     auto* pop = queueCmd->add_subcommand("pop", "take the oldest item, waiting for one");
     pop->add_option("name", recipeName)->required();
     pop->add_option("--timeout", waitMs, "milliseconds to wait (0: forever); exit 5 when it passes")
-        ->check(CLI::NonNegativeNumber);
+        ->check(atLeast(0));
 
     auto* barrierCmd = app.add_subcommand("barrier", "a barrier key");
     barrierCmd->require_subcommand(1);
@@ -274,8 +291,7 @@ int main(int argc, char** argv) {
                                                          : std::string(verb) + " the barrier");
         sub->add_option("name", recipeName)->required();
         if (std::string(verb) == "wait") {
-            sub->add_option("--timeout", waitMs, "milliseconds (0: forever)")
-                ->check(CLI::NonNegativeNumber);
+            sub->add_option("--timeout", waitMs, "milliseconds (0: forever)")->check(atLeast(0));
         }
         sub->callback([&barrierVerb, verb] { barrierVerb = verb; });
     }
@@ -331,6 +347,13 @@ int main(int argc, char** argv) {
     options.dialTimeout = std::min(options.requestTimeout, std::chrono::milliseconds(1000));
     Client client(options);
 
+    // As etcdctl: an empty KEY with --prefix or --from-key means every key (from the smallest
+    // key there can be, "\0", to the end).
+    if (key.empty() && (prefix || fromKey)) {
+        key = std::string(1, '\0');
+        prefix = false;
+        fromKey = true;
+    }
     auto rangeEndFor = [&]() -> std::string {
         if (prefix) return kv::prefixEnd(key);
         if (fromKey) return kv::kFromKey;

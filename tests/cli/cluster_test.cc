@@ -255,6 +255,30 @@ bool processGone(pid_t pid) {
 
 }  // namespace
 
+TEST_CASE("coordctl reads and deletes every key with an empty KEY and --prefix", "[cli][cluster]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--endpoints", c.endpoints, "--command-timeout", "20000"});
+        return coordctl(args);
+    };
+    REQUIRE(run({"put", "a", "1"}).first == 0);
+    REQUIRE(run({"put", "b/x", "2"}).first == 0);
+    CHECK(run({"get", "", "--prefix"}) == std::pair<int, std::string>{0, "a\n1\nb/x\n2\n"});
+    CHECK(run({"get", "", "--from-key", "--keys-only"}) ==
+          std::pair<int, std::string>{0, "a\nb/x\n"});
+    CHECK(run({"del", "", "--prefix"}) == std::pair<int, std::string>{0, "2\n"});
+    CHECK(run({"get", "", "--prefix", "--count-only"}) == std::pair<int, std::string>{0, "0\n"});
+    // Without --prefix an empty key is still refused by the store.
+    CHECK(run({"get", ""}).first == 1);
+    // Numbers out of range are refused before anything is sent, with a readable reason.
+    std::string err = c.dir.file("err.txt");
+    int rc = std::system((std::string(COORDCTL) + " --endpoints " + c.endpoints +
+                          " lease grant -1 2>" + err + " >/dev/null")
+                             .c_str());
+    CHECK(WEXITSTATUS(rc) != 0);
+    CHECK(readFile(err).find("ttl: must be at least 1, not -1") != std::string::npos);
+}
+
 TEST_CASE("coordctl lock -- CMD excludes a second invocation and passes the fencing token",
           "[cli][lock]") {
     Cluster c;
