@@ -1,5 +1,7 @@
 #include "recipes/session.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <thread>
@@ -75,7 +77,10 @@ void Session::releaseLater(const std::string& key, int64_t createRev) {
         if (closed_ || lost_) return;  // the lease takes the key
         if (!releaser_) {
             releaser_ = std::make_unique<Releaser>();
-            releaser_->thread = std::thread([this] { runReleaser(); });
+            releaser_->thread = std::thread([this] {
+                pthread_setname_np(pthread_self(), "coord-release");
+                runReleaser();
+            });
         }
         r = releaser_.get();
     }
