@@ -143,6 +143,7 @@ PeerTransport::PeerTransport(boost::asio::io_context& io, tcp::acceptor acceptor
                              PeerTransportConfig config, OnMessage onMessage)
     : io_(io),
       acceptor_(std::move(acceptor)),
+      acceptRetry_(io),
       config_(std::move(config)),
       onMessage_(std::move(onMessage)) {
     for (const auto& [id, ep] : config_.peers) {
@@ -200,6 +201,7 @@ void PeerTransport::stop() {
     stopped_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
+    acceptRetry_.cancel();
     for (auto& [id, peer] : out_) {
         peer->retry.cancel();
         peer->socket.close(ignored);
@@ -212,7 +214,28 @@ void PeerTransport::stop() {
 
 void PeerTransport::accept() {
     acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
-        if (ec || stopped_) return;
+        if (stopped_ || ec == boost::asio::error::operation_aborted) return;
+        if (ec) {
+            // Out of descriptors (EMFILE, ENFILE) or a connection that broke before it was
+            // taken: the listener must go on, or the member would never hear from a peer that
+            // reconnects. Retry shortly (the pending connection keeps the socket readable, so
+            // at once would spin); log once a second.
+            ++acceptFailures_;
+            int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count();
+            if (lastAcceptLogMs_ < 0 || now - lastAcceptLogMs_ >= 1000) {
+                lastAcceptLogMs_ = now;
+                COORD_LOG_WARN("accepting a peer connection failed (%llu so far): %s",
+                               static_cast<unsigned long long>(acceptFailures_),
+                               ec.message().c_str());
+            }
+            acceptRetry_.expires_after(std::chrono::milliseconds(10));
+            acceptRetry_.async_wait([this](const boost::system::error_code& waited) {
+                if (!waited && !stopped_) accept();
+            });
+            return;
+        }
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         auto session = std::make_shared<Session>(std::move(socket), *this);

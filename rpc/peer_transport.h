@@ -69,6 +69,9 @@ class PeerTransport final : public Transport {
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer acceptRetry_;  // after a failed accept (out of descriptors)
+    uint64_t acceptFailures_ = 0;
+    int64_t lastAcceptLogMs_ = -1;
     PeerTransportConfig config_;
     OnMessage onMessage_;
     std::map<raft::NodeId, std::unique_ptr<Outbound>> out_;

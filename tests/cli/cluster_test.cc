@@ -4,6 +4,7 @@
 
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -789,6 +790,60 @@ TEST_CASE("members log leaders, peers and shutdown as timestamped lines, filtere
     CHECK(waitExit(bad, std::chrono::seconds(10)) != 0);
     CHECK(readFile(dir.file("bad.log")).find("--log-level") != std::string::npos);
     CHECK_FALSE(std::ifstream(dir.file("x.coord")).good());
+}
+
+TEST_CASE("a member out of file descriptors accepts clients and peers again once they close",
+          "[cli][cluster]") {
+    Cluster c;
+    auto put = [&](const std::string& endpoints) {
+        return coordctl({"--endpoints", endpoints, "--command-timeout", "3000", "put", "k", "v"})
+                   .first == 0;
+    };
+    REQUIRE(put(c.endpoints));
+    // n1 restarts with room for 64 descriptors, a few dozen beyond what it uses.
+    c.kill9(0);
+    rlimit old{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    rlimit low = old;
+    low.rlim_cur = 64;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    c.start(0);  // the member inherits the limit
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0);
+    REQUIRE(waitFor([&] { return put(c.ep(0)); }, std::chrono::seconds(20)));
+
+    // Idle connections on both of its ports use up its descriptors.
+    std::vector<int> flood;
+    for (int port : {c.client[0], c.peer[0]}) {
+        for (int i = 0; i < 100; ++i) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            REQUIRE(fd >= 0);
+            sockaddr_in addr{};
+            addr.sin_family = AF_INET;
+            addr.sin_port = htons(static_cast<uint16_t>(port));
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+            flood.push_back(fd);
+        }
+    }
+    std::string log = c.dir.file("n1.log");
+    CHECK(waitFor(
+        [&] {
+            std::string text = readFile(log);
+            return text.find(" W accepting a client connection failed") != std::string::npos &&
+                   text.find(" W accepting a peer connection failed") != std::string::npos;
+        },
+        std::chrono::seconds(10)));
+    for (int fd : flood)
+        close(fd);
+
+    // Both listeners work again: a client is served...
+    CHECK(waitFor([&] { return put(c.ep(0)); }, std::chrono::seconds(20)));
+    // ...and a peer that connects anew is heard: n2 restarts (its connections to n1 are new) and
+    // n3 stops, so nothing commits unless n1 accepts n2.
+    c.kill9(1);
+    c.start(1);
+    c.kill9(2);
+    CHECK(waitFor([&] { return put(c.ep(0)); }, std::chrono::seconds(20)));
 }
 
 TEST_CASE("a member whose client port is taken exits with a clear error", "[cli][cluster]") {
