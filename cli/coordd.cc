@@ -31,6 +31,7 @@
 
 #include "common/log.h"
 #include "rpc/buffered_stream.h"
+#include "rpc/connection_budget.h"
 #include "rpc/kv_service.h"
 #include "rpc/peer_transport.h"
 
@@ -273,9 +274,14 @@ int main(int argc, char** argv) {
                                               rpc::memberIdFromName(clusterKey),  // same hash
                                               selfId);
 
+        // Connections on both ports share one budget below the descriptor limit, so that a
+        // flood of connections leaves the member the descriptors it needs for itself.
+        uint64_t descriptors = rpc::ConnectionBudget::raiseDescriptorLimit();
+        rpc::ConnectionBudget budget(rpc::ConnectionBudget::limitFor(descriptors));
         rpc::PeerTransportConfig pc;
         pc.self = selfId;
         pc.clusterId = clusterId;
+        pc.budget = &budget;
         rpc::NodeConfig nc;
         nc.id = selfId;
         nc.join = existing;
@@ -420,8 +426,9 @@ int main(int argc, char** argv) {
                                .wait(ws);
             auto listener = address->listen();
             capnp::TwoPartyServer server(kj::heap<rpc::CoordService>(driver, clusterId));
-            auto accepting = rpc::acceptBuffered(*listener, server, kjIo.provider->getTimer())
-                                 .eagerlyEvaluate(nullptr);
+            auto accepting =
+                rpc::acceptClients(*listener, server, kjIo.provider->getTimer(), budget)
+                    .eagerlyEvaluate(nullptr);
             auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
             {
                 std::lock_guard lock(stopMutex);
@@ -430,10 +437,11 @@ int main(int argc, char** argv) {
             }
             COORD_LOG_INFO(
                 "member %s (id %016llx) of cluster %016llx: clients on %s, peers on %s, "
-                "data in %s, allocator %s",
+                "data in %s, allocator %s, up to %zu connections (%llu file descriptors)",
                 name.c_str(), static_cast<unsigned long long>(selfId),
                 static_cast<unsigned long long>(clusterId), clientUrl.c_str(), peerUrl.c_str(),
-                dataDir.c_str(), rpc::NodeDriver::allocatorName().c_str());
+                dataDir.c_str(), rpc::NodeDriver::allocatorName().c_str(), budget.limit(),
+                static_cast<unsigned long long>(descriptors));
             paf.promise.wait(ws);
             COORD_LOG_INFO("member %s shutting down", name.c_str());
         } catch (...) {

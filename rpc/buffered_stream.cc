@@ -5,8 +5,6 @@
 
 #include <kj/debug.h>
 
-#include "common/log.h"
-
 namespace coord::rpc {
 
 BufferedStream::BufferedStream(kj::Own<kj::AsyncIoStream> inner, size_t capacity, size_t maxPending)
@@ -123,33 +121,6 @@ void BufferedStream::shutdownWrite() {
         return;
     }
     inner().shutdownWrite();
-}
-
-kj::Promise<void> acceptBuffered(kj::ConnectionReceiver& listener, capnp::TwoPartyServer& server,
-                                 kj::Timer& timer) {
-    // accept() may throw at once (KJ fails an accept that finds no descriptor left, EMFILE,
-    // synchronously): evalNow turns that into a rejection, so the loop always goes on.
-    return kj::evalNow([&listener] { return listener.accept(); })
-        .then(
-            [&server](kj::Own<kj::AsyncIoStream>&& connection) -> kj::Promise<void> {
-                server.accept(kj::heap<BufferedStream>(kj::mv(connection)));
-                return kj::READY_NOW;
-            },
-            [&timer](kj::Exception&& e) -> kj::Promise<void> {
-                // Out of descriptors, every accept fails at once: retry shortly (the pending
-                // connection keeps the socket readable), and log one line a second, counted.
-                static uint64_t failures = 0;
-                static kj::TimePoint lastLogged = kj::origin<kj::TimePoint>();
-                ++failures;
-                if (failures == 1 || timer.now() - lastLogged >= 1 * kj::SECONDS) {
-                    lastLogged = timer.now();
-                    COORD_LOG_WARN("accepting a client connection failed (%llu so far): %s",
-                                   static_cast<unsigned long long>(failures),
-                                   e.getDescription().cStr());
-                }
-                return timer.afterDelay(10 * kj::MILLISECONDS);
-            })
-        .then([&listener, &server, &timer] { return acceptBuffered(listener, server, timer); });
 }
 
 }  // namespace coord::rpc

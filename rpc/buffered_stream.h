@@ -112,10 +112,4 @@ class BufferedStream final : public ForwardingStream {
 };
 #pragma GCC diagnostic pop
 
-// Accepts connections from `listener` for `server`, each read through a BufferedStream, until
-// the promise is dropped. A failed accept (no descriptors left, a connection reset while
-// queued) is logged and listening goes on after a short pause.
-kj::Promise<void> acceptBuffered(kj::ConnectionReceiver& listener, capnp::TwoPartyServer& server,
-                                 kj::Timer& timer);
-
 }  // namespace coord::rpc

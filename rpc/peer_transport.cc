@@ -42,7 +42,8 @@ struct PeerTransport::Outbound {
 // One inbound connection: reads frames until the peer closes or sends something refused.
 class PeerTransport::Session : public std::enable_shared_from_this<Session> {
   public:
-    Session(tcp::socket socket, PeerTransport& owner) : socket_(std::move(socket)), owner_(owner) {}
+    Session(tcp::socket socket, PeerTransport& owner, std::optional<ConnectionBudget::Slot> slot)
+        : socket_(std::move(socket)), owner_(owner), slot_(std::move(slot)) {}
 
     void start() { readMore(); }
     void close() {
@@ -135,6 +136,7 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
 
     tcp::socket socket_;
     PeerTransport& owner_;
+    std::optional<ConnectionBudget::Slot> slot_;  // this connection's share of the budget
     std::string buffer_;
     raft::NodeId peer_ = 0;  // who sent the frames accepted so far
 };
@@ -236,9 +238,18 @@ void PeerTransport::accept() {
             });
             return;
         }
+        std::optional<ConnectionBudget::Slot> slot;
+        if (config_.budget) {
+            slot = config_.budget->take(ConnectionBudget::Port::Peer);
+            if (!slot) {
+                boost::system::error_code ignored;
+                socket.close(ignored);
+                return accept();
+            }
+        }
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        auto session = std::make_shared<Session>(std::move(socket), *this);
+        auto session = std::make_shared<Session>(std::move(socket), *this, std::move(slot));
         // Forget sessions that ended, so the list stays as long as the live ones.
         std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
         sessions_.push_back(session);

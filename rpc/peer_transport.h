@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "rpc/asio.h"
+#include "rpc/connection_budget.h"
 #include "rpc/node_driver.h"
 
 namespace coord::rpc {
@@ -30,6 +31,8 @@ struct PeerTransportConfig {
     size_t maxFrameBytes = size_t{64} << 20;
     int reconnectMinMs = 20;
     int reconnectMaxMs = 2000;
+    // Shared with the client port: inbound peer connections beyond it are closed at once.
+    ConnectionBudget* budget = nullptr;
 };
 
 class PeerTransport final : public Transport {

@@ -193,3 +193,72 @@ TEST_CASE("a member refuses garbage, oversized frames and other clusters' peers"
     // And the cluster still works.
     REQUIRE(put(c.driver(1), "still", "ok").ok());
 }
+
+TEST_CASE("a connection budget keeps a reserve of descriptors and counts what it refuses",
+          "[rpc][budget]") {
+    CHECK(ConnectionBudget::limitFor(64) == 32);     // a reserve of at least 32
+    CHECK(ConnectionBudget::limitFor(1024) == 896);  // and of an eighth
+    CHECK(ConnectionBudget::limitFor(1 << 20) == (1 << 20) - (1 << 17));
+    CHECK(ConnectionBudget::limitFor(16) == 1);  // never none at all
+
+    ConnectionBudget budget(2);
+    auto a = budget.take(ConnectionBudget::Port::Client);
+    auto b = budget.take(ConnectionBudget::Port::Peer);
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(budget.open() == 2);
+    CHECK_FALSE(budget.take(ConnectionBudget::Port::Client));
+    CHECK_FALSE(budget.take(ConnectionBudget::Port::Peer));
+    CHECK(budget.refused() == 2);
+    {
+        auto moved = std::move(*a);  // a slot moves with its connection
+        a.reset();
+        CHECK(budget.open() == 2);
+    }
+    CHECK(budget.open() == 1);  // released when the connection goes
+    auto c = budget.take(ConnectionBudget::Port::Client);
+    CHECK(c);
+    CHECK(budget.open() == 2);
+}
+
+TEST_CASE("peer connections beyond the budget are closed at once and the listener goes on",
+          "[rpc][budget]") {
+    boost::asio::io_context io;
+    tcp::acceptor acceptor(io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+    auto port = acceptor.local_endpoint().port();
+    ConnectionBudget budget(1);
+    PeerTransportConfig config;
+    config.self = 1;
+    config.clusterId = 7;
+    config.budget = &budget;
+    PeerTransport transport(io, std::move(acceptor), config, [](raft::Message) {});
+    transport.start();
+    std::thread loop([&] { io.run_for(3s); });
+    auto connect = [&] {
+        tcp::socket s(io);
+        s.connect(tcp::endpoint(boost::asio::ip::address_v4::loopback(), port));
+        return s;
+    };
+    auto first = connect();
+    auto waitOpen = [&](size_t n) {
+        for (int i = 0; i < 200 && budget.open() != n; ++i)
+            std::this_thread::sleep_for(5ms);
+        return budget.open() == n;
+    };
+    REQUIRE(waitOpen(1));
+    // The second is over the budget: the member closes it (a read sees the end).
+    auto second = connect();
+    char byte;
+    boost::system::error_code ec;
+    second.read_some(boost::asio::buffer(&byte, 1), ec);
+    CHECK(ec == boost::asio::error::eof);
+    CHECK(budget.refused() == 1);
+    // Once the first goes, another is taken.
+    first.close();
+    REQUIRE(waitOpen(0));
+    auto third = connect();
+    CHECK(waitOpen(1));
+    boost::asio::post(io, [&] { transport.stop(); });
+    io.stop();
+    loop.join();
+}

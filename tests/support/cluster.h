@@ -15,6 +15,7 @@
 #include <array>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -122,6 +123,9 @@ struct Cluster {
     std::vector<std::string> extraArgs;  // appended to every member's command line
 
     int heartbeatMs = 20, electionMs = 200;
+    // Shell commands run before member i starts (`ulimit -n 64`, say); the member is then
+    // started by bash, which execs it (the PID stays the member's).
+    std::map<int, std::string> before;
 
     explicit Cluster(std::vector<std::string> extra = {}, int heartbeat = 20, int election = 200)
         : extraArgs(std::move(extra)), heartbeatMs(heartbeat), electionMs(election) {
@@ -162,6 +166,12 @@ struct Cluster {
                                       "--election-timeout",
                                       std::to_string(electionMs)};
         args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+        if (auto it = before.find(i); it != before.end()) {
+            std::string command = it->second + " && exec";
+            for (const auto& a : args)
+                command += " '" + a + "'";
+            args = {"/bin/bash", "-c", command};
+        }
         pid[i] = spawn(args, dir.file(name(i) + ".log"));
     }
     void kill9(int i) {

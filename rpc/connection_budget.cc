@@ -1,0 +1,82 @@
+#include "rpc/connection_budget.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/log.h"
+#include "rpc/buffered_stream.h"
+
+namespace coord::rpc {
+
+size_t ConnectionBudget::limitFor(uint64_t descriptors) {
+    uint64_t reserve = std::max<uint64_t>(32, descriptors / 8);
+    return descriptors > reserve ? static_cast<size_t>(descriptors - reserve) : 1;
+}
+
+uint64_t ConnectionBudget::raiseDescriptorLimit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    return limit.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : limit.rlim_cur;
+}
+
+std::optional<ConnectionBudget::Slot> ConnectionBudget::take(Port port) {
+    size_t now = open_.load();
+    while (now < limit_) {
+        if (open_.compare_exchange_weak(now, now + 1)) return Slot(this);
+    }
+    uint64_t refused = refused_.fetch_add(1) + 1;
+    int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now().time_since_epoch())
+                     .count();
+    auto& lastLog = lastLogMs_[port == Port::Client ? 0 : 1];
+    int64_t last = lastLog.load();
+    if ((last < 0 || ms - last >= 1000) && lastLog.compare_exchange_strong(last, ms)) {
+        COORD_LOG_WARN(
+            "refusing a %s connection: %zu connections open, the limit (%llu refused "
+            "so far)",
+            port == Port::Client ? "client" : "peer", limit_,
+            static_cast<unsigned long long>(refused));
+    }
+    return std::nullopt;
+}
+
+kj::Promise<void> acceptClients(kj::ConnectionReceiver& listener, capnp::TwoPartyServer& server,
+                                kj::Timer& timer, ConnectionBudget& budget) {
+    // accept() may throw at once (KJ fails an accept that finds no descriptor left, EMFILE,
+    // synchronously): evalNow turns that into a rejection, so the loop always goes on.
+    return kj::evalNow([&listener] { return listener.accept(); })
+        .then(
+            [&server, &budget](kj::Own<kj::AsyncIoStream>&& connection) -> kj::Promise<void> {
+                auto slot = budget.take(ConnectionBudget::Port::Client);
+                if (!slot) return kj::READY_NOW;  // the connection closes as it goes
+                server.accept(kj::heap<BufferedStream>(kj::mv(connection))
+                                  .attach(kj::heap<ConnectionBudget::Slot>(kj::mv(*slot))));
+                return kj::READY_NOW;
+            },
+            [&timer](kj::Exception&& e) -> kj::Promise<void> {
+                // Out of descriptors, every accept fails at once: retry shortly (the pending
+                // connection keeps the socket readable), and log one line a second, counted.
+                static uint64_t failures = 0;
+                static kj::TimePoint lastLogged = kj::origin<kj::TimePoint>();
+                ++failures;
+                if (failures == 1 || timer.now() - lastLogged >= 1 * kj::SECONDS) {
+                    lastLogged = timer.now();
+                    COORD_LOG_WARN("accepting a client connection failed (%llu so far): %s",
+                                   static_cast<unsigned long long>(failures),
+                                   e.getDescription().cStr());
+                }
+                return timer.afterDelay(10 * kj::MILLISECONDS);
+            })
+        .then([&listener, &server, &timer, &budget] {
+            return acceptClients(listener, server, timer, budget);
+        });
+}
+
+}  // namespace coord::rpc

@@ -1,0 +1,84 @@
+// ConnectionBudget: how many connections a member accepts at once, on its client and peer ports
+// together, so that a flood of connections cannot take the file descriptors the member needs
+// for itself (a new log segment, a snapshot file, its own connections to peers): a log segment
+// that cannot be opened stops the member.
+//
+// The limit is the process's descriptor limit less a reserve; a connection beyond it is closed
+// as soon as it is accepted (so it does not wait in the listen queue), and the refusals are
+// counted and logged once a second. Thread-safe: the client port is served on the RPC thread,
+// the peer port on the core thread.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+namespace coord::rpc {
+
+class ConnectionBudget {
+  public:
+    explicit ConnectionBudget(size_t limit) : limit_(limit) {}
+
+    // The limit for a process that may hold `descriptors` file descriptors: a reserve of an
+    // eighth, and at least 32, is kept for the member's own files and connections.
+    static size_t limitFor(uint64_t descriptors);
+
+    // Raises the process's soft descriptor limit to its hard limit (as Go programs such as
+    // etcd do), and returns the soft limit in force.
+    static uint64_t raiseDescriptorLimit();
+
+    // One accepted connection's share; released when it goes.
+    class Slot {
+      public:
+        Slot(Slot&& other) noexcept : budget_(other.budget_) { other.budget_ = nullptr; }
+        Slot& operator=(Slot&& other) noexcept {
+            if (this != &other) {
+                release();
+                budget_ = other.budget_;
+                other.budget_ = nullptr;
+            }
+            return *this;
+        }
+        Slot(const Slot&) = delete;
+        Slot& operator=(const Slot&) = delete;
+        ~Slot() { release(); }
+
+      private:
+        friend class ConnectionBudget;
+        explicit Slot(ConnectionBudget* budget) : budget_(budget) {}
+        void release() {
+            if (budget_) budget_->open_.fetch_sub(1);
+            budget_ = nullptr;
+        }
+        ConnectionBudget* budget_;
+    };
+
+    enum class Port { Client, Peer };
+    // A slot, or nothing when `limit` connections are open (the refusal is then counted and,
+    // at most once a second for each port, logged).
+    std::optional<Slot> take(Port port);
+
+    size_t open() const { return open_.load(); }
+    size_t limit() const { return limit_; }
+    uint64_t refused() const { return refused_.load(); }
+
+  private:
+    const size_t limit_;
+    std::atomic<size_t> open_{0};
+    std::atomic<uint64_t> refused_{0};
+    std::atomic<int64_t> lastLogMs_[2] = {-1, -1};
+};
+
+// Accepts client connections from `listener` for `server` while `budget` has room (a connection
+// beyond it is closed at once), each read through a BufferedStream, until the promise is
+// dropped. A failed accept (no descriptors left, a connection reset while queued) is logged once
+// a second and listening goes on after 10 ms.
+kj::Promise<void> acceptClients(kj::ConnectionReceiver& listener, capnp::TwoPartyServer& server,
+                                kj::Timer& timer, ConnectionBudget& budget);
+
+}  // namespace coord::rpc
