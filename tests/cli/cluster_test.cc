@@ -811,14 +811,9 @@ TEST_CASE("a connection flood leaves a member its descriptors, and it serves aga
     std::vector<int> flood;
     for (int port : {c.client[0], c.peer[0]}) {
         for (int i = 0; i < 100; ++i) {
-            int fd = socket(AF_INET, SOCK_STREAM, 0);
-            REQUIRE(fd >= 0);
-            sockaddr_in addr{};
-            addr.sin_family = AF_INET;
-            addr.sin_port = htons(static_cast<uint16_t>(port));
-            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-            CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-            flood.push_back(fd);
+            int fd = coord::test::connectLoopback(port);
+            CHECK(fd >= 0);
+            if (fd >= 0) flood.push_back(fd);
         }
     }
     CHECK(waitFor(

@@ -27,16 +27,10 @@ namespace {
 
 // Sends raw bytes to a TCP port and closes.
 void sendRaw(int port, const std::string& bytes) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-        (void)!write(fd, bytes.data(), bytes.size());
-        std::this_thread::sleep_for(20ms);
-    }
+    int fd = coord::test::connectLoopback(port);
+    if (fd < 0) return;
+    (void)!write(fd, bytes.data(), bytes.size());
+    std::this_thread::sleep_for(20ms);
     close(fd);
 }
 

@@ -85,6 +85,21 @@ inline int freePort() {
     return 0;
 }
 
+// A TCP connection to 127.0.0.1:port (a blocking socket; the caller closes it), or -1.
+inline int connectLoopback(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 inline pid_t spawn(const std::vector<std::string>& args, const std::string& logFile) {
     // Everything is prepared before the fork: the test process may have other threads (a
     // coord::Client's loop), so the child calls only async-signal-safe functions before exec.
