@@ -197,10 +197,27 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
     bool canceled_ = false;
     kj::Promise<void> task_ = nullptr;  // last: destroyed first
 };
+// One snapshot counted against MaintenanceService::kMaxSnapshots while it lives.
+class SnapshotCount {
+  public:
+    explicit SnapshotCount(std::shared_ptr<int> count) : count_(std::move(count)) { ++*count_; }
+    SnapshotCount(SnapshotCount&& other) noexcept : count_(std::move(other.count_)) {}
+    SnapshotCount(const SnapshotCount&) = delete;
+    SnapshotCount& operator=(const SnapshotCount&) = delete;
+    SnapshotCount& operator=(SnapshotCount&&) = delete;
+    ~SnapshotCount() {
+        if (count_) --*count_;
+    }
+
+  private:
+    std::shared_ptr<int> count_;
+};
+
 // Serves a snapshot written to an unlinked temporary file, chunk by chunk.
 class SnapshotReaderImpl final : public s::SnapshotReader::Server {
   public:
-    explicit SnapshotReaderImpl(std::FILE* file) : file_(file) {}
+    SnapshotReaderImpl(std::FILE* file, SnapshotCount count)
+        : file_(file), count_(std::move(count)) {}
     ~SnapshotReaderImpl() noexcept(false) { std::fclose(file_); }
 
   protected:
@@ -214,6 +231,7 @@ class SnapshotReaderImpl final : public s::SnapshotReader::Server {
 
   private:
     std::FILE* file_;
+    SnapshotCount count_;
 };
 #pragma GCC diagnostic pop
 
@@ -250,9 +268,15 @@ kj::Promise<void> MaintenanceService::snapshot(SnapshotContext context) {
     // acknowledged before the call. Then a read transaction gives one consistent revision; the
     // export runs on this thread (reads never block the writer). The file is unlinked at once
     // and goes with the reader.
+    KJ_REQUIRE(*snapshots_ < kMaxSnapshots,
+               "busy: this member is already exporting or serving its most snapshots at once; "
+               "try again when one is read, or ask another member",
+               kMaxSnapshots);
+    auto counted = kj::heap<SnapshotCount>(snapshots_);
     auto handoff = makeHandoff<Result<Ok, Unavailable>>();
     driver_.commitStore(handoff.send);
-    return handoff.promise.then([this, context](Slot<Result<Ok, Unavailable>> slot) mutable {
+    return handoff.promise.then([this, context, counted = kj::mv(counted)](
+                                    Slot<Result<Ok, Unavailable>> slot) mutable {
         KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
         std::FILE* file = std::tmpfile();
         KJ_REQUIRE(file != nullptr, "cannot create a temporary file for the snapshot");
@@ -275,7 +299,7 @@ kj::Promise<void> MaintenanceService::snapshot(SnapshotContext context) {
         long bytes = std::ftell(file);
         std::rewind(file);
         auto results = context.getResults();
-        results.setReader(kj::heap<SnapshotReaderImpl>(file));
+        results.setReader(kj::heap<SnapshotReaderImpl>(file, kj::mv(*counted)));
         results.setRevision(revision);
         results.setBytes(bytes < 0 ? 0 : static_cast<uint64_t>(bytes));
     });

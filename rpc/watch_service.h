@@ -50,9 +50,16 @@ class MaintenanceService final : public schema::Maintenance::Server {
     kj::Promise<void> snapshot(SnapshotContext context) override;
     kj::Promise<void> alarms(AlarmsContext context) override;
 
+  public:
+    // Snapshots exported at once by one member: each is a temporary file as large as the
+    // store, held until its reader is dropped; one more is refused with "busy".
+    static constexpr int kMaxSnapshots = 2;
+
   private:
     NodeDriver& driver_;
     uint64_t clusterId_;
+    // Snapshots being exported or read (on the RPC thread only; shared with their readers).
+    std::shared_ptr<int> snapshots_ = std::make_shared<int>(0);
 };
 #pragma GCC diagnostic pop
 

@@ -203,3 +203,37 @@ TEST_CASE("a watch below the compacted revision is refused with Compacted", "[rp
     CHECK(status.getStatus().getHeader().getRevision() == rev);
     CHECK(status.getStatus().getDbSizeBytes() > 0);
 }
+
+TEST_CASE("a member serves at most two snapshots at once and says it is busy beyond",
+          "[rpc][snapshot]") {
+    Server server;
+    capnp::EzRpcClient client("127.0.0.1", server.port);
+    auto coord = client.getMain<s::Coord>();
+    auto kvc = coord.kvRequest().send().getKv();
+    auto maintenance = coord.maintenanceRequest().send().getMaintenance();
+    auto& ws = client.getWaitScope();
+    put(kvc, ws, "a", "1");
+    // Two snapshots whose readers are held (not read to the end, not dropped).
+    std::vector<s::SnapshotReader::Client> held;
+    for (int i = 0; i < MaintenanceService::kMaxSnapshots; ++i)
+        held.push_back(maintenance.snapshotRequest().send().wait(ws).getReader());
+    // A third is refused while they live: each holds a temporary file as large as the store.
+    try {
+        maintenance.snapshotRequest().send().wait(ws);
+        FAIL("a third snapshot was served");
+    } catch (const kj::Exception& e) {
+        CHECK(std::string(e.getDescription().cStr()).find("busy") != std::string::npos);
+    }
+    // Once a reader goes, the next snapshot is served, whole.
+    held.pop_back();
+    auto reader = maintenance.snapshotRequest().send().wait(ws);
+    CHECK(reader.getBytes() > 0);
+    uint64_t read = 0;
+    auto r = reader.getReader();
+    for (int i = 0; i < 1000; ++i) {
+        auto chunk = r.readRequest().send().wait(ws).getData();
+        if (chunk.size() == 0) break;
+        read += chunk.size();
+    }
+    CHECK(read == reader.getBytes());
+}
