@@ -47,8 +47,10 @@ void Mutex::lock() {
 bool Mutex::try_lock() {
     return tryResult(tryAcquire());
 }
-void Mutex::unlock() {
-    throwIfFailed(release());
+void Mutex::unlock() noexcept {
+    // Never throws (Lockable; std::lock_guard unlocks in a destructor): a release the cluster
+    // cannot confirm is finished by the session in the background.
+    (void)release();
 }
 bool Mutex::timedLock(Deadline deadline) {
     return tryResult(acquire(deadline));
@@ -90,8 +92,8 @@ void RWMutex::lock() {
 bool RWMutex::try_lock() {
     return tryResult(writer_.acquire("", turnOf(prefix_), detail::kForever, false));
 }
-void RWMutex::unlock() {
-    throwIfFailed(releaseWrite());
+void RWMutex::unlock() noexcept {
+    (void)releaseWrite();  // never throws, as Mutex::unlock
 }
 void RWMutex::lock_shared() {
     throwIfFailed(acquireRead());
@@ -99,8 +101,8 @@ void RWMutex::lock_shared() {
 bool RWMutex::try_lock_shared() {
     return tryResult(reader_.acquire("", readerTurn(), detail::kForever, false));
 }
-void RWMutex::unlock_shared() {
-    throwIfFailed(releaseRead());
+void RWMutex::unlock_shared() noexcept {
+    (void)releaseRead();  // never throws, as Mutex::unlock
 }
 
 // ---- Semaphore ----
@@ -125,8 +127,8 @@ void Semaphore::lock() {
 bool Semaphore::try_lock() {
     return tryResult(tryAcquire());
 }
-void Semaphore::unlock() {
-    throwIfFailed(release());
+void Semaphore::unlock() noexcept {
+    (void)release();  // never throws, as Mutex::unlock
 }
 
 }  // namespace coord

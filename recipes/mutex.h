@@ -12,7 +12,10 @@
 // next check nothing else can tell a stale holder apart.
 //
 // The std-style members make std::lock_guard, std::unique_lock, std::shared_lock and
-// try_lock_for work; they throw RecipeException on session loss, cancel() and store refusals.
+// try_lock_for work; lock() and the try_ forms throw RecipeException on session loss, cancel()
+// and store refusals. unlock() never throws (it runs in destructors): a release the cluster
+// cannot confirm is finished by the session in the background (Session::releaseLater); call
+// release() to learn whether it was confirmed.
 #pragma once
 
 #include <chrono>
@@ -36,7 +39,7 @@ class Mutex {
     // Lockable / TimedLockable.
     void lock();
     bool try_lock();
-    void unlock();
+    void unlock() noexcept;
     template <typename Rep, typename Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period>& d) {
         return try_lock_until(Clock::now() + d);
@@ -76,10 +79,10 @@ class RWMutex {
     // Lockable and SharedLockable.
     void lock();
     bool try_lock();
-    void unlock();
+    void unlock() noexcept;
     void lock_shared();
     bool try_lock_shared();
-    void unlock_shared();
+    void unlock_shared() noexcept;
 
     void cancel() {
         reader_.cancel();
@@ -107,7 +110,7 @@ class Semaphore {
     RecipeResult<Ok> release();
     void lock();
     bool try_lock();
-    void unlock();
+    void unlock() noexcept;
 
     void cancel() { holder_.cancel(); }
     bool isHeld() const { return holder_.isHeld(); }
