@@ -765,18 +765,26 @@ struct KeepAliveRunner final : Runner {
           onLost(std::move(lost)),
           expiry(Clock::now() + std::chrono::seconds(ttlSeconds)) {}
 
+    // Loss is declared this long before the lease could expire on the leader (a tenth of the
+    // TTL, at most 1 s): time for a holder told of it to stop acting before the lease can end on
+    // the leader and a next holder begin.
+    Clock::duration margin() const {
+        return std::min<Clock::duration>(std::chrono::milliseconds(ttlSeconds * 100),
+                                         std::chrono::seconds(1));
+    }
+
     kj::Promise<void> run() {
         if (stopped) return kj::READY_NOW;
         auto sentAt = Clock::now();
-        if (sentAt >= expiry) {
+        if (sentAt >= expiry - margin()) {
             lost(unavailable("lease " + std::to_string(id) +
-                             " could not be renewed before it expired: " + impl.lastError));
+                             " could not be renewed before it would expire: " + impl.lastError));
             return kj::READY_NOW;
         }
-        // Keep trying until the lease would expire on its own.
+        // Keep trying until then.
         return impl
             .call<int64_t>(
-                expiry, false,
+                expiry - margin(), false,
                 [leaseId = id](Conn& c) {
                     auto req = c.lease.keepAliveRequest(rpc::kSmallMessage);
                     req.setId(leaseId);

@@ -171,7 +171,9 @@ class Client {
 
     // Renews the lease every ttlSeconds/3 (sooner after a failure) until the handle is
     // destroyed. `onLost` fires once, on the client's thread, as soon as the lease is known gone
-    // (revoked or expired) or can no longer be renewed before it would expire.
+    // (revoked or expired) or can no longer be renewed in time: unrenewed, a margin (a tenth of
+    // the TTL, at most 1 s) before it could expire on the leader, counting the TTL from when the
+    // last successful renewal was sent. Renewal then stops.
     std::unique_ptr<Handle> keepAlive(int64_t id, int64_t ttlSeconds,
                                       std::function<void(const Error&)> onLost);
 
