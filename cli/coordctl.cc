@@ -337,6 +337,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "coordctl: --endpoints is empty\n");
         return 2;
     }
+    for (const auto& e : endpoints) {
+        if (auto problem = endpointProblem(e); !problem.empty()) {
+            std::fprintf(stderr, "coordctl: --endpoints: %s\n", problem.c_str());
+            return 2;
+        }
+    }
     bool json = format == "json";
     // Tables for the listing verbs (get, member list, endpoint status, lease list, alarm list);
     // the other verbs print their simple form.

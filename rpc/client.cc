@@ -3,9 +3,11 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
+#include <algorithm>
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <future>
@@ -62,18 +64,20 @@ kj::Duration toKj(Clock::duration d) {
     return (ns > 0 ? ns : 0) * kj::NANOSECONDS;
 }
 
+// (host, port); port 0 when the endpoint is not host:port with a port from 1 to 65535.
 std::pair<std::string, unsigned> splitEndpoint(const std::string& endpoint) {
     std::string e = endpoint;
     if (auto scheme = e.find("://"); scheme != std::string::npos) e = e.substr(scheme + 3);
     auto colon = e.rfind(':');
-    if (colon == std::string::npos) return {e, 2379};
+    if (colon == std::string::npos) return {e, e.empty() ? 0u : 2379u};
+    std::string host = e.substr(0, colon), digits = e.substr(colon + 1);
     unsigned port = 0;
-    try {
-        port = static_cast<unsigned>(std::stoul(e.substr(colon + 1)));
-    } catch (...) {
-        port = 0;
-    }
-    return {e.substr(0, colon), port};
+    bool numeric =
+        !digits.empty() && digits.size() <= 5 &&
+        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (numeric) port = static_cast<unsigned>(std::stoul(digits));
+    if (host.empty() || port > 65535) port = 0;
+    return {host, port};
 }
 
 const char* unavailableText(s::Unavailable u) {
@@ -348,7 +352,7 @@ struct Client::Impl {
         std::string endpoint = options.endpoints[endpointIndex % options.endpoints.size()];
         auto [host, port] = splitEndpoint(endpoint);
         if (port == 0) {
-            lastError = "bad endpoint '" + endpoint + "' (want host:port)";
+            lastError = endpointProblem(endpoint);
             ++endpointIndex;
             return kj::READY_NOW;
         }
@@ -844,6 +848,11 @@ Expected<T> pick(Expected<kv::Response> r) {
 }  // namespace
 
 // ---- the public API ----
+
+std::string endpointProblem(const std::string& endpoint) {
+    if (splitEndpoint(endpoint).second != 0) return {};
+    return "bad endpoint '" + endpoint + "' (want host:port, the port from 1 to 65535)";
+}
 
 Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Client::~Client() = default;

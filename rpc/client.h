@@ -78,6 +78,11 @@ struct ClientOptions {
     std::chrono::milliseconds backoffMax{500};
 };
 
+// Why `endpoint` is not a member address the client can dial — `host:port` (an `http://` or
+// `https://` prefix is ignored, a missing port is 2379), the port a number from 1 to 65535 —
+// or an empty string when it is one.
+std::string endpointProblem(const std::string& endpoint);
+
 struct MemberStatus {
     std::string endpoint;
     uint64_t clusterId = 0;

@@ -91,6 +91,13 @@ TEST_CASE("coordctl reports store refusals and unreachable clusters with distinc
     auto [rc2, out2] = coordctl({"--endpoints", "127.0.0.1:" + std::to_string(dead),
                                  "--command-timeout", "300", "get", "k"});
     CHECK(rc2 == 3);  // nobody answered
+    // An endpoint that is not host:port is refused before anything is dialed.
+    for (std::string bad : {"foo:bar", "127.0.0.1:99999", ":2379", "127.0.0.1:12x"}) {
+        auto started = std::chrono::steady_clock::now();
+        auto [rc3, out3] = coordctl({"--endpoints", c.ep(0) + "," + bad, "get", "k"});
+        CHECK(rc3 == 2);
+        CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+    }
 }
 
 TEST_CASE("coordctl grants, inspects, keeps alive and revokes leases", "[cli][cluster]") {
