@@ -54,14 +54,24 @@ tcp::endpoint parseEndpoint(const std::string& url) {
     boost::system::error_code ec;
     auto address = boost::asio::ip::make_address(hostPort.substr(0, colon), ec);
     if (ec) throw std::runtime_error("'" + url + "': the host must be an IP address");
+    std::string digits = hostPort.substr(colon + 1);
     int port = 0;
-    try {
-        port = std::stoi(hostPort.substr(colon + 1));
-    } catch (const std::exception&) {
-        port = 0;
+    if (!digits.empty() && digits.size() <= 5 &&
+        digits.find_first_not_of("0123456789") == std::string::npos) {
+        port = std::stoi(digits);
     }
-    if (port <= 0 || port > 65535) throw std::runtime_error("'" + url + "': bad port");
+    if (port <= 0 || port > 65535) {
+        throw std::runtime_error("'" + url + "': the port must be a number from 1 to 65535");
+    }
     return tcp::endpoint(address, static_cast<unsigned short>(port));
+}
+
+// What a failed bind or listen says, without the system call's spelling ("Address already in
+// use" from "::bind(sockfd, ...): Address already in use; toString() = ...").
+std::string listenFailure(const std::string& description) {
+    auto start = description.find("): ");
+    std::string reason = start == std::string::npos ? description : description.substr(start + 3);
+    return reason.substr(0, reason.find(';'));
 }
 
 // "n1=127.0.0.1:2380,n2=..." → name → peer address.
@@ -247,6 +257,9 @@ int main(int argc, char** argv) {
     if (initialCluster.empty()) initialCluster = name + "=" + peerUrl;
 
     try {
+        // Both addresses are checked before anything is written to the data dir.
+        const tcp::endpoint clientEndpoint = parseEndpoint(clientUrl);
+        const tcp::endpoint peerEndpoint = parseEndpoint(peerUrl);
         auto members = parseInitialCluster(initialCluster);
         if (!members.count(name)) {
             throw std::runtime_error("--initial-cluster does not name this member '" + name + "'");
@@ -322,7 +335,13 @@ int main(int argc, char** argv) {
 
         boost::asio::io_context io;
         auto work = boost::asio::make_work_guard(io);
-        tcp::acceptor acceptor(io, parseEndpoint(peerUrl));
+        tcp::acceptor acceptor(io);
+        try {
+            acceptor = tcp::acceptor(io, peerEndpoint);
+        } catch (const boost::system::system_error& e) {
+            throw std::runtime_error("cannot listen for peers on " + peerUrl + ": " +
+                                     e.code().message());
+        }
         rpc::NodeDriver* driverPtr = nullptr;
         rpc::PeerTransport transport(io, std::move(acceptor), pc,
                                      [&](raft::Message m) { driverPtr->deliver(std::move(m)); });
@@ -418,13 +437,18 @@ int main(int argc, char** argv) {
         // The core and signal threads run from here on: a failure to serve clients (the client
         // port taken) stops them before the error is reported, instead of aborting the process.
         try {
-            auto client = parseEndpoint(clientUrl);
             auto kjIo = kj::setupAsyncIo();
             auto& ws = kjIo.waitScope;
-            auto address = kjIo.provider->getNetwork()
-                               .parseAddress(client.address().to_string(), client.port())
-                               .wait(ws);
-            auto listener = address->listen();
+            auto address =
+                kjIo.provider->getNetwork()
+                    .parseAddress(clientEndpoint.address().to_string(), clientEndpoint.port())
+                    .wait(ws);
+            kj::Own<kj::ConnectionReceiver> listener;
+            KJ_IF_MAYBE (failure,
+                         kj::runCatchingExceptions([&] { listener = address->listen(); })) {
+                throw std::runtime_error("cannot listen for clients on " + clientUrl + ": " +
+                                         listenFailure(failure->getDescription().cStr()));
+            }
             capnp::TwoPartyServer server(kj::heap<rpc::CoordService>(driver, clusterId));
             auto accepting =
                 rpc::acceptClients(*listener, server, kjIo.provider->getTimer(), budget)

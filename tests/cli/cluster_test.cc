@@ -846,6 +846,24 @@ TEST_CASE("a connection flood leaves a member its descriptors, and it serves aga
     CHECK(waitFor([&] { return put(c.ep(0)); }, std::chrono::seconds(20)));
 }
 
+TEST_CASE("coordd refuses a listen address that is not ip:port before touching its data dir",
+          "[cli][cluster]") {
+    coord::test::TempDir dir;
+    std::string peer = "127.0.0.1:" + std::to_string(freePort());
+    for (std::string bad : {"foo", "127.0.0.1:99999", "127.0.0.1:12x", "localhost:2379"}) {
+        std::string data = dir.file("m.coord"), log = dir.file("m.log");
+        pid_t pid = coord::test::spawn(
+            {COORDD, "--data-dir", data, "--listen-client-urls", bad, "--listen-peer-urls", peer},
+            log);
+        CHECK(waitExit(pid, std::chrono::seconds(20)) == 1);
+        std::string said = readFile(log);
+        INFO(said);
+        CHECK(said.find(" E '" + bad + "'") != std::string::npos);
+        CHECK_FALSE(std::ifstream(data + "/identity").good());
+        std::remove(log.c_str());
+    }
+}
+
 TEST_CASE("a member whose client port is taken exits with a clear error", "[cli][cluster]") {
     Cluster c;
     // Member 1 must hold its port before the late member tries it.
@@ -864,7 +882,9 @@ TEST_CASE("a member whose client port is taken exits with a clear error", "[cli]
                                   "127.0.0.1:" + std::to_string(peerPort)};
     pid_t pid = coord::test::spawn(args, c.dir.file("late.log"));
     CHECK(waitExit(pid) == 1);
-    CHECK(readFile(c.dir.file("late.log")).find("Address already in use") != std::string::npos);
+    CHECK(readFile(c.dir.file("late.log"))
+              .find("cannot listen for clients on " + c.ep(0) + ": Address already in use") !=
+          std::string::npos);
 }
 
 TEST_CASE(
