@@ -210,8 +210,8 @@ TEST_CASE("raft messages survive the peer frame, and lying peers are refused", "
 
 TEST_CASE("messages built in the reused first segment carry nothing of the one before",
           "[rpc][codec]") {
-    // Nearly every field of a heartbeat below is zero or empty, and Cap'n Proto writes no zero: a word
-    // left over from an earlier message in the thread's segment would show up as a value.
+    // Nearly every field of a heartbeat below is zero or empty, and Cap'n Proto writes no zero: a
+    // word left over from an earlier message in the thread's segment would show up as a value.
     auto full = [](size_t entryBytes, size_t entries) {
         raft::Message m;
         m.type = raft::MessageType::Append;

@@ -14,15 +14,14 @@ using namespace coord;
 using namespace coord::rpc;
 using namespace std::chrono_literals;
 using coord::rpc::test::bytes;
-using coord::rpc::test::Server;
+using coord::rpc::test::Connection;
 namespace s = coord::rpc::schema;
 
 TEST_CASE("the KV capability serves writes, linearizable and serializable reads over RPC",
           "[rpc][service]") {
-    Server server;
-    capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto kvc = client.getMain<s::Coord>().kvRequest().send().getKv();
-    auto& ws = client.getWaitScope();
+    Connection conn;
+    auto& kvc = conn.kv;
+    auto& ws = conn.ws;
 
     // Retry until the single member has elected itself.
     int64_t revision = 0;
@@ -63,10 +62,9 @@ TEST_CASE("the KV capability serves writes, linearizable and serializable reads 
 
 TEST_CASE("the KV capability returns typed errors and survives malformed requests",
           "[rpc][service]") {
-    Server server;
-    capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto kvc = client.getMain<s::Coord>().kvRequest().send().getKv();
-    auto& ws = client.getWaitScope();
+    Connection conn;
+    auto& kvc = conn.kv;
+    auto& ws = conn.ws;
 
     auto emptyKey = [&] {
         auto req = kvc.writeRequest();
@@ -116,12 +114,11 @@ TEST_CASE("the KV capability returns typed errors and survives malformed request
 }
 
 TEST_CASE("the Lease capability renews on the leader and reports leases", "[rpc][service]") {
-    Server server;
-    capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto coord = client.getMain<s::Coord>();
-    auto kvc = coord.kvRequest().send().getKv();
+    Connection conn;
+    auto& coord = conn.coord;
+    auto& kvc = conn.kv;
     auto lease = coord.leaseRequest().send().getLease();
-    auto& ws = client.getWaitScope();
+    auto& ws = conn.ws;
 
     int64_t id = 0;
     for (int attempt = 0; attempt < 500 && id == 0; ++attempt) {

@@ -69,4 +69,21 @@ inline capnp::Data::Reader bytes(const char* s) {
     return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s), strlen(s));
 }
 
+// A member and one RPC client connected to it: its Coord capability, the KV service and the
+// client's wait scope.
+struct Connection {
+    Server server;
+    capnp::EzRpcClient client;
+    schema::Coord::Client coord;
+    schema::KV::Client kv;
+    kj::WaitScope& ws;
+
+    explicit Connection(WatchLimits limits = {})
+        : server(limits),
+          client("127.0.0.1", server.port),
+          coord(client.getMain<schema::Coord>()),
+          kv(coord.kvRequest().send().getKv()),
+          ws(client.getWaitScope()) {}
+};
+
 }  // namespace coord::rpc::test

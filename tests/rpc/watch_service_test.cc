@@ -15,7 +15,7 @@ using namespace coord;
 using namespace coord::rpc;
 using namespace std::chrono_literals;
 using coord::rpc::test::bytes;
-using coord::rpc::test::Server;
+using coord::rpc::test::Connection;
 namespace s = coord::rpc::schema;
 
 namespace {
@@ -84,12 +84,12 @@ bool pumpUntil(capnp::EzRpcClient& client, Fn done) {
 
 TEST_CASE("a watch from a past revision delivers every event in order, then live ones",
           "[rpc][watch]") {
-    Server server;
-    capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto coord = client.getMain<s::Coord>();
-    auto kvc = coord.kvRequest().send().getKv();
+    Connection conn;
+    auto& client = conn.client;
+    auto& coord = conn.coord;
+    auto& kvc = conn.kv;
     auto watch = coord.watchRequest().send().getWatch();
-    auto& ws = client.getWaitScope();
+    auto& ws = conn.ws;
 
     int64_t first = put(kvc, ws, "app/a", "1");
     put(kvc, ws, "other", "x");
@@ -108,7 +108,7 @@ TEST_CASE("a watch from a past revision delivers every event in order, then live
         auto response = req.send().wait(ws);
         REQUIRE(response.getResult().which() == s::WatchResult::HANDLE);
         auto handle = response.getResult().getHandle();
-        CHECK(server.driver->store().watchHub().watcherCount() == 1);
+        CHECK(conn.server.driver->store().watchHub().watcherCount() == 1);
 
         int64_t last = put(kvc, ws, "app/a", "3");
         REQUIRE(pumpUntil(client, [&] { return seen.events.size() >= 3; }));
@@ -126,17 +126,18 @@ TEST_CASE("a watch from a past revision delivers every event in order, then live
         CHECK(seen.progress.back() == last);
     }
     // Dropping the handle cancels the watch on the member.
-    CHECK(pumpUntil(client, [&] { return server.driver->store().watchHub().watcherCount() == 0; }));
+    CHECK(pumpUntil(client,
+                    [&] { return conn.server.driver->store().watchHub().watcherCount() == 0; }));
 }
 
 TEST_CASE("a slow watcher overflows the member's buffer and still sees every event once",
           "[rpc][watch]") {
-    Server server(WatchLimits{8});
-    capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto coord = client.getMain<s::Coord>();
-    auto kvc = coord.kvRequest().send().getKv();
+    Connection conn(WatchLimits{8});
+    auto& client = conn.client;
+    auto& coord = conn.coord;
+    auto& kvc = conn.kv;
     auto watch = coord.watchRequest().send().getWatch();
-    auto& ws = client.getWaitScope();
+    auto& ws = conn.ws;
     int64_t first = put(kvc, ws, "k0", "v") + 1;
 
     Seen seen;
@@ -170,12 +171,11 @@ TEST_CASE("a slow watcher overflows the member's buffer and still sees every eve
 }
 
 TEST_CASE("a watch below the compacted revision is refused with Compacted", "[rpc][watch]") {
-    Server server;
-    capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto coord = client.getMain<s::Coord>();
-    auto kvc = coord.kvRequest().send().getKv();
+    Connection conn;
+    auto& coord = conn.coord;
+    auto& kvc = conn.kv;
     auto watch = coord.watchRequest().send().getWatch();
-    auto& ws = client.getWaitScope();
+    auto& ws = conn.ws;
     put(kvc, ws, "a", "1");
     int64_t rev = put(kvc, ws, "a", "2");
     {
@@ -206,12 +206,11 @@ TEST_CASE("a watch below the compacted revision is refused with Compacted", "[rp
 
 TEST_CASE("a member serves at most two snapshots at once and says it is busy beyond",
           "[rpc][snapshot]") {
-    Server server;
-    capnp::EzRpcClient client("127.0.0.1", server.port);
-    auto coord = client.getMain<s::Coord>();
-    auto kvc = coord.kvRequest().send().getKv();
+    Connection conn;
+    auto& coord = conn.coord;
+    auto& kvc = conn.kv;
     auto maintenance = coord.maintenanceRequest().send().getMaintenance();
-    auto& ws = client.getWaitScope();
+    auto& ws = conn.ws;
     put(kvc, ws, "a", "1");
     // Two snapshots whose readers are held (not read to the end, not dropped).
     std::vector<s::SnapshotReader::Client> held;
