@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
@@ -60,6 +61,22 @@ inline std::optional<Level> parseLevel(std::string_view name) {
     ssize_t ignored = ::write(STDERR_FILENO, line, n);
     (void)ignored;
 }
+
+// For an event that can repeat many times a second (refused connections, failed accepts): says
+// when to log it — its first time, then at most once a second. Thread-safe.
+class Throttle {
+  public:
+    bool due() {
+        int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+        int64_t last = lastMs_.load(std::memory_order_relaxed);
+        return (last < 0 || now - last >= 1000) && lastMs_.compare_exchange_strong(last, now);
+    }
+
+  private:
+    std::atomic<int64_t> lastMs_{-1};
+};
 
 }  // namespace coord::log
 

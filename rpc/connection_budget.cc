@@ -3,7 +3,6 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <chrono>
 
 #include "common/log.h"
 #include "rpc/buffered_stream.h"
@@ -32,12 +31,7 @@ std::optional<ConnectionBudget::Slot> ConnectionBudget::take(Port port) {
         if (open_.compare_exchange_weak(now, now + 1)) return Slot(this);
     }
     uint64_t refused = refused_.fetch_add(1) + 1;
-    int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now().time_since_epoch())
-                     .count();
-    auto& lastLog = lastLogMs_[port == Port::Client ? 0 : 1];
-    int64_t last = lastLog.load();
-    if ((last < 0 || ms - last >= 1000) && lastLog.compare_exchange_strong(last, ms)) {
+    if (refusalLog_[port == Port::Client ? 0 : 1].due()) {
         COORD_LOG_WARN(
             "refusing a %s connection: %zu connections open, the limit (%llu refused "
             "so far)",
@@ -64,10 +58,9 @@ kj::Promise<void> acceptClients(kj::ConnectionReceiver& listener, capnp::TwoPart
                 // Out of descriptors, every accept fails at once: retry shortly (the pending
                 // connection keeps the socket readable), and log one line a second, counted.
                 static uint64_t failures = 0;
-                static kj::TimePoint lastLogged = kj::origin<kj::TimePoint>();
+                static log::Throttle failureLog;
                 ++failures;
-                if (failures == 1 || timer.now() - lastLogged >= 1 * kj::SECONDS) {
-                    lastLogged = timer.now();
+                if (failureLog.due()) {
                     COORD_LOG_WARN("accepting a client connection failed (%llu so far): %s",
                                    static_cast<unsigned long long>(failures),
                                    e.getDescription().cStr());

@@ -18,6 +18,8 @@
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
+#include "common/log.h"
+
 namespace coord::rpc {
 
 class ConnectionBudget {
@@ -71,7 +73,7 @@ class ConnectionBudget {
     const size_t limit_;
     std::atomic<size_t> open_{0};
     std::atomic<uint64_t> refused_{0};
-    std::atomic<int64_t> lastLogMs_[2] = {-1, -1};
+    log::Throttle refusalLog_[2];  // client, peer
 };
 
 // Accepts client connections from `listener` for `server` while `budget` has room (a connection

@@ -119,11 +119,7 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
 
     bool refuse(const char* why) {
         owner_.refused_++;
-        int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
-        if (now - owner_.lastRefusalLogMs_ >= 1000) {
-            owner_.lastRefusalLogMs_ = now;
+        if (owner_.refusalLog_.due()) {
             boost::system::error_code ec;
             auto from = socket_.remote_endpoint(ec);
             COORD_LOG_WARN("refused a peer connection from %s: %s (%llu refused so far)",
@@ -223,11 +219,7 @@ void PeerTransport::accept() {
             // reconnects. Retry shortly (the pending connection keeps the socket readable, so
             // at once would spin); log once a second.
             ++acceptFailures_;
-            int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::steady_clock::now().time_since_epoch())
-                              .count();
-            if (lastAcceptLogMs_ < 0 || now - lastAcceptLogMs_ >= 1000) {
-                lastAcceptLogMs_ = now;
+            if (acceptLog_.due()) {
                 COORD_LOG_WARN("accepting a peer connection failed (%llu so far): %s",
                                static_cast<unsigned long long>(acceptFailures_),
                                ec.message().c_str());

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 
+#include "common/log.h"
 #include "rpc/asio.h"
 #include "rpc/connection_budget.h"
 #include "rpc/node_driver.h"
@@ -74,7 +75,7 @@ class PeerTransport final : public Transport {
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer acceptRetry_;  // after a failed accept (out of descriptors)
     uint64_t acceptFailures_ = 0;
-    int64_t lastAcceptLogMs_ = -1;
+    log::Throttle acceptLog_;
     PeerTransportConfig config_;
     OnMessage onMessage_;
     std::map<raft::NodeId, std::unique_ptr<Outbound>> out_;
@@ -84,7 +85,7 @@ class PeerTransport final : public Transport {
     std::vector<std::weak_ptr<Session>> sessions_;
     bool stopped_ = false;
     std::atomic<uint64_t> refused_{0};
-    int64_t lastRefusalLogMs_ = 0;  // refusals are logged at most once a second
+    log::Throttle refusalLog_;  // refused peers are logged at most once a second
     std::atomic<uint64_t> dropped_{0};
 };
 
