@@ -55,13 +55,9 @@ DoubleBarrier::~DoubleBarrier() {
 
 RecipeResult<Ok> DoubleBarrier::drop(int64_t rev, Deadline deadline) {
     myRev_ = 0;
-    if (session_.isLost()) return Ok{};  // the lease takes the key
-    auto deleted = detail::deleteOwned(session_.client(), myKey_, rev, deadline);
-    if (!deleted.ok()) {
-        // A participant key left behind would count towards every later round.
-        unreleased_ = rev;
-        session_.releaseLater(myKey_, rev);
-    }
+    // A participant key left behind would count towards every later round.
+    auto deleted = detail::deleteOrDefer(session_, myKey_, rev, deadline);
+    if (!deleted.ok()) unreleased_ = rev;
     return deleted;
 }
 
@@ -105,9 +101,7 @@ RecipeResult<Ok> DoubleBarrier::enter(Deadline deadline) {
     }
     auto created = detail::createIfAbsent(client, myKey_, "", session_.lease(), ctx);
     if (!created.ok()) {
-        const auto& e = created.error();
-        bool refused = e.kind == RecipeError::Kind::Client && e.client.kind == Error::Kind::Store;
-        if (!refused && e.kind != RecipeError::Kind::SessionLost) (void)drop(0, detail::kForever);
+        if (detail::mayHaveApplied(created.error())) (void)drop(0, detail::kForever);
         return fail(created.error());
     }
     myRev_ = created->first;

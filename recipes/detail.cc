@@ -306,6 +306,19 @@ RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t cre
     return Ok{};
 }
 
+RecipeResult<Ok> deleteOrDefer(Session& session, const std::string& key, int64_t createRev,
+                               Deadline deadline) {
+    if (session.isLost()) return Ok{};
+    auto deleted = deleteOwned(session.client(), key, createRev, deadline);
+    if (!deleted.ok()) session.releaseLater(key, createRev);
+    return deleted;
+}
+
+bool mayHaveApplied(const RecipeError& e) {
+    bool refused = e.kind == RecipeError::Kind::Client && e.client.kind == Error::Kind::Store;
+    return !refused && e.kind != RecipeError::Kind::SessionLost;
+}
+
 RecipeResult<std::pair<int64_t, bool>> createIfAbsent(Client& client, const std::string& key,
                                                       const std::string& value, int64_t lease,
                                                       const WaitContext& ctx) {
@@ -451,10 +464,7 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
     t.success.push_back(RequestOp{previous});
     auto created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
     if (!created.ok()) {
-        // Unless the store refused it, the create may have been applied: its key must not stay.
-        const auto& e = created.error();
-        bool refused = e.kind == RecipeError::Kind::Client && e.client.kind == Error::Kind::Store;
-        if (!refused && e.kind != RecipeError::Kind::SessionLost) (void)giveBack(0, kForever);
+        if (mayHaveApplied(created.error())) (void)giveBack(0, kForever);
         return fail(created.error());
     }
     int64_t myRev = created->revision;
@@ -559,20 +569,16 @@ RecipeResult<Ok> Holder::release(Deadline deadline) {
         st_->revision = 0;
         ++st_->epoch;
     }
-    if (session_.isLost()) return Ok{};
     // The owner watch stays for the next acquisition; the deletion it reports is of an
     // incarnation no longer held, and ignored.
     return giveBack(rev, deadline);
 }
 
 RecipeResult<Ok> Holder::giveBack(int64_t createRev, Deadline deadline) {
-    auto deleted = deleteOwned(session_.client(), key_, createRev, deadline);
+    auto deleted = deleteOrDefer(session_, key_, createRev, deadline);
     if (!deleted.ok()) {
-        {
-            std::lock_guard lock(st_->mu);
-            st_->unreleased = createRev;
-        }
-        session_.releaseLater(key_, createRev);
+        std::lock_guard lock(st_->mu);
+        st_->unreleased = createRev;
     }
     return deleted;
 }

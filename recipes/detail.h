@@ -110,9 +110,19 @@ TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, i
 // Deletes `key` if it still has create revision `createRev` (0: whatever its create revision:
 // for a key only its owner ever writes), retrying until `deadline`, which
 // is capped at (and defaults to) the client's request timeout from now: it never hangs on an
-// unreachable cluster. Callers hand a deletion that failed to Session::releaseLater.
+// unreachable cluster. deleteOrDefer below hands a deletion that failed to the session.
 RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
                              Deadline deadline = kForever);
+
+// deleteOwned for a key on `session`'s lease, which never leaves it behind: with the session
+// lost it sends nothing (the lease takes the key), and a deletion the cluster cannot confirm
+// by `deadline` is handed to Session::releaseLater (the error is still returned).
+RecipeResult<Ok> deleteOrDefer(Session& session, const std::string& key, int64_t createRev,
+                               Deadline deadline);
+
+// Whether a create that failed with `e` may still have been applied (anything but a refusal by
+// the store or the session's loss): its key must then be deleted.
+bool mayHaveApplied(const RecipeError& e);
 
 // Creates `key` with `value` on `lease` unless it exists; returns (its create revision, whether
 // this call created it). Repeating it after an unknown outcome is safe.
