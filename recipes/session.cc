@@ -112,7 +112,7 @@ void Session::runReleaser() {
         }
         if (r.pending.empty()) {
             pause = kFirstPause;
-            r.cv.wait_for(lock, kMaxPause, [&] { return r.stop || !r.pending.empty(); });
+            r.cv.wait(lock, [&] { return r.stop || !r.pending.empty(); });
             continue;
         }
         auto work = r.pending;
