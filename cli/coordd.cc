@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/port.h"
 #include "rpc/buffered_stream.h"
 #include "rpc/connection_budget.h"
 #include "rpc/kv_service.h"
@@ -54,16 +55,9 @@ tcp::endpoint parseEndpoint(const std::string& url) {
     boost::system::error_code ec;
     auto address = boost::asio::ip::make_address(hostPort.substr(0, colon), ec);
     if (ec) throw std::runtime_error("'" + url + "': the host must be an IP address");
-    std::string digits = hostPort.substr(colon + 1);
-    int port = 0;
-    if (!digits.empty() && digits.size() <= 5 &&
-        digits.find_first_not_of("0123456789") == std::string::npos) {
-        port = std::stoi(digits);
-    }
-    if (port <= 0 || port > 65535) {
-        throw std::runtime_error("'" + url + "': the port must be a number from 1 to 65535");
-    }
-    return tcp::endpoint(address, static_cast<unsigned short>(port));
+    auto port = parsePort(std::string_view(hostPort).substr(colon + 1));
+    if (!port) throw std::runtime_error("'" + url + "': the port must be a number from 1 to 65535");
+    return tcp::endpoint(address, *port);
 }
 
 // What a failed bind or listen says, without the system call's spelling ("Address already in

@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "common/port.h"
 #include "rpc/buffered_stream.h"
 #include "rpc/codec.h"
 #include "rpc/handoff.h"
@@ -70,14 +71,9 @@ std::pair<std::string, unsigned> splitEndpoint(const std::string& endpoint) {
     if (auto scheme = e.find("://"); scheme != std::string::npos) e = e.substr(scheme + 3);
     auto colon = e.rfind(':');
     if (colon == std::string::npos) return {e, e.empty() ? 0u : 2379u};
-    std::string host = e.substr(0, colon), digits = e.substr(colon + 1);
-    unsigned port = 0;
-    bool numeric =
-        !digits.empty() && digits.size() <= 5 &&
-        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (numeric) port = static_cast<unsigned>(std::stoul(digits));
-    if (host.empty() || port > 65535) port = 0;
-    return {host, port};
+    std::string host = e.substr(0, colon);
+    auto port = parsePort(std::string_view(e).substr(colon + 1));
+    return {host, host.empty() || !port ? 0u : *port};
 }
 
 const char* unavailableText(s::Unavailable u) {
