@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
 
     auto* put = app.add_subcommand("put", "store a value");
     put->add_option("key", key)->required();
-    put->add_option("value", value)->required();
+    put->add_option("value", value, "the value; read from stdin (every byte of it) when omitted");
 
     auto* get = app.add_subcommand("get", "read a key, a prefix or a range");
     get->add_option("key", key)->required();
@@ -454,6 +454,14 @@ int main(int argc, char** argv) {
                          memberName, memberPeer, memberLearner, memberRef, memberSerializable);
     }
     if (*put) {
+        if (put->count("value") == 0) {
+            value.assign(std::istreambuf_iterator<char>(std::cin),
+                         std::istreambuf_iterator<char>());
+            if (std::cin.bad()) {
+                std::fprintf(stderr, "coordctl: put: cannot read the value from stdin\n");
+                return 2;
+            }
+        }
         auto r = retryUnknown([&](Deadline d) { return client.put(key, value, leaseId, d); });
         if (!r.ok()) return report(r.error());
         json ? printJson(*r) : (void)std::printf("OK\n");
@@ -511,6 +519,12 @@ int main(int argc, char** argv) {
         auto r = client.txn(*parsed);
         if (!r.ok()) return report(r.error());
         json ? printJson(*r) : printSimple(*r);
+        if (anyTruncated(*r)) {
+            std::fprintf(stderr,
+                         "coordctl: txn: a get's result was cut at the member's response size "
+                         "bound; read the rest with get --rev %lld\n",
+                         static_cast<long long>(r->revision));
+        }
         return 0;
     }
     if (*watch) {

@@ -230,7 +230,11 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--quota-backend-bytes", quotaBytes, "refuse writes once the data is this large")
         ->capture_default_str();
-    app.add_option("--max-request-bytes", maxRequestBytes, "largest value accepted")
+    // Bounded so that a value, its previous value in a watch event and a message's framing
+    // always fit in one RPC message (64 MiB).
+    app.add_option("--max-request-bytes", maxRequestBytes,
+                   "largest value accepted (1 KiB to 16 MiB)")
+        ->check(CLI::Range(size_t{1024}, size_t{16} << 20))
         ->capture_default_str();
     app.add_option("--max-txn-ops", maxTxnOps, "most operations in one txn branch")
         ->check(CLI::Range(size_t{1}, size_t{100000}))

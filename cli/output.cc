@@ -46,7 +46,8 @@ std::string toJson(const KeyValue& kv) {
 
 std::string toJson(const RangeResponse& r) {
     return "{\"revision\":" + num(r.revision) + ",\"kvs\":" + kvsJson(r.kvs) +
-           ",\"more\":" + (r.more ? "true" : "false") + ",\"count\":" + num(r.count) + "}";
+           ",\"more\":" + (r.more ? "true" : "false") + (r.truncated ? ",\"truncated\":true" : "") +
+           ",\"count\":" + num(r.count) + "}";
 }
 
 std::string toJson(const PutResponse& r) {
@@ -134,6 +135,17 @@ void printSimple(const Event& e, bool withPrevKv) {
     std::printf("%s\n", e.type == Event::Type::Put ? "PUT" : "DELETE");
     if (withPrevKv && e.prevKv) printSimple(*e.prevKv, true);
     printSimple(e.kv, e.type == Event::Type::Put);
+}
+
+bool anyTruncated(const TxnResponse& r) {
+    for (const auto& op : r.responses) {
+        if (const auto* range = std::get_if<RangeResponse>(&op.op)) {
+            if (range->truncated) return true;
+        } else if (const auto* nested = std::get_if<TxnResponse>(&op.op)) {
+            if (anyTruncated(*nested)) return true;
+        }
+    }
+    return false;
 }
 
 void printSimple(const TxnResponse& r) {

@@ -27,6 +27,8 @@ void printJson(const T& value) {
 void printSimple(const KeyValue& kv, bool withValue);
 void printSimple(const Event& e, bool withPrevKv);
 void printSimple(const TxnResponse& r);
+// True when a range in the txn (or a nested one) was cut at the member's response size bound.
+bool anyTruncated(const TxnResponse& r);
 void printSimple(const MemberStatus& s);
 void printSimple(const std::vector<Member>& members);
 

@@ -147,6 +147,9 @@ struct WriteContext {
     int32_t sub = 0;          // changes made so far by the request being applied
     bool buildEvents = true;  // collect events for the watch hub
     std::vector<Event> events;
+    // The bytes the ranges of the txn being applied may still return, all together
+    // (Options::maxResponseBytes).
+    size_t responseBudget = 0;
 
     int64_t nextRev() const { return currentRev + 1; }
 
@@ -348,7 +351,8 @@ struct WriteContext {
             } else if (const auto* r = std::get_if<RangeRequest>(&op.op)) {
                 // Reads inside a txn see its earlier writes, at the txn's revision. precheckPath
                 // has ruled out every error rangeIn could report.
-                auto result = store.rangeIn(txn, *r, sub > 0 ? nextRev() : currentRev);
+                auto result = store.rangeIn(txn, *r, sub > 0 ? nextRev() : currentRev, nullptr,
+                                            &responseBudget);
                 COORD_ASSERT(result.ok(), "txn range failed after its precheck",
                              result.ok() ? "" : result.error().message);
                 out.op = std::move(result).value();
@@ -399,6 +403,7 @@ struct Executor {
         size_t at = 0;
         if (auto err = w.precheckPath(t, path, at)) return fail(*err);
         at = 0;
+        w.responseBudget = options.maxResponseBytes;
         return Response{w.runTxn(t, path, at)};
     }
 

@@ -121,6 +121,10 @@ KvResult<RangeResponse> Store::range(const RangeRequest& request) const {
 
 namespace {
 
+// What a key-value costs a response besides its key and value (its revisions, version, lease
+// and the encoding's pointers), for Options::maxResponseBytes.
+constexpr size_t kKeyValueOverhead = 64;
+
 bool passesFilters(const RangeRequest& r, const KeyValue& kv) {
     if (r.minModRevision > 0 && kv.modRevision < r.minModRevision) return false;
     if (r.maxModRevision > 0 && kv.modRevision > r.maxModRevision) return false;
@@ -181,7 +185,8 @@ KvResult<RangeResponse> Store::rangeApplied(const RangeRequest& request) const {
 }
 
 KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest& req,
-                                       int64_t currentRev, const DeferredRecords* deferred) const {
+                                       int64_t currentRev, const DeferredRecords* deferred,
+                                       size_t* budget) const {
     if (auto err = detail::checkKey(req.key)) return fail(*err);
     if (req.limit < 0) return fail(detail::makeError(ErrorCode::InvalidArgument, "negative limit"));
     int64_t rev = req.revision > 0 ? req.revision : currentRev;
@@ -212,6 +217,17 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
     // The index first (under its lock, briefly): the revisions to read; then the records.
     std::vector<std::pair<std::string, detail::Revision>> found;
     size_t counted = 0;
+    // The response size bound: every key returned is charged its bytes; the first one that
+    // does not fit ends the result, unless it would be the first (so a read always advances).
+    size_t ownBudget = options_.maxResponseBytes;
+    size_t& left = budget ? *budget : ownBudget;
+    bool cut = false;
+    auto charge = [&](const KeyValue& kv, bool first) {
+        size_t cost = kv.key.size() + (req.keysOnly ? 0 : kv.value.size()) + kKeyValueOverhead;
+        if (cost > left && !first) return false;
+        left -= std::min(cost, left);
+        return true;
+    };
     bool listed = index_->forEachAt(req.key, req.rangeEnd, rev,
                                     [&](const std::string& key, const detail::IndexEntry& e) {
                                         if (e.tombstone) return true;
@@ -238,6 +254,12 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
             detail::decodeRevRecord(*rec, &kv, wantValues);
         }
         if (!passesFilters(req, kv)) continue;
+        // In key order the response is cut while reading, before the records past the bound
+        // are read at all.
+        if (keyOrder && !req.countOnly && !charge(kv, kvs.empty())) {
+            cut = true;
+            break;
+        }
         kvs.push_back(std::move(kv));
     }
     // The count is of every key in the range, before filters and limit (as etcd's).
@@ -249,10 +271,24 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
         resp.more = false;
         return resp;
     }
-    if (!keyOrder) sortKvs(kvs, order, req.sortTarget);
+    if (!keyOrder) {
+        sortKvs(kvs, order, req.sortTarget);
+        for (size_t i = 0; i < kvs.size(); ++i) {
+            if (!charge(kvs[i], i == 0)) {
+                kvs.resize(i);
+                cut = true;
+                break;
+            }
+        }
+    }
     if (req.limit > 0 && kvs.size() > static_cast<size_t>(req.limit)) {
         kvs.resize(static_cast<size_t>(req.limit));
         resp.more = true;
+        cut = false;  // the limit, not the size bound, ends the result
+    }
+    if (cut) {
+        resp.more = true;
+        resp.truncated = true;
     }
     if (req.keysOnly) {
         for (auto& kv : kvs)

@@ -51,6 +51,11 @@ struct Options {
     // applyDeferred() commits the open transaction once the revisions it holds (also kept in
     // memory for rangeApplied) reach this many bytes.
     size_t deferredMaxBytes = size_t{16} << 20;
+    // Most bytes of keys and values one response carries (a range, or all the ranges of one
+    // txn together). A range that would return more is cut after the key that crosses this
+    // bound (at least one key is always returned) with `more` and `truncated` set; the client
+    // library reads the rest. Keeps a response well inside the RPC layer's message limit.
+    size_t maxResponseBytes = size_t{32} << 20;
 };
 
 class Store;
@@ -225,9 +230,11 @@ class Store {
     void notifyHub(std::vector<std::pair<int64_t, std::vector<Event>>>& events);
 
     struct DeferredRecords;
+    // `budget`: the response bytes left (see Options::maxResponseBytes), decreased by what
+    // this range returns; nullptr: a budget of its own.
     KvResult<RangeResponse> rangeIn(const lmdb::Txn& txn, const RangeRequest& request,
-                                    int64_t currentRev,
-                                    const DeferredRecords* deferred = nullptr) const;
+                                    int64_t currentRev, const DeferredRecords* deferred = nullptr,
+                                    size_t* budget = nullptr) const;
     // The key as of revision `rev` (the newest that `txn` holds: its current revision, or
     // INT64_MAX on the writer thread inside its own transaction).
     std::optional<KeyValue> getIn(const lmdb::Txn& txn, std::string_view key, int64_t rev) const;

@@ -97,6 +97,10 @@ struct RangeResponse {
     // Keys in the range at the revision read, before filters and limit.
     int64_t count = 0;
     int64_t revision = 0;  // the store's current revision when the read was served
+    // True when the member's response size bound (Options::maxResponseBytes) cut the result
+    // before the limit did (`more` is then true as well). In key order the rest is read by
+    // asking again from the key after the last one returned, at the same revision.
+    bool truncated = false;
 };
 
 struct PutRequest {

@@ -494,8 +494,61 @@ struct Client::Impl {
         });
     }
 
+    // A range the member cut at its response size bound (`truncated`) is read on in further
+    // requests at the same revision, each from the key after the last one returned, so the
+    // caller gets the whole result at one revision (up to its limit).
     kj::Promise<Slot<Expected<RangeResponse>>> range(RangeRequest request, bool serializable,
                                                      Deadline deadline) {
+        auto next = std::make_shared<RangeRequest>(request);
+        return rangeOnce(std::move(request), serializable, deadline)
+            .then([this, next, serializable, deadline](Slot<Expected<RangeResponse>> slot) mutable {
+                return rangeRest(std::move(next), serializable, deadline, std::move(slot));
+            });
+    }
+
+    kj::Promise<Slot<Expected<RangeResponse>>> rangeRest(std::shared_ptr<RangeRequest> next,
+                                                         bool serializable, Deadline deadline,
+                                                         Slot<Expected<RangeResponse>> sofar) {
+        if (!sofar.value->ok() || !sofar.value->value().truncated) return kj::mv(sofar);
+        RangeResponse& got = sofar.value->value();
+        KJ_REQUIRE(!got.kvs.empty(), "a member cut a range before its first key");
+        const bool descending =
+            next->sortOrder == kv::SortOrder::Descend && next->sortTarget == kv::SortTarget::Key;
+        const bool ascending =
+            next->sortTarget == kv::SortTarget::Key && next->sortOrder != kv::SortOrder::Descend;
+        if (!ascending && !descending) {
+            sofar.value = fail(storeError(kv::Error{
+                kv::ErrorCode::InvalidArgument,
+                "the result is larger than the member's response size bound and is sorted by "
+                "something other than the key, so it cannot be read in parts: ask with a "
+                "smaller limit, or in key order"}));
+            return kj::mv(sofar);
+        }
+        // Every further part reads the revision of the first.
+        if (next->revision <= 0) next->revision = got.revision;
+        if (ascending) {
+            next->key = got.kvs.back().key + '\0';
+        } else {
+            next->rangeEnd = got.kvs.back().key;
+        }
+        if (next->limit > 0) next->limit -= static_cast<int64_t>(got.kvs.size());
+        return rangeOnce(*next, serializable, deadline)
+            .then([this, next, serializable, deadline,
+                   sofar = kj::mv(sofar)](Slot<Expected<RangeResponse>> slot) mutable {
+                if (!slot.value->ok())
+                    return kj::Promise<Slot<Expected<RangeResponse>>>(kj::mv(slot));
+                RangeResponse& all = sofar.value->value();
+                RangeResponse& more = slot.value->value();
+                for (auto& kv : more.kvs)
+                    all.kvs.push_back(std::move(kv));
+                all.more = more.more;
+                all.truncated = more.truncated;
+                return rangeRest(std::move(next), serializable, deadline, kj::mv(sofar));
+            });
+    }
+
+    kj::Promise<Slot<Expected<RangeResponse>>> rangeOnce(RangeRequest request, bool serializable,
+                                                         Deadline deadline) {
         auto shared = std::make_shared<RangeRequest>(std::move(request));
         return call<RangeResponse>(deadline, false, [shared, serializable](Conn& c) {
             auto req = c.kv.rangeRequest(rpc::rangeRequestSize(*shared));
@@ -693,8 +746,25 @@ struct WatchRunner final : Runner {
             });
     }
 
-    void onEvents(uint64_t e, std::vector<Event> events, int64_t revision) {
+    // `partial`: more events of `revision` follow in the next call; they are held until the
+    // revision is whole, so onEvents always sees whole revisions.
+    void onEvents(uint64_t e, std::vector<Event> events, int64_t revision, bool partial) {
         if (stopped || e != epoch) return;
+        if (partialEpoch != e) {
+            partialEvents.clear();  // a part of a watch that has since been resumed
+            partialEpoch = e;
+        }
+        if (partial) {
+            for (auto& ev : events)
+                partialEvents.push_back(std::move(ev));
+            return;
+        }
+        if (!partialEvents.empty()) {
+            for (auto& ev : events)
+                partialEvents.push_back(std::move(ev));
+            events = std::move(partialEvents);
+            partialEvents.clear();
+        }
         // Never deliver a revision twice (a resumed watch starts exactly after the last one).
         std::erase_if(events,
                       [&](const Event& ev) { return ev.kv.modRevision < request.startRevision; });
@@ -730,6 +800,8 @@ struct WatchRunner final : Runner {
     WatchRequest request;  // startRevision: the next revision to deliver
     WatchCallbacks callbacks;
     uint64_t epoch = 0;
+    std::vector<Event> partialEvents;  // the parts of a revision received so far
+    uint64_t partialEpoch = 0;
     s::WatchHandle::Client handle = nullptr;
     kj::Own<kj::PromiseFulfiller<void>> endedFulfiller;
     std::shared_ptr<WatchRunner*> self;  // cleared on destruction (see SinkImpl)
@@ -739,8 +811,9 @@ kj::Promise<void> SinkImpl::events(EventsContext context) {
     std::vector<Event> events;
     for (auto e : context.getParams().getEvents())
         events.push_back(rpc::fromCapnp(e));
+    auto params = context.getParams();
     if (*runner_)
-        (*runner_)->onEvents(epoch_, std::move(events), context.getParams().getRevision());
+        (*runner_)->onEvents(epoch_, std::move(events), params.getRevision(), params.getPartial());
     return kj::READY_NOW;
 }
 

@@ -387,11 +387,12 @@ void toCapnp(const kv::RangeResponse& in, s::RangeResponse::Builder out) {
     out.setMore(in.more);
     out.setCount(in.count);
     out.setRevision(in.revision);
+    out.setTruncated(in.truncated);
 }
 
 kv::RangeResponse fromCapnp(s::RangeResponse::Reader in) {
     return kv::RangeResponse{kvsFromCapnp(in.getKvs()), in.getMore(), in.getCount(),
-                             in.getRevision()};
+                             in.getRevision(), in.getTruncated()};
 }
 
 void requestToCapnp(const kv::Request& request, s::WriteRequest::Builder w) {

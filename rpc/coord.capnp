@@ -37,6 +37,8 @@ struct RangeResponse {
   more @1 :Bool;
   count @2 :Int64;
   revision @3 :Int64;
+  # The member's response size bound cut the result before any limit did (more is set too).
+  truncated @4 :Bool;
 }
 
 struct PutRequest {
@@ -290,7 +292,9 @@ struct WatchRequest {
 # buffer (up to a bound) and then catch up from storage, never drop events.
 interface WatchSink {
   # The events of one or more whole revisions, oldest first; revision is the newest covered.
-  events @0 (events :List(Event), revision :Int64) -> stream;
+  # A revision too large for one call comes in parts: every part but its last has partial set
+  # (and carries only events of that revision).
+  events @0 (events :List(Event), revision :Int64, partial :Bool) -> stream;
   # Every event up to and including revision was delivered (an idle watcher's resume point).
   progress @1 (revision :Int64) -> stream;
   # The watch ended (for example: its next revision was compacted, or the member is stopping).

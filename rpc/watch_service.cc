@@ -26,6 +26,7 @@ class WatchBuffer final : public kv::WatchSink {
         std::vector<kv::Event> events;
         int64_t revision = 0;
         kv::Error error{};
+        size_t sent = 0;  // events already sent in earlier parts (see WatchHandleImpl::send)
     };
 
     explicit WatchBuffer(size_t limit) : limit_(limit) {}
@@ -104,7 +105,11 @@ class WatchBuffer final : public kv::WatchSink {
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller_;
 };
 
+// One sink call carries whole revisions up to this many events and bytes; a single revision
+// larger than kBytesPerCall goes in parts. Every call then stays far inside the RPC layer's
+// message size limit (64 MiB), whatever the values and the number of events.
 constexpr size_t kEventsPerCall = 1024;
+constexpr size_t kBytesPerCall = size_t{4} << 20;
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
@@ -169,24 +174,65 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
         }
         // Merge consecutive event batches (whole revisions) into one call.
         size_t count = 0;
+        size_t bytes = 0;
         size_t batches = 0;
         for (const auto& item : items) {
             if (item.kind != Item::Kind::Events) break;
-            if (batches > 0 && count + item.events.size() > kEventsPerCall) break;
-            count += item.events.size();
+            size_t itemBytes = 0;
+            for (size_t i = item.sent; i < item.events.size(); ++i)
+                itemBytes += eventBytes(item.events[i]);
+            size_t n = item.events.size() - item.sent;
+            if (batches > 0 && (count + n > kEventsPerCall || bytes + itemBytes > kBytesPerCall)) {
+                break;
+            }
+            count += n;
+            bytes += itemBytes;
             ++batches;
         }
+        if (bytes > kBytesPerCall) return sendPart(kj::mv(items));
         auto req = sink_.eventsRequest();
         auto list = req.initEvents(static_cast<unsigned>(count));
         unsigned i = 0;
         for (size_t b = 0; b < batches; ++b) {
-            for (const auto& e : items.front().events)
-                toCapnp(e, prevKv_, list[i++]);
+            const auto& events = items.front().events;
+            for (size_t k = items.front().sent; k < events.size(); ++k)
+                toCapnp(events[k], prevKv_, list[i++]);
             req.setRevision(items.front().revision);
             items.pop_front();
         }
         return req.send().then(
             [this, items = kj::mv(items)]() mutable { return send(kj::mv(items)); });
+    }
+
+    // The next part of the revision at the front, too large for one call: as many of its
+    // events as fit in kBytesPerCall (at least one), with `partial` set unless they are the
+    // last.
+    kj::Promise<void> sendPart(std::deque<Item> items) {
+        Item& item = items.front();
+        size_t end = item.sent;
+        size_t bytes = 0;
+        while (end < item.events.size()) {
+            size_t b = eventBytes(item.events[end]);
+            if (end > item.sent && bytes + b > kBytesPerCall) break;
+            bytes += b;
+            ++end;
+        }
+        auto req = sink_.eventsRequest();
+        auto list = req.initEvents(static_cast<unsigned>(end - item.sent));
+        for (size_t k = item.sent; k < end; ++k)
+            toCapnp(item.events[k], prevKv_, list[static_cast<unsigned>(k - item.sent)]);
+        req.setRevision(item.revision);
+        req.setPartial(end < item.events.size());
+        item.sent = end;
+        if (end == item.events.size()) items.pop_front();
+        return req.send().then(
+            [this, items = kj::mv(items)]() mutable { return send(kj::mv(items)); });
+    }
+
+    size_t eventBytes(const kv::Event& e) const {
+        size_t n = 64 + e.kv.key.size() + e.kv.value.size();
+        if (prevKv_ && e.prevKv) n += 64 + e.prevKv->key.size() + e.prevKv->value.size();
+        return n;
     }
 
     NodeDriver& driver_;

@@ -420,3 +420,113 @@ TEST_CASE("a detached watch stops without waiting and delivers nothing once the 
     CHECK(detached->events.size() == 1);
     CHECK_FALSE(detached->error);
 }
+
+TEST_CASE("ranges and watch events far larger than one RPC message arrive whole", "[client]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    // 72 values of 1 MiB: beyond a member's response bound (32 MiB) and beyond one Cap'n Proto
+    // message (64 MiB), so a read comes in parts and the delete's revision in several calls.
+    constexpr int kKeys = 72;
+    auto value = [](int i) {
+        return std::string(size_t{1} << 20, static_cast<char>('A' + i % 50));
+    };
+    auto key = [](int i) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "big/%03d", i);
+        return std::string(buf);
+    };
+    for (int i = 0; i < kKeys; ++i)
+        REQUIRE(client.put(key(i), value(i)).ok());
+
+    // Small keys go in between the big ones while the read is on: the result must still be
+    // the range at one revision.
+    std::atomic<bool> stop{false};
+    std::atomic<int> written{0};
+    std::thread writer([&] {
+        Client other(optionsFor(c));
+        for (int i = 0; i < 400 && !stop; ++i) {
+            if (other.put(key(i % kKeys) + "-x" + std::to_string(i), "x").ok()) ++written;
+        }
+    });
+    RangeRequest all;
+    all.key = "big/";
+    all.rangeEnd = kv::prefixEnd("big/");
+    auto r = client.range(all);
+    stop = true;
+    writer.join();
+    REQUIRE(r.ok());
+    CHECK(written > 0);
+    CHECK(static_cast<int64_t>(r->kvs.size()) == r->count);
+    CHECK_FALSE(r->more);
+    CHECK_FALSE(r->truncated);
+    int big = 0;
+    for (size_t i = 0; i < r->kvs.size(); ++i) {
+        CHECK(r->kvs[i].modRevision <= r->revision);
+        if (i > 0) CHECK(r->kvs[i - 1].key < r->kvs[i].key);
+        if (r->kvs[i].value.size() == (size_t{1} << 20)) {
+            CHECK(r->kvs[i].key == key(big));
+            CHECK(r->kvs[i].value == value(big));
+            ++big;
+        }
+    }
+    CHECK(big == kKeys);
+
+    // A limit, keys only, and descending key order read on past the bound the same way.
+    RangeRequest limited = all;
+    limited.revision = r->revision;
+    limited.limit = 50;
+    auto l = client.range(limited);
+    REQUIRE(l.ok());
+    CHECK(l->kvs.size() == 50);
+    CHECK(l->more);
+    RangeRequest down = all;
+    down.revision = r->revision;
+    down.sortOrder = kv::SortOrder::Descend;
+    auto d = client.range(down);
+    REQUIRE(d.ok());
+    REQUIRE(d->kvs.size() == r->kvs.size());
+    CHECK(d->kvs.front().key == r->kvs.back().key);
+    CHECK(d->kvs.back().key == r->kvs.front().key);
+    // Sorted by another target, the parts cannot be joined: a clear error, not a partial list.
+    RangeRequest byMod = all;
+    byMod.sortTarget = kv::SortTarget::Mod;
+    byMod.sortOrder = kv::SortOrder::Descend;
+    auto m = client.range(byMod);
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.error().kind == Error::Kind::Store);
+    CHECK(m.error().message.find("limit") != std::string::npos);
+
+    // One revision that deletes every key, with the previous values: about 72 MiB of events.
+    Collector deletes;
+    WatchRequest w;
+    w.key = "big/";
+    w.rangeEnd = kv::prefixEnd("big/");
+    w.prevKv = true;
+    RangeRequest counting = all;
+    counting.countOnly = true;
+    auto now = client.range(counting);
+    REQUIRE(now.ok());
+    w.startRevision = now->revision + 1;
+    auto watch = client.watch(w, deletes.callbacks());
+    REQUIRE(watch);
+    DeleteRangeRequest del;
+    del.key = "big/";
+    del.rangeEnd = kv::prefixEnd("big/");
+    auto gone = client.del(del);
+    REQUIRE(gone.ok());
+    REQUIRE(deletes.waitFor(static_cast<size_t>(gone->deleted)));
+    std::lock_guard lock(deletes.mu);
+    REQUIRE_FALSE(deletes.error.has_value());
+    REQUIRE(deletes.events.size() == static_cast<size_t>(gone->deleted));
+    int seenBig = 0;
+    for (const auto& e : deletes.events) {
+        CHECK(e.type == Event::Type::Delete);
+        CHECK(e.kv.modRevision == gone->revision);
+        REQUIRE(e.prevKv.has_value());
+        if (e.prevKv->value.size() == (size_t{1} << 20)) {
+            CHECK(e.prevKv->value == value(seenBig));
+            ++seenBig;
+        }
+    }
+    CHECK(seenBig == kKeys);
+}

@@ -432,3 +432,90 @@ TEST_CASE("deleting and compacting brings a store back under its quota (pages ar
     CHECK(f.s().liveBytes() < full / 2);
     CHECK(f.s().usedBytes() >= full);  // the file keeps its high-water mark
 }
+
+TEST_CASE("a range larger than the response bound is cut, with more and truncated", "[kv]") {
+    StoreFixture f;
+    // Each key costs its 2 bytes, 1,000 bytes of value and 64 of overhead: 1,066; four fit.
+    f.options.maxResponseBytes = 5000;
+    f.reopen();
+    for (int i = 0; i < 10; ++i)
+        f.put("k" + std::to_string(i), std::string(1000, static_cast<char>('a' + i)));
+
+    auto r = f.range(prefixOf("k"));
+    REQUIRE(r.kvs.size() == 4);
+    CHECK(r.kvs[3].key == "k3");
+    CHECK(r.kvs[3].value == std::string(1000, 'd'));
+    CHECK(r.more);
+    CHECK(r.truncated);
+    CHECK(r.count == 10);
+
+    // The rest, from the key after the last one, at the same revision.
+    auto next = prefixOf("k", r.revision);
+    next.key = r.kvs.back().key + '\0';
+    auto r2 = f.range(next);
+    REQUIRE(r2.kvs.size() == 4);
+    CHECK(r2.kvs[0].key == "k4");
+
+    // A limit that ends the result first is not a cut.
+    auto limited = prefixOf("k");
+    limited.limit = 3;
+    r = f.range(limited);
+    CHECK(r.kvs.size() == 3);
+    CHECK(r.more);
+    CHECK_FALSE(r.truncated);
+    limited.limit = 4;
+    r = f.range(limited);
+    CHECK(r.kvs.size() == 4);
+    CHECK_FALSE(r.truncated);
+    limited.limit = 6;
+    r = f.range(limited);
+    CHECK(r.kvs.size() == 4);
+    CHECK(r.truncated);
+
+    // Keys alone fit.
+    auto keys = prefixOf("k");
+    keys.keysOnly = true;
+    r = f.range(keys);
+    CHECK(r.kvs.size() == 10);
+    CHECK_FALSE(r.more);
+    CHECK_FALSE(r.truncated);
+
+    // Sorted by something else than the key: cut after sorting (the newest four).
+    auto sorted = prefixOf("k");
+    sorted.sortTarget = SortTarget::Mod;
+    sorted.sortOrder = SortOrder::Descend;
+    r = f.range(sorted);
+    REQUIRE(r.kvs.size() == 4);
+    CHECK(r.kvs[0].key == "k9");
+    CHECK(r.kvs[3].key == "k6");
+    CHECK(r.truncated);
+
+    // A key larger than the whole bound still comes, alone, so a reader always advances.
+    f.put("k0", std::string(8000, 'z'));
+    r = f.range(prefixOf("k"));
+    REQUIRE(r.kvs.size() == 1);
+    CHECK(r.kvs[0].value.size() == 8000);
+    CHECK(r.truncated);
+}
+
+TEST_CASE("the ranges of one txn share the response bound", "[kv]") {
+    StoreFixture f;
+    f.options.maxResponseBytes = 5000;
+    f.reopen();
+    for (int i = 0; i < 10; ++i)
+        f.put("k" + std::to_string(i), std::string(1000, 'v'));
+    TxnRequest t;
+    t.success.push_back(RequestOp{prefixOf("k")});
+    t.success.push_back(RequestOp{prefixOf("k")});
+    auto r = f.s().txn(t);
+    REQUIRE(r.ok());
+    REQUIRE(r->responses.size() == 2);
+    const auto& first = std::get<RangeResponse>(r->responses[0].op);
+    const auto& second = std::get<RangeResponse>(r->responses[1].op);
+    CHECK(first.kvs.size() == 4);
+    CHECK(first.truncated);
+    // The bound is spent: the second range returns its first key only.
+    CHECK(second.kvs.size() == 1);
+    CHECK(second.truncated);
+    CHECK(second.more);
+}

@@ -78,7 +78,8 @@ TEST_CASE("write outcomes, errors included, survive encoding", "[rpc][codec]") {
     kv::TxnResponse tr;
     tr.succeeded = true;
     tr.revision = 12;
-    tr.responses.push_back({kv::RangeResponse{{kv::KeyValue{"a", "1", 2, 3, 1, 0}}, true, 5, 12}});
+    tr.responses.push_back(
+        {kv::RangeResponse{{kv::KeyValue{"a", "1", 2, 3, 1, 0}}, true, 5, 12, true}});
     tr.responses.push_back({kv::PutResponse{kv::KeyValue{"b", "x", 1, 1, 1, 4}, 12}});
     for (kv::KvResult<kv::Response> r :
          {kv::KvResult<kv::Response>(kv::Response{tr}),
@@ -90,6 +91,13 @@ TEST_CASE("write outcomes, errors included, survive encoding", "[rpc][codec]") {
         REQUIRE(back.ok());
         CHECK(encodeWriteResult(*back) == bytes);
     }
+    auto txn = decodeWriteResult(encodeWriteResult(kv::Response{tr}));
+    REQUIRE(txn.ok());
+    REQUIRE(txn->ok());
+    const auto& range =
+        std::get<kv::RangeResponse>(std::get<kv::TxnResponse>(txn->value()).responses[0].op);
+    CHECK(range.truncated);
+    CHECK(range.more);
     auto err =
         decodeWriteResult(encodeWriteResult(fail(kv::Error{kv::ErrorCode::NoSpace, "full", 0})));
     REQUIRE(err.ok());

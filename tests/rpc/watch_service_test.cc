@@ -21,6 +21,12 @@ namespace s = coord::rpc::schema;
 namespace {
 
 struct Seen {
+    struct Call {
+        size_t events;
+        int64_t revision;
+        bool partial;
+    };
+    std::vector<Call> calls;
     std::vector<kv::Event> events;
     std::vector<int64_t> progress;
     std::optional<kv::Error> canceled;
@@ -34,8 +40,11 @@ class RecordingSink final : public s::WatchSink::Server {
 
   protected:
     kj::Promise<void> events(EventsContext context) override {
-        for (auto e : context.getParams().getEvents())
+        auto params = context.getParams();
+        for (auto e : params.getEvents())
             seen_.events.push_back(fromCapnp(e));
+        seen_.calls.push_back(
+            {params.getEvents().size(), params.getRevision(), params.getPartial()});
         if (slowTimer_) return slowTimer_->afterDelay(3 * kj::MILLISECONDS);
         return kj::READY_NOW;
     }
@@ -235,4 +244,71 @@ TEST_CASE("a member serves at most two snapshots at once and says it is busy bey
         read += chunk.size();
     }
     CHECK(read == reader.getBytes());
+}
+
+TEST_CASE("a revision too large for one call arrives in parts, every one but the last partial",
+          "[rpc][watch]") {
+    Connection conn;
+    auto& client = conn.client;
+    auto& kvc = conn.kv;
+    auto watch = conn.coord.watchRequest().send().getWatch();
+    auto& ws = conn.ws;
+    int64_t before = put(kvc, ws, "x", "1");
+
+    // One watcher from now (events from the hub) and one from the past (read from storage).
+    Seen live, past;
+    std::vector<s::WatchHandle::Client> handles;
+    for (auto [seen, start] : {std::pair{&live, int64_t{0}}, std::pair{&past, before}}) {
+        auto req = watch.watchRequest();
+        kv::WatchRequest w;
+        w.key = "big/";
+        w.rangeEnd = kv::prefixEnd("big/");
+        w.startRevision = start;
+        w.prevKv = true;
+        toCapnp(w, req.initRequest());
+        req.setSink(kj::heap<RecordingSink>(*seen, nullptr));
+        auto response = req.send().wait(ws);
+        REQUIRE(response.getResult().which() == s::WatchResult::HANDLE);
+        handles.push_back(response.getResult().getHandle());
+    }
+
+    // Four values of 1.5 MiB in one txn: one revision of 6 MiB, more than a call carries.
+    kv::TxnRequest t;
+    for (int i = 0; i < 4; ++i) {
+        t.success.push_back(kv::RequestOp{kv::PutRequest{
+            "big/" + std::to_string(i), std::string(1536 * 1024, static_cast<char>('a' + i))}});
+    }
+    auto wr = kvc.writeRequest();
+    requestToCapnp(kv::Request{t}, wr.initRequest());
+    auto written = wr.send().wait(ws);
+    REQUIRE(written.getResult().getUnavailable() == s::Unavailable::NONE);
+    REQUIRE(written.getResult().getResponse().which() == s::WriteResponse::TXN);
+    int64_t revision = written.getResult().getResponse().getTxn().getRevision();
+    put(kvc, ws, "big/after", "small");
+
+    for (Seen* seen : {&live, &past}) {
+        REQUIRE(pumpUntil(client, [&] { return seen->events.size() >= 5; }));
+        REQUIRE(seen->events.size() == 5);
+        for (int i = 0; i < 4; ++i) {
+            CHECK(seen->events[i].kv.key == "big/" + std::to_string(i));
+            CHECK(seen->events[i].kv.modRevision == revision);
+            CHECK(seen->events[i].kv.value == std::string(1536 * 1024, static_cast<char>('a' + i)));
+        }
+        CHECK(seen->events[4].kv.key == "big/after");
+        // The big revision came in at least two calls: the first partial, and the last of its
+        // calls not (it may carry the next revision too).
+        REQUIRE(seen->calls.size() >= 2);
+        CHECK(seen->calls[0].partial);
+        CHECK(seen->calls[0].revision == revision);
+        CHECK(seen->calls[0].events < 4);
+        size_t delivered = 0;
+        for (const auto& call : seen->calls) {
+            if (call.partial) CHECK(call.revision == revision);
+            delivered += call.events;
+            if (delivered >= 4) {
+                CHECK_FALSE(call.partial);
+                break;
+            }
+        }
+    }
 }
