@@ -447,7 +447,15 @@ int main(int argc, char** argv) {
                 throw std::runtime_error("cannot listen for clients on " + clientUrl + ": " +
                                          listenFailure(failure->getDescription().cStr()));
             }
-            capnp::TwoPartyServer server(kj::heap<rpc::CoordService>(driver, clusterId));
+            // Each connection gets services of its own: its watches are counted and bounded
+            // per connection (rpc::WatchLimits).
+            auto snapshots = std::make_shared<int>(0);  // member-wide (kMaxSnapshots)
+            rpc::ClientServer server(
+                [&driver, clusterId, snapshots]() -> capnp::Capability::Client {
+                    return kj::heap<rpc::CoordService>(
+                        driver, clusterId, std::make_shared<rpc::WatchPool>(rpc::WatchLimits{}),
+                        snapshots);
+                });
             auto accepting =
                 rpc::acceptClients(*listener, server, kjIo.provider->getTimer(), budget)
                     .eagerlyEvaluate(nullptr);

@@ -297,16 +297,18 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
     return resp;
 }
 
-KvResult<int64_t> Store::readHistory(
-    int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
-    const std::function<void(int64_t, std::span<const Event>)>& fn) const {
-    return reading(
-        [&](const lmdb::Txn& txn) { return historyIn(txn, from, to, maxEvents, withPrevKv, fn); });
+KvResult<int64_t> Store::readHistory(int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
+                                     const std::function<void(int64_t, std::span<const Event>)>& fn,
+                                     size_t maxBytes) const {
+    return reading([&](const lmdb::Txn& txn) {
+        return historyIn(txn, from, to, maxEvents, withPrevKv, fn, maxBytes);
+    });
 }
 
-KvResult<int64_t> Store::historyIn(
-    const lmdb::Txn& txn, int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
-    const std::function<void(int64_t, std::span<const Event>)>& fn) const {
+KvResult<int64_t> Store::historyIn(const lmdb::Txn& txn, int64_t from, int64_t to, size_t maxEvents,
+                                   bool withPrevKv,
+                                   const std::function<void(int64_t, std::span<const Event>)>& fn,
+                                   size_t maxBytes) const {
     int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
     if (from < compacted) {
         return fail(detail::compactedError(from, compacted));
@@ -318,6 +320,7 @@ KvResult<int64_t> Store::historyIn(
     std::vector<Event> events;
     int64_t current = 0;
     size_t total = 0;
+    size_t bytes = 0;
     for (bool ok = c.get(MDB_SET_RANGE, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
         Revision r = detail::decodeRevKey(k);
         if (r.main > to) break;
@@ -326,7 +329,7 @@ KvResult<int64_t> Store::historyIn(
                 fn(current, events);
                 total += events.size();
                 events.clear();
-                if (total >= maxEvents) return current + 1;
+                if (total >= maxEvents || bytes >= maxBytes) return current + 1;
             }
             current = r.main;
         }
@@ -347,6 +350,8 @@ KvResult<int64_t> Store::historyIn(
                 }
             }
         }
+        bytes += e.kv.key.size() + e.kv.value.size() +
+                 (e.prevKv ? e.prevKv->key.size() + e.prevKv->value.size() : 0);
         events.push_back(std::move(e));
     }
     if (!events.empty()) fn(current, events);

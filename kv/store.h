@@ -172,12 +172,13 @@ class Store {
     std::vector<LeaseInfo> leaseList() const;
 
     // Reads the events of revisions [from, to] in revision order, whole revisions only, and
-    // stops after the revision in which the count reaches maxEvents. Calls fn once per revision
-    // that has events. Returns the first revision not read (to + 1 when done), or Compacted
-    // when `from` is below the compacted revision.
-    KvResult<int64_t> readHistory(
-        int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
-        const std::function<void(int64_t, std::span<const Event>)>& fn) const;
+    // stops after the revision in which the count reaches maxEvents or their keys and values
+    // (previous ones included) reach maxBytes. Calls fn once per revision that has events.
+    // Returns the first revision not read (to + 1 when done), or Compacted when `from` is below
+    // the compacted revision.
+    KvResult<int64_t> readHistory(int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
+                                  const std::function<void(int64_t, std::span<const Event>)>& fn,
+                                  size_t maxBytes = SIZE_MAX) const;
 
     WatchHub& watchHub() { return *hub_; }
 
@@ -240,9 +241,10 @@ class Store {
     std::optional<KeyValue> getIn(const lmdb::Txn& txn, std::string_view key, int64_t rev) const;
     void rebuildIndex(const lmdb::Txn& txn);
     std::optional<LeaseInfo> leaseIn(const lmdb::Txn& txn, int64_t id, bool withKeys) const;
-    KvResult<int64_t> historyIn(
-        const lmdb::Txn& txn, int64_t from, int64_t to, size_t maxEvents, bool withPrevKv,
-        const std::function<void(int64_t, std::span<const Event>)>& fn) const;
+    KvResult<int64_t> historyIn(const lmdb::Txn& txn, int64_t from, int64_t to, size_t maxEvents,
+                                bool withPrevKv,
+                                const std::function<void(int64_t, std::span<const Event>)>& fn,
+                                size_t maxBytes) const;
     int64_t metaI64(const lmdb::Txn& txn, std::string_view name) const;
 
     Options options_;

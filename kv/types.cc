@@ -38,6 +38,8 @@ const char* errorCodeName(ErrorCode code) {
             return "LearnerNotReady";
         case ErrorCode::MemberBusy:
             return "MemberBusy";
+        case ErrorCode::TooManyWatches:
+            return "TooManyWatches";
     }
     return "Unknown";
 }

@@ -35,8 +35,10 @@ enum class ErrorCode {
     MemberNotFound,   // no member with this id
     LearnerNotReady,  // promote: the learner has not caught up with the leader's log yet
     MemberBusy,       // another membership change or leadership transfer is in progress
+    // Watch service:
+    TooManyWatches,  // the connection already has the most watches a member serves on one
 };
-inline constexpr uint16_t kErrorCodeCount = 17;
+inline constexpr uint16_t kErrorCodeCount = 18;
 
 const char* errorCodeName(ErrorCode code);
 

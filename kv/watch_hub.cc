@@ -93,7 +93,7 @@ void WatchHub::resynchronize(int64_t revision) {
     notifiedRevision_ = revision;
 }
 
-bool WatchHub::catchUp(WatchId id, Watcher& w, size_t maxEvents) {
+bool WatchHub::catchUp(WatchId id, Watcher& w, size_t maxEvents, size_t maxBytes) {
     if (w.nextRevision > notifiedRevision_) {
         w.synced = true;
         return true;
@@ -106,8 +106,8 @@ bool WatchHub::catchUp(WatchId id, Watcher& w, size_t maxEvents) {
         }
         last = rev;
     };
-    auto next =
-        store_.readHistory(w.nextRevision, notifiedRevision_, maxEvents, w.request.prevKv, collect);
+    auto next = store_.readHistory(w.nextRevision, notifiedRevision_, maxEvents, w.request.prevKv,
+                                   collect, maxBytes);
     if (!next.ok()) {
         w.sink->onCanceled(id, next.error());
         return true;  // removed by the caller
@@ -120,7 +120,7 @@ bool WatchHub::catchUp(WatchId id, Watcher& w, size_t maxEvents) {
     return w.synced;
 }
 
-bool WatchHub::syncPending(size_t maxEvents) {
+bool WatchHub::syncPending(size_t maxEvents, size_t maxBytes) {
     std::lock_guard lock(mu_);
     bool behind = false;
     for (auto it = watchers_.begin(); it != watchers_.end();) {
@@ -129,7 +129,7 @@ bool WatchHub::syncPending(size_t maxEvents) {
             ++it;
             continue;
         }
-        bool done = catchUp(it->first, w, maxEvents);
+        bool done = catchUp(it->first, w, maxEvents, maxBytes);
         if (done && !w.synced) {
             it = watchers_.erase(it);  // canceled
             continue;

@@ -69,9 +69,10 @@ class WatchHub {
     // catches up from storage, and is canceled if its next revision is gone.
     void resynchronize(int64_t revision);
 
-    // Catches up watchers that are behind, reading at most about `maxEvents` events per watcher
-    // (whole revisions only). Returns true when some watcher is still behind afterwards.
-    bool syncPending(size_t maxEvents = 1000);
+    // Catches up watchers that are behind, reading at most about `maxEvents` events, or
+    // `maxBytes` of keys and values, per watcher (whole revisions only). Returns true when some
+    // watcher is still behind afterwards.
+    bool syncPending(size_t maxEvents = 1000, size_t maxBytes = size_t{4} << 20);
 
     // Sends a progress notification (the newest revision known to the hub) to one watcher, or
     // to every synced watcher. Watchers that are still catching up get none: their next events
@@ -92,7 +93,7 @@ class WatchHub {
 
     bool matches(const Watcher& w, const Event& e) const;
     // Reads history for one watcher; returns true when it is now synced or removed.
-    bool catchUp(WatchId id, Watcher& w, size_t maxEvents);
+    bool catchUp(WatchId id, Watcher& w, size_t maxEvents, size_t maxBytes);
 
     const Store& store_;
     mutable std::mutex mu_;

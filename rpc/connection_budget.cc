@@ -41,7 +41,24 @@ std::optional<ConnectionBudget::Slot> ConnectionBudget::take(Port port) {
     return std::nullopt;
 }
 
-kj::Promise<void> acceptClients(kj::ConnectionReceiver& listener, capnp::TwoPartyServer& server,
+void ClientServer::accept(kj::Own<kj::AsyncIoStream> stream) {
+    // The RPC system goes before the stream it reads (members are destroyed in reverse).
+    struct Connection {
+        Connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap, size_t& open)
+            : stream(kj::mv(s)), server(kj::mv(bootstrap)), count(open) {
+            ++count;
+        }
+        ~Connection() { --count; }
+        kj::Own<kj::AsyncIoStream> stream;
+        capnp::TwoPartyServer server;
+        size_t& count;
+    };
+    auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap_(), connections_);
+    auto served = connection->server.accept(*connection->stream);
+    tasks_.add(served.attach(kj::mv(connection)));
+}
+
+kj::Promise<void> acceptClients(kj::ConnectionReceiver& listener, ClientServer& server,
                                 kj::Timer& timer, ConnectionBudget& budget) {
     // accept() may throw at once (KJ fails an accept that finds no descriptor left, EMFILE,
     // synchronously): evalNow turns that into a rejection, so the loop always goes on.

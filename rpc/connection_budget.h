@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 #include <capnp/rpc-twoparty.h>
@@ -76,11 +77,31 @@ class ConnectionBudget {
     log::Throttle refusalLog_[2];  // client, peer
 };
 
+// Serves client connections, each with a bootstrap capability of its own (made by `bootstrap`
+// when the connection is accepted), so that per-connection state such as the watches it holds
+// is counted and bounded per connection.
+class ClientServer final : private kj::TaskSet::ErrorHandler {
+  public:
+    using Bootstrap = std::function<capnp::Capability::Client()>;
+    explicit ClientServer(Bootstrap bootstrap) : bootstrap_(std::move(bootstrap)), tasks_(*this) {}
+
+    // Serves `stream` until the client disconnects (or this server goes).
+    void accept(kj::Own<kj::AsyncIoStream> stream);
+    size_t connections() const { return connections_; }
+
+  private:
+    void taskFailed(kj::Exception&&) override {}  // a connection's end is no error of ours
+
+    Bootstrap bootstrap_;
+    size_t connections_ = 0;
+    kj::TaskSet tasks_;  // last: its connections go first
+};
+
 // Accepts client connections from `listener` for `server` while `budget` has room (a connection
 // beyond it is closed at once), each read through a BufferedStream, until the promise is
 // dropped. A failed accept (no descriptors left, a connection reset while queued) is logged once
 // a second and listening goes on after 10 ms.
-kj::Promise<void> acceptClients(kj::ConnectionReceiver& listener, capnp::TwoPartyServer& server,
+kj::Promise<void> acceptClients(kj::ConnectionReceiver& listener, ClientServer& server,
                                 kj::Timer& timer, ConnectionBudget& budget);
 
 }  // namespace coord::rpc

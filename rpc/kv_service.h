@@ -50,14 +50,18 @@ class LeaseService final : public schema::Lease::Server {
 };
 
 // The bootstrap capability: hands out the KV, Lease, Watch and Maintenance capabilities of
-// this member.
+// this member. coordd makes one per client connection (rpc::ClientServer), each with a watch
+// pool of its own, so the watch limits apply per connection; `snapshots` is the member-wide
+// count behind MaintenanceService::kMaxSnapshots, shared by every connection's service.
 class CoordService final : public schema::Coord::Server {
   public:
-    CoordService(NodeDriver& driver, uint64_t clusterId, WatchLimits watchLimits = {})
+    CoordService(NodeDriver& driver, uint64_t clusterId,
+                 std::shared_ptr<WatchPool> watches = std::make_shared<WatchPool>(WatchLimits{}),
+                 std::shared_ptr<int> snapshots = std::make_shared<int>(0))
         : kv_(kj::heap<KvService>(driver, clusterId)),
           lease_(kj::heap<LeaseService>(driver, clusterId)),
-          watch_(kj::heap<WatchService>(driver, clusterId, watchLimits)),
-          maintenance_(kj::heap<MaintenanceService>(driver, clusterId)),
+          watch_(kj::heap<WatchService>(driver, clusterId, std::move(watches))),
+          maintenance_(kj::heap<MaintenanceService>(driver, clusterId, std::move(snapshots))),
           cluster_(kj::heap<ClusterService>(driver, clusterId)) {}
 
   protected:

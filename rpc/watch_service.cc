@@ -29,20 +29,40 @@ class WatchBuffer final : public kv::WatchSink {
         size_t sent = 0;  // events already sent in earlier parts (see WatchHandleImpl::send)
     };
 
-    explicit WatchBuffer(size_t limit) : limit_(limit) {}
-    ~WatchBuffer() noexcept override = default;
+    explicit WatchBuffer(std::shared_ptr<WatchPool> pool) : pool_(std::move(pool)) {}
+    ~WatchBuffer() noexcept override { pool_->bytes -= bytes_; }
+
+    // The bytes an event holds in a buffer (and about what it takes in a message).
+    static size_t eventBytes(const kv::Event& e) {
+        size_t n = 64 + e.kv.key.size() + e.kv.value.size();
+        if (e.prevKv) n += 64 + e.prevKv->key.size() + e.prevKv->value.size();
+        return n;
+    }
 
     bool onEvents(kv::WatchId, std::span<const kv::Event> events, int64_t revision) override {
         std::lock_guard lock(mu_);
         if (closed_) return true;
-        // A batch larger than the whole buffer is still taken when the buffer is empty, so
-        // every watcher makes progress.
-        if (buffered_ > 0 && buffered_ + events.size() > limit_) {
+        size_t bytes = 0;
+        for (const auto& e : events)
+            bytes += eventBytes(e);
+        // Bounded in events per watcher (a batch beyond is still taken when this buffer is
+        // empty) and in bytes for the connection's watchers together, sends in flight included
+        // (a batch beyond is still taken when they hold nothing at all, so a revision larger
+        // than the bound goes through). A refused watcher is caught up from storage later: by
+        // its own pump once it has sent what it holds, or, when it held nothing, once the
+        // pool has room again (see WatchHandleImpl::pump) or at the next tick.
+        const auto& limits = pool_->limits;
+        size_t held = pool_->bytes.load();
+        if ((buffered_ > 0 && buffered_ + events.size() > limits.bufferedEvents) ||
+            (held > 0 && held + bytes > limits.bufferedBytes)) {
             refused_ = true;
+            pool_->refused = true;
             return false;
         }
         items_.push_back({Item::Kind::Events, {events.begin(), events.end()}, revision});
         buffered_ += events.size();
+        bytes_ += bytes;
+        pool_->add(bytes);
         wakeLocked();
         return true;
     }
@@ -71,12 +91,15 @@ class WatchBuffer final : public kv::WatchSink {
     }
 
     // Takes everything queued; `refused` tells whether a delivery was refused since the last
-    // take (the hub then has this watcher waiting to catch up from storage).
-    std::deque<Item> take(bool& refused) {
+    // take (the hub then has this watcher waiting to catch up from storage). The items' bytes
+    // stay counted in the pool: `bytes` says how many, for the caller to release once sent.
+    std::deque<Item> take(bool& refused, size_t& bytes) {
         std::lock_guard lock(mu_);
         std::deque<Item> out;
         out.swap(items_);
         buffered_ = 0;
+        bytes = bytes_;
+        bytes_ = 0;
         refused = refused_;
         refused_ = false;
         return out;
@@ -86,6 +109,8 @@ class WatchBuffer final : public kv::WatchSink {
         std::lock_guard lock(mu_);
         closed_ = true;
         items_.clear();
+        pool_->bytes -= bytes_;
+        bytes_ = 0;
     }
 
   private:
@@ -96,10 +121,11 @@ class WatchBuffer final : public kv::WatchSink {
         }
     }
 
-    const size_t limit_;
+    const std::shared_ptr<WatchPool> pool_;
     std::mutex mu_;
     std::deque<Item> items_;
-    size_t buffered_ = 0;
+    size_t buffered_ = 0;  // events
+    size_t bytes_ = 0;     // eventBytes of them (counted in the pool)
     bool refused_ = false;
     bool closed_ = false;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller_;
@@ -118,19 +144,24 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
 
   public:
     WatchHandleImpl(NodeDriver& driver, kv::WatchId id, std::shared_ptr<WatchBuffer> buffer,
-                    s::WatchSink::Client sink, bool prevKv)
+                    s::WatchSink::Client sink, bool prevKv, std::shared_ptr<WatchPool> pool)
         : driver_(driver),
           id_(id),
           buffer_(std::move(buffer)),
           sink_(kj::mv(sink)),
-          prevKv_(prevKv) {
+          prevKv_(prevKv),
+          pool_(std::move(pool)) {
+        ++pool_->watches;
         task_ = pump().eagerlyEvaluate([this](kj::Exception&&) {
             // The client's sink failed (disconnected or refused): nobody is listening.
             cancel();
         });
     }
 
-    ~WatchHandleImpl() noexcept(false) { cancel(); }
+    ~WatchHandleImpl() noexcept(false) {
+        --pool_->watches;
+        cancel();
+    }
 
   protected:
     kj::Promise<void> requestProgress(RequestProgressContext) override {
@@ -146,19 +177,41 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
         buffer_->close();
     }
 
+    // Bytes of the pool held by a send in flight, released when it is through (or dropped).
+    struct Held {
+        Held(std::shared_ptr<WatchPool> p, size_t n) : pool(std::move(p)), bytes(n) {}
+        Held(const Held&) = delete;
+        Held& operator=(const Held&) = delete;
+        ~Held() { release(); }
+        void release() {
+            pool->bytes -= bytes;
+            bytes = 0;
+        }
+        std::shared_ptr<WatchPool> pool;
+        size_t bytes;
+    };
+
     kj::Promise<void> pump() {
         return buffer_->whenReady().then([this]() -> kj::Promise<void> {
             bool refused = false;
-            auto items = buffer_->take(refused);
+            size_t bytes = 0;
+            auto items = buffer_->take(refused, bytes);
             if (refused || driver_.store().watchHub().pendingCount() > 0) driver_.syncWatchers();
-            return send(kj::mv(items));
+            auto held = kj::heap<Held>(pool_, bytes);
+            return send(kj::mv(items)).then([this, held = kj::mv(held)]() mutable {
+                held->release();
+                if (canceled_) return kj::Promise<void>(kj::READY_NOW);
+                // Watchers refused room while this send held it are caught up now.
+                if (pool_->refused.exchange(false)) driver_.syncWatchers();
+                return pump();
+            });
         });
     }
 
-    // Sends the queued items in order, several revisions per call, and pumps again; ends after
-    // a cancellation.
+    // Sends the queued items in order, several revisions per call; after a cancellation, the
+    // last call.
     kj::Promise<void> send(std::deque<Item> items) {
-        if (items.empty()) return pump();
+        if (items.empty()) return kj::READY_NOW;
         if (items.front().kind == Item::Kind::Canceled) {
             auto req = sink_.canceledRequest();
             toCapnp(items.front().error, req.initError());
@@ -230,9 +283,8 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
     }
 
     size_t eventBytes(const kv::Event& e) const {
-        size_t n = 64 + e.kv.key.size() + e.kv.value.size();
-        if (prevKv_ && e.prevKv) n += 64 + e.prevKv->key.size() + e.prevKv->value.size();
-        return n;
+        return prevKv_ || !e.prevKv ? WatchBuffer::eventBytes(e)
+                                    : 64 + e.kv.key.size() + e.kv.value.size();
     }
 
     NodeDriver& driver_;
@@ -240,6 +292,7 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
     std::shared_ptr<WatchBuffer> buffer_;
     s::WatchSink::Client sink_;
     bool prevKv_;
+    std::shared_ptr<WatchPool> pool_;
     bool canceled_ = false;
     kj::Promise<void> task_ = nullptr;  // last: destroyed first
 };
@@ -286,11 +339,20 @@ class SnapshotReaderImpl final : public s::SnapshotReader::Server {
 kj::Promise<void> WatchService::watch(WatchContext context) {
     auto params = context.getParams();
     kv::WatchRequest request = fromCapnp(params.getRequest());
-    auto buffer = std::make_shared<WatchBuffer>(limits_.bufferedEvents);
-    auto& hub = driver_.store().watchHub();
     auto results = context.getResults();
     fillHeader(results.initHeader(), driver_, clusterId_);
     auto out = results.initResult();
+    if (pool_->watches >= pool_->limits.maxWatches) {
+        toCapnp(kv::Error{kv::ErrorCode::TooManyWatches,
+                          "this connection has " + std::to_string(pool_->watches) +
+                              " watches open, the most a member serves on one connection; "
+                              "cancel some, or watch a wider range",
+                          0},
+                out.initError());
+        return kj::READY_NOW;
+    }
+    auto buffer = std::make_shared<WatchBuffer>(pool_);
+    auto& hub = driver_.store().watchHub();
     int64_t first = 0;
     auto id = hub.watch(request, buffer, &first);
     if (!id.ok()) {
@@ -303,7 +365,7 @@ kj::Promise<void> WatchService::watch(WatchContext context) {
     if (request.startRevision <= 0) results.getHeader().setRevision(first - 1);
     out.setWatchId(*id);
     out.setHandle(kj::heap<WatchHandleImpl>(driver_, *id, std::move(buffer), params.getSink(),
-                                            request.prevKv));
+                                            request.prevKv, pool_));
     // A watcher starting in the past catches up from storage on the core thread.
     if (request.startRevision > 0) driver_.syncWatchers();
     return kj::READY_NOW;

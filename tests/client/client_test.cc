@@ -530,3 +530,54 @@ TEST_CASE("ranges and watch events far larger than one RPC message arrive whole"
     }
     CHECK(seenBig == kKeys);
 }
+
+TEST_CASE("watches beyond a connection's bound end with TooManyWatches, other connections go on",
+          "[client]") {
+    Cluster c;
+    ClientOptions one = optionsFor(c);
+    one.endpoints = {c.ep(0)};
+    Client client(one);
+    REQUIRE(client.put("w", "0").ok());
+    // coordd serves 10,000 watches on one connection (rpc::WatchLimits).
+    constexpr int kBound = 10000;
+    std::vector<std::unique_ptr<Handle>> handles;
+    std::atomic<int> errors{0};
+    std::mutex mu;
+    std::optional<Error> lastError;
+    for (int i = 0; i <= kBound; ++i) {
+        WatchRequest w;
+        w.key = "w";
+        WatchCallbacks cb;
+        cb.onError = [&](const Error& e) {
+            std::lock_guard lock(mu);
+            lastError = e;
+            ++errors;
+        };
+        handles.push_back(client.watch(w, cb));
+        REQUIRE(handles.back());
+    }
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (errors == 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(10ms);
+    {
+        std::lock_guard lock(mu);
+        REQUIRE(lastError.has_value());
+        CHECK(lastError->is(kv::ErrorCode::TooManyWatches));
+    }
+    CHECK(errors == 1);
+
+    // Another connection to the same member watches as usual.
+    Client other(one);
+    auto written = client.put("w", "1");
+    REQUIRE(written.ok());
+    Collector seen;
+    WatchRequest w;
+    w.key = "w";
+    w.startRevision = written->revision;
+    auto handle = other.watch(w, seen.callbacks());
+    REQUIRE(handle);
+    REQUIRE(seen.waitFor(1));
+    std::lock_guard lock(seen.mu);
+    CHECK_FALSE(seen.error.has_value());
+    CHECK(seen.events.front().kv.value == "1");
+}

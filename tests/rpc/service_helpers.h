@@ -29,8 +29,9 @@ struct Server {
     std::thread core, rpc;
     unsigned port = 0;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> shutdown;
+    std::shared_ptr<WatchPool> watches;  // what the server's watchers hold
 
-    explicit Server(WatchLimits limits = {}) {
+    explicit Server(WatchLimits limits = {}) : watches(std::make_shared<WatchPool>(limits)) {
         NodeConfig c;
         c.dataFile = dir.file("one.mdb");
         c.tickMs = 10;
@@ -42,7 +43,7 @@ struct Server {
         std::promise<unsigned> portReady;
         std::promise<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> stopReady;
         rpc = std::thread([&] {
-            capnp::EzRpcServer server(kj::heap<CoordService>(*driver, 7, limits), "127.0.0.1", 0);
+            capnp::EzRpcServer server(kj::heap<CoordService>(*driver, 7, watches), "127.0.0.1", 0);
             auto& ws = server.getWaitScope();
             portReady.set_value(server.getPort().wait(ws));
             auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();

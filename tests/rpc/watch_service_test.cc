@@ -312,3 +312,97 @@ TEST_CASE("a revision too large for one call arrives in parts, every one but the
         }
     }
 }
+
+namespace {
+
+// Opens a watch on `key` with `sink`; the result (a handle, or an error).
+capnp::Response<s::Watch::WatchResults> openWatch(s::Watch::Client& watch, kj::WaitScope& ws,
+                                                  const std::string& key,
+                                                  kj::Own<RecordingSink> sink) {
+    auto req = watch.watchRequest();
+    kv::WatchRequest w;
+    w.key = key;
+    w.rangeEnd = kv::prefixEnd(key);
+    toCapnp(w, req.initRequest());
+    req.setSink(kj::mv(sink));
+    return req.send().wait(ws);
+}
+
+}  // namespace
+
+TEST_CASE("a connection's watches are capped, and a closed one makes room", "[rpc][watch]") {
+    WatchLimits limits;
+    limits.maxWatches = 3;
+    Connection conn(limits);
+    auto watch = conn.coord.watchRequest().send().getWatch();
+    auto& ws = conn.ws;
+    Seen seen;
+    std::vector<s::WatchHandle::Client> handles;
+    for (int i = 0; i < 3; ++i) {
+        auto r =
+            openWatch(watch, ws, "k" + std::to_string(i), kj::heap<RecordingSink>(seen, nullptr));
+        REQUIRE(r.getResult().which() == s::WatchResult::HANDLE);
+        handles.push_back(r.getResult().getHandle());
+    }
+    auto refused = openWatch(watch, ws, "k3", kj::heap<RecordingSink>(seen, nullptr));
+    REQUIRE(refused.getResult().which() == s::WatchResult::ERROR);
+    CHECK(refused.getResult().getError().getCode() == s::ErrorCode::TOO_MANY_WATCHES);
+    CHECK(conn.server.driver->store().watchHub().watcherCount() == 3);
+
+    // Dropping a handle cancels its watch and frees its place.
+    handles.pop_back();
+    REQUIRE(pumpUntil(conn.client, [&] { return conn.server.watches->watches == 2; }));
+    auto reopened = openWatch(watch, ws, "k3", kj::heap<RecordingSink>(seen, nullptr));
+    REQUIRE(reopened.getResult().which() == s::WatchResult::HANDLE);
+    handles.push_back(reopened.getResult().getHandle());
+    CHECK(conn.server.driver->store().watchHub().watcherCount() == 3);
+    CHECK(conn.server.watches->watches == 3);
+}
+
+TEST_CASE("the events a connection's watchers buffer stay within its byte bound, none lost",
+          "[rpc][watch]") {
+    WatchLimits limits;
+    limits.bufferedBytes = 64 * 1024;
+    Connection conn(limits);
+    auto& client = conn.client;
+    auto& kvc = conn.kv;
+    auto watch = conn.coord.watchRequest().send().getWatch();
+    auto& ws = conn.ws;
+    int64_t first = put(kvc, ws, "v0", "x") + 1;
+
+    // Two slow watchers of the same keys (3 ms per call) against 200 writes of 32 KiB at once:
+    // 12.5 MiB of events, far beyond the bound, which the watchers must catch up from storage.
+    Seen a, b;
+    std::vector<s::WatchHandle::Client> handles;
+    for (Seen* seen : {&a, &b}) {
+        auto r = openWatch(watch, ws, "v",
+                           kj::heap<RecordingSink>(*seen, &client.getIoProvider().getTimer()));
+        REQUIRE(r.getResult().which() == s::WatchResult::HANDLE);
+        handles.push_back(r.getResult().getHandle());
+    }
+    constexpr int kWrites = 200;
+    std::string value(32 * 1024, 'v');
+    auto pending = kj::heapArrayBuilder<kj::Promise<void>>(kWrites);
+    for (int i = 1; i <= kWrites; ++i) {
+        auto wr = kvc.writeRequest();
+        auto p = wr.initRequest().initPut();
+        std::string key = "v" + std::to_string(i);
+        p.setKey(bytes(key.c_str()));
+        p.setValue(bytes(value.c_str()));
+        pending.add(wr.send().ignoreResult());
+    }
+    kj::joinPromises(pending.finish()).wait(ws);
+
+    for (Seen* seen : {&a, &b}) {
+        REQUIRE(pumpUntil(client, [&] { return seen->events.size() >= kWrites; }));
+        REQUIRE(seen->events.size() == kWrites);
+        for (int i = 0; i < kWrites; ++i)
+            CHECK(seen->events[i].kv.modRevision == first + i);
+    }
+    // At most the bound, or one catch-up read from storage (4 MiB) taken while the watchers
+    // held nothing, plus one revision.
+    size_t peak = conn.server.watches->peakBytes.load();
+    CHECK(peak <= std::max(limits.bufferedBytes, size_t{4} << 20) + 2 * 33 * 1024);
+    CHECK(peak > 0);
+    CHECK(conn.server.watches->bytes.load() == 0);
+}
