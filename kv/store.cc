@@ -228,12 +228,23 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
         left -= std::min(cost, left);
         return true;
     };
+    // In key order, unfiltered, the keys alone tell where the bound will cut: the ones past it
+    // are counted, not listed (a huge range then costs no huge list).
+    const bool cutByKeys = keyOrder && !filtered && !req.countOnly;
+    size_t listedBytes = 0;
+    bool listCut = false;
     bool listed = index_->forEachAt(req.key, req.rangeEnd, rev,
                                     [&](const std::string& key, const detail::IndexEntry& e) {
                                         if (e.tombstone) return true;
                                         ++counted;
-                                        if (collect && found.size() < keep)
-                                            found.emplace_back(key, e.rev);
+                                        if (!collect || found.size() >= keep || listCut)
+                                            return true;
+                                        if (cutByKeys && !found.empty() && listedBytes > left) {
+                                            listCut = true;
+                                            return true;
+                                        }
+                                        listedBytes += key.size() + kKeyValueOverhead;
+                                        found.emplace_back(key, e.rev);
                                         return true;
                                     });
     if (!listed) return fail(detail::compactedError(rev, index_->compacted()));
@@ -262,6 +273,7 @@ KvResult<RangeResponse> Store::rangeIn(const lmdb::Txn& txn, const RangeRequest&
         }
         kvs.push_back(std::move(kv));
     }
+    if (listCut) cut = true;
     // The count is of every key in the range, before filters and limit (as etcd's).
     resp.count = static_cast<int64_t>(counted);
     if (collect && counted > found.size()) resp.more = true;

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "tests/kv/helpers.h"
 
 using namespace coord::kv;
@@ -479,6 +481,27 @@ TEST_CASE("a range larger than the response bound is cut, with more and truncate
     CHECK(r.kvs.size() == 10);
     CHECK_FALSE(r.more);
     CHECK_FALSE(r.truncated);
+
+    // Many keys: even keys alone are cut (69 bytes each, so 72 of them), and read on in parts
+    // that together hold every key once.
+    for (int i = 0; i < 200; ++i)
+        f.put("m" + std::to_string(1000 + i), "v");
+    auto many = prefixOf("m");
+    many.keysOnly = true;
+    r = f.range(many);
+    CHECK(r.kvs.size() == 72);
+    CHECK(r.truncated);
+    CHECK(r.count == 200);
+    std::set<std::string> all;
+    for (int part = 0; part < 10; ++part) {
+        for (const auto& kv : r.kvs)
+            all.insert(kv.key);
+        if (!r.truncated) break;
+        many.key = r.kvs.back().key + '\0';
+        many.revision = r.revision;
+        r = f.range(many);
+    }
+    CHECK(all.size() == 200);
 
     // Sorted by something else than the key: cut after sorting (the newest four).
     auto sorted = prefixOf("k");
