@@ -89,6 +89,38 @@ bool pumpUntil(capnp::EzRpcClient& client, Fn done) {
     return done();
 }
 
+// Opens a watch of the keys under `prefix`, from `start` (0: now), into `sink`: the result (a
+// handle, or an error).
+capnp::Response<s::Watch::WatchResults> openWatch(s::Watch::Client& watch, kj::WaitScope& ws,
+                                                  const std::string& prefix,
+                                                  kj::Own<RecordingSink> sink, int64_t start = 0,
+                                                  bool prevKv = false) {
+    auto req = watch.watchRequest();
+    kv::WatchRequest w;
+    w.key = prefix;
+    w.rangeEnd = kv::prefixEnd(prefix);
+    w.startRevision = start;
+    w.prevKv = prevKv;
+    toCapnp(w, req.initRequest());
+    req.setSink(kj::mv(sink));
+    return req.send().wait(ws);
+}
+
+// Puts `prefix`1 … `prefix`N with `value`, all in flight at once.
+void putAtOnce(s::KV::Client& kvc, kj::WaitScope& ws, const std::string& prefix, int count,
+               const std::string& value) {
+    auto pending = kj::heapArrayBuilder<kj::Promise<void>>(static_cast<size_t>(count));
+    for (int i = 1; i <= count; ++i) {
+        auto wr = kvc.writeRequest();
+        auto p = wr.initRequest().initPut();
+        std::string key = prefix + std::to_string(i);
+        p.setKey(bytes(key.c_str()));
+        p.setValue(bytes(value.c_str()));
+        pending.add(wr.send().ignoreResult());
+    }
+    kj::joinPromises(pending.finish()).wait(ws);
+}
+
 }  // namespace
 
 TEST_CASE("a watch from a past revision delivers every event in order, then live ones",
@@ -106,15 +138,8 @@ TEST_CASE("a watch from a past revision delivers every event in order, then live
 
     Seen seen;
     {
-        auto req = watch.watchRequest();
-        kv::WatchRequest w;
-        w.key = "app/";
-        w.rangeEnd = kv::prefixEnd("app/");
-        w.startRevision = first;
-        w.prevKv = true;
-        toCapnp(w, req.initRequest());
-        req.setSink(kj::heap<RecordingSink>(seen, nullptr));
-        auto response = req.send().wait(ws);
+        auto response =
+            openWatch(watch, ws, "app/", kj::heap<RecordingSink>(seen, nullptr), first, true);
         REQUIRE(response.getResult().which() == s::WatchResult::HANDLE);
         auto handle = response.getResult().getHandle();
         CHECK(conn.server.driver->store().watchHub().watcherCount() == 1);
@@ -150,27 +175,13 @@ TEST_CASE("a slow watcher overflows the member's buffer and still sees every eve
     int64_t first = put(kvc, ws, "k0", "v") + 1;
 
     Seen seen;
-    auto req = watch.watchRequest();
-    kv::WatchRequest w;
-    w.key = "k";
-    w.rangeEnd = kv::prefixEnd("k");
-    toCapnp(w, req.initRequest());
-    req.setSink(kj::heap<RecordingSink>(seen, &client.getIoProvider().getTimer()));
-    auto response = req.send().wait(ws);
+    auto response = openWatch(watch, ws, "k",
+                              kj::heap<RecordingSink>(seen, &client.getIoProvider().getTimer()));
     REQUIRE(response.getResult().which() == s::WatchResult::HANDLE);
 
     // 300 writes in flight at once: far faster than the sink's 3 ms per call.
     constexpr int kWrites = 300;
-    auto pending = kj::heapArrayBuilder<kj::Promise<void>>(kWrites);
-    for (int i = 1; i <= kWrites; ++i) {
-        auto wr = kvc.writeRequest();
-        auto p = wr.initRequest().initPut();
-        std::string key = "k" + std::to_string(i);
-        p.setKey(bytes(key.c_str()));
-        p.setValue(bytes("v"));
-        pending.add(wr.send().ignoreResult());
-    }
-    kj::joinPromises(pending.finish()).wait(ws);
+    putAtOnce(kvc, ws, "k", kWrites, "v");
 
     REQUIRE(pumpUntil(client, [&] { return seen.events.size() >= kWrites; }));
     REQUIRE(seen.events.size() == kWrites);
@@ -194,13 +205,7 @@ TEST_CASE("a watch below the compacted revision is refused with Compacted", "[rp
         REQUIRE(response.getResult().getResponse().which() == s::WriteResponse::COMPACT);
     }
     Seen seen;
-    auto req = watch.watchRequest();
-    kv::WatchRequest w;
-    w.key = "a";
-    w.startRevision = 1;
-    toCapnp(w, req.initRequest());
-    req.setSink(kj::heap<RecordingSink>(seen, nullptr));
-    auto response = req.send().wait(ws);
+    auto response = openWatch(watch, ws, "a", kj::heap<RecordingSink>(seen, nullptr), 1);
     REQUIRE(response.getResult().which() == s::WatchResult::ERROR);
     CHECK(response.getResult().getError().getCode() == s::ErrorCode::COMPACTED);
     CHECK(response.getResult().getError().getRevision() == rev);
@@ -259,15 +264,8 @@ TEST_CASE("a revision too large for one call arrives in parts, every one but the
     Seen live, past;
     std::vector<s::WatchHandle::Client> handles;
     for (auto [seen, start] : {std::pair{&live, int64_t{0}}, std::pair{&past, before}}) {
-        auto req = watch.watchRequest();
-        kv::WatchRequest w;
-        w.key = "big/";
-        w.rangeEnd = kv::prefixEnd("big/");
-        w.startRevision = start;
-        w.prevKv = true;
-        toCapnp(w, req.initRequest());
-        req.setSink(kj::heap<RecordingSink>(*seen, nullptr));
-        auto response = req.send().wait(ws);
+        auto response =
+            openWatch(watch, ws, "big/", kj::heap<RecordingSink>(*seen, nullptr), start, true);
         REQUIRE(response.getResult().which() == s::WatchResult::HANDLE);
         handles.push_back(response.getResult().getHandle());
     }
@@ -312,23 +310,6 @@ TEST_CASE("a revision too large for one call arrives in parts, every one but the
         }
     }
 }
-
-namespace {
-
-// Opens a watch on `key` with `sink`; the result (a handle, or an error).
-capnp::Response<s::Watch::WatchResults> openWatch(s::Watch::Client& watch, kj::WaitScope& ws,
-                                                  const std::string& key,
-                                                  kj::Own<RecordingSink> sink) {
-    auto req = watch.watchRequest();
-    kv::WatchRequest w;
-    w.key = key;
-    w.rangeEnd = kv::prefixEnd(key);
-    toCapnp(w, req.initRequest());
-    req.setSink(kj::mv(sink));
-    return req.send().wait(ws);
-}
-
-}  // namespace
 
 TEST_CASE("a connection's watches are capped, and a closed one makes room", "[rpc][watch]") {
     WatchLimits limits;
@@ -381,17 +362,7 @@ TEST_CASE("the events a connection's watchers buffer stay within its byte bound,
         handles.push_back(r.getResult().getHandle());
     }
     constexpr int kWrites = 200;
-    std::string value(32 * 1024, 'v');
-    auto pending = kj::heapArrayBuilder<kj::Promise<void>>(kWrites);
-    for (int i = 1; i <= kWrites; ++i) {
-        auto wr = kvc.writeRequest();
-        auto p = wr.initRequest().initPut();
-        std::string key = "v" + std::to_string(i);
-        p.setKey(bytes(key.c_str()));
-        p.setValue(bytes(value.c_str()));
-        pending.add(wr.send().ignoreResult());
-    }
-    kj::joinPromises(pending.finish()).wait(ws);
+    putAtOnce(kvc, ws, "v", kWrites, std::string(32 * 1024, 'v'));
 
     for (Seen* seen : {&a, &b}) {
         REQUIRE(pumpUntil(client, [&] { return seen->events.size() >= kWrites; }));
