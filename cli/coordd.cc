@@ -186,6 +186,7 @@ int main(int argc, char** argv) {
     size_t quotaBytes = size_t{2} << 30;
     size_t maxRequestBytes = 1536 * 1024;
     size_t maxTxnOps = 128;
+    size_t maxWatches = rpc::WatchLimits{}.maxWatches;
     std::string logLevel = "info";
     app.add_option("--name", name, "this member's name")->capture_default_str();
     app.add_option("--data-dir", dataDir, "data directory (default: ./<name>.coord)");
@@ -235,6 +236,10 @@ int main(int argc, char** argv) {
     app.add_option("--max-request-bytes", maxRequestBytes,
                    "largest value accepted (1 KiB to 16 MiB)")
         ->check(CLI::Range(size_t{1024}, size_t{16} << 20))
+        ->capture_default_str();
+    app.add_option("--max-watches-per-connection", maxWatches,
+                   "most watches one client connection may have open")
+        ->check(CLI::Range(size_t{1}, size_t{1000000}))
         ->capture_default_str();
     app.add_option("--max-txn-ops", maxTxnOps, "most operations in one txn branch")
         ->check(CLI::Range(size_t{1}, size_t{100000}))
@@ -450,12 +455,13 @@ int main(int argc, char** argv) {
             // Each connection gets services of its own: its watches are counted and bounded
             // per connection (rpc::WatchLimits).
             auto snapshots = std::make_shared<int>(0);  // member-wide (kMaxSnapshots)
-            rpc::ClientServer server(
-                [&driver, clusterId, snapshots]() -> capnp::Capability::Client {
-                    return kj::heap<rpc::CoordService>(
-                        driver, clusterId, std::make_shared<rpc::WatchPool>(rpc::WatchLimits{}),
-                        snapshots);
-                });
+            rpc::WatchLimits watchLimits;
+            watchLimits.maxWatches = maxWatches;
+            rpc::ClientServer server([&driver, clusterId, snapshots,
+                                      watchLimits]() -> capnp::Capability::Client {
+                return kj::heap<rpc::CoordService>(
+                    driver, clusterId, std::make_shared<rpc::WatchPool>(watchLimits), snapshots);
+            });
             auto accepting =
                 rpc::acceptClients(*listener, server, kjIo.provider->getTimer(), budget)
                     .eagerlyEvaluate(nullptr);

@@ -43,7 +43,7 @@ struct WatchPool {
     std::atomic<size_t> bytes{0};      // buffered, or taken by a pump and not sent yet
     std::atomic<size_t> peakBytes{0};  // the most `bytes` has been
     std::atomic<bool> refused{false};  // a delivery was refused room since the last kick
-    size_t watches = 0;                // open (KJ thread only)
+    std::atomic<size_t> watches{0};    // open (changed on the KJ thread only)
 
     void add(size_t n) {
         size_t now = bytes += n;

@@ -422,7 +422,8 @@ TEST_CASE("a detached watch stops without waiting and delivers nothing once the 
 }
 
 TEST_CASE("ranges and watch events far larger than one RPC message arrive whole", "[client]") {
-    Cluster c;
+    // Production timings: megabyte entries under a sanitizer must not turn into elections.
+    Cluster c({}, 100, 1000);
     Client client(optionsFor(c));
     // 72 values of 1 MiB: beyond a member's response bound (32 MiB) and beyond one Cap'n Proto
     // message (64 MiB), so a read comes in parts and the delete's revision in several calls.
@@ -435,8 +436,15 @@ TEST_CASE("ranges and watch events far larger than one RPC message arrive whole"
         std::snprintf(buf, sizeof buf, "big/%03d", i);
         return std::string(buf);
     };
-    for (int i = 0; i < kKeys; ++i)
-        REQUIRE(client.put(key(i), value(i)).ok());
+    for (int i = 0; i < kKeys; ++i) {
+        // A put whose outcome is unknown is put again: the same value, the same state.
+        auto put = client.put(key(i), value(i));
+        for (int retry = 0; retry < 5 && !put.ok() && put.error().kind != Error::Kind::Store;
+             ++retry)
+            put = client.put(key(i), value(i));
+        INFO((put.ok() ? std::string() : put.error().message));
+        REQUIRE(put.ok());
+    }
 
     // Small keys go in between the big ones while the read is on: the result must still be
     // the range at one revision.
@@ -533,13 +541,12 @@ TEST_CASE("ranges and watch events far larger than one RPC message arrive whole"
 
 TEST_CASE("watches beyond a connection's bound end with TooManyWatches, other connections go on",
           "[client]") {
-    Cluster c;
+    Cluster c({"--max-watches-per-connection", "200"});
     ClientOptions one = optionsFor(c);
     one.endpoints = {c.ep(0)};
     Client client(one);
     REQUIRE(client.put("w", "0").ok());
-    // coordd serves 10,000 watches on one connection (rpc::WatchLimits).
-    constexpr int kBound = 10000;
+    constexpr int kBound = 200;
     std::vector<std::unique_ptr<Handle>> handles;
     std::atomic<int> errors{0};
     std::mutex mu;
