@@ -291,9 +291,12 @@ int main(int argc, char** argv) {
                                               selfId);
 
         // Connections on both ports share one budget below the descriptor limit, so that a
-        // flood of connections leaves the member the descriptors it needs for itself.
+        // flood of connections leaves the member the descriptors it needs for itself; its
+        // last places are for peers.
         uint64_t descriptors = rpc::ConnectionBudget::raiseDescriptorLimit();
-        rpc::ConnectionBudget budget(rpc::ConnectionBudget::limitFor(descriptors));
+        size_t connectionLimit = rpc::ConnectionBudget::limitFor(descriptors);
+        rpc::ConnectionBudget budget(connectionLimit,
+                                     rpc::ConnectionBudget::peerReserveFor(connectionLimit));
         rpc::PeerTransportConfig pc;
         pc.self = selfId;
         pc.clusterId = clusterId;

@@ -26,17 +26,18 @@ uint64_t ConnectionBudget::raiseDescriptorLimit() {
 }
 
 std::optional<ConnectionBudget::Slot> ConnectionBudget::take(Port port) {
+    const size_t limit = port == Port::Client ? clientLimit_ : limit_;
     size_t now = open_.load();
-    while (now < limit_) {
+    while (now < limit) {
         if (open_.compare_exchange_weak(now, now + 1)) return Slot(this);
     }
     uint64_t refused = refused_.fetch_add(1) + 1;
     if (refusalLog_[port == Port::Client ? 0 : 1].due()) {
         COORD_LOG_WARN(
-            "refusing a %s connection: %zu connections open, the limit (%llu refused "
+            "refusing a %s connection: %zu connections open, the limit for %s (%llu refused "
             "so far)",
-            port == Port::Client ? "client" : "peer", limit_,
-            static_cast<unsigned long long>(refused));
+            port == Port::Client ? "client" : "peer", now,
+            port == Port::Client ? "clients" : "peers", static_cast<unsigned long long>(refused));
     }
     return std::nullopt;
 }

@@ -5,10 +5,13 @@
 //
 // The limit is the process's descriptor limit less a reserve; a connection beyond it is closed
 // as soon as it is accepted (so it does not wait in the listen queue), and the refusals are
-// counted and logged once a second. Thread-safe: the client port is served on the RPC thread,
+// counted and logged once a second. The last few places are for peers only, so that a flood of
+// client connections cannot keep a member from taking back a peer that reconnects (and with it,
+// its quorum). Thread-safe: the client port is served on the RPC thread,
 // the peer port on the core thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -25,7 +28,13 @@ namespace coord::rpc {
 
 class ConnectionBudget {
   public:
-    explicit ConnectionBudget(size_t limit) : limit_(limit) {}
+    // Client connections may use `limit` less `peerReserve` places; peers, all of them.
+    explicit ConnectionBudget(size_t limit, size_t peerReserve = 0)
+        : limit_(limit), clientLimit_(limit > peerReserve ? limit - peerReserve : 0) {}
+
+    // The places kept for peers out of `limit`: 16 (enough for the inbound connections of a
+    // large cluster), at most a quarter of the limit.
+    static size_t peerReserveFor(size_t limit) { return std::min<size_t>(16, limit / 4); }
 
     // The limit for a process that may hold `descriptors` file descriptors: a reserve of an
     // eighth, and at least 32, is kept for the member's own files and connections.
@@ -68,10 +77,12 @@ class ConnectionBudget {
 
     size_t open() const { return open_.load(); }
     size_t limit() const { return limit_; }
+    size_t clientLimit() const { return clientLimit_; }
     uint64_t refused() const { return refused_.load(); }
 
   private:
     const size_t limit_;
+    const size_t clientLimit_;
     std::atomic<size_t> open_{0};
     std::atomic<uint64_t> refused_{0};
     log::Throttle refusalLog_[2];  // client, peer

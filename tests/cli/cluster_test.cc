@@ -875,6 +875,35 @@ TEST_CASE("a connection flood leaves a member its descriptors, and it serves aga
     c.start(1);
     c.kill9(2);
     CHECK(waitFor([&] { return put(c.ep(0)); }, std::chrono::seconds(20)));
+
+    // A flood on the client port alone cannot take the places kept for peers: with n3 stopped
+    // and n2 restarted while the flood is open, the cluster commits only if n1 accepts n2's
+    // new connection.
+    c.start(2);
+    REQUIRE(waitFor([&] { return put(c.endpoints); }, std::chrono::seconds(20)));
+    c.kill9(2);
+    c.kill9(1);  // their connections to n1 go, and their places with them
+    auto refusals = [&] {
+        std::string text = readFile(log);
+        size_t n = 0;
+        for (size_t at = text.find(" W refusing a client connection"); at != std::string::npos;
+             at = text.find(" W refusing a client connection", at + 1))
+            ++n;
+        return n;
+    };
+    // Refusals are logged at most once a second: the next one is, after this.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    size_t before = refusals();
+    std::vector<int> clients;
+    for (int i = 0; i < 100; ++i) {
+        int fd = coord::test::connectLoopback(c.client[0]);
+        if (fd >= 0) clients.push_back(fd);
+    }
+    CHECK(waitFor([&] { return refusals() > before; }, std::chrono::seconds(5)));
+    c.start(1);
+    CHECK(waitFor([&] { return put(c.ep(1)); }, std::chrono::seconds(20)));
+    for (int fd : clients)
+        close(fd);
 }
 
 TEST_CASE("coordd refuses a listen address that is not ip:port before touching its data dir",

@@ -221,6 +221,32 @@ TEST_CASE("a connection budget keeps a reserve of descriptors and counts what it
     CHECK(budget.open() == 2);
 }
 
+TEST_CASE("a connection budget keeps its last places for peers", "[rpc][budget]") {
+    CHECK(ConnectionBudget::peerReserveFor(896) == 16);
+    CHECK(ConnectionBudget::peerReserveFor(32) == 8);  // at most a quarter
+    ConnectionBudget budget(10, 3);
+    CHECK(budget.clientLimit() == 7);
+    std::vector<ConnectionBudget::Slot> slots;
+    for (int i = 0; i < 7; ++i) {
+        auto s = budget.take(ConnectionBudget::Port::Client);
+        REQUIRE(s);
+        slots.push_back(std::move(*s));
+    }
+    // A flood of clients stops short of the peers' places.
+    CHECK_FALSE(budget.take(ConnectionBudget::Port::Client));
+    for (int i = 0; i < 3; ++i) {
+        auto s = budget.take(ConnectionBudget::Port::Peer);
+        REQUIRE(s);
+        slots.push_back(std::move(*s));
+    }
+    CHECK_FALSE(budget.take(ConnectionBudget::Port::Peer));
+    CHECK(budget.open() == 10);
+    // With a peer gone, the free place is still kept for peers.
+    slots.pop_back();
+    CHECK_FALSE(budget.take(ConnectionBudget::Port::Client));
+    CHECK(budget.take(ConnectionBudget::Port::Peer));
+}
+
 TEST_CASE("peer connections beyond the budget are closed at once and the listener goes on",
           "[rpc][budget]") {
     boost::asio::io_context io;
