@@ -456,6 +456,14 @@ TEST_CASE("fenced increments stay exact and tokens increase while members are ki
     Client observer(optionsFor(c));
     std::this_thread::sleep_for(700ms);
     coord::test::killLeaderFollowerLeader(observer, c);
+    // Enough increments to say something, however slow the machine (bounded: 20 s).
+    for (int i = 0; i < 200; ++i) {
+        {
+            std::lock_guard lock(mu);
+            if (written.size() >= 20) break;
+        }
+        std::this_thread::sleep_for(100ms);
+    }
     stop = true;
     for (auto& th : threads)
         th.join();
