@@ -40,8 +40,42 @@ const char* errorCodeName(ErrorCode code) {
             return "MemberBusy";
         case ErrorCode::TooManyWatches:
             return "TooManyWatches";
+        case ErrorCode::RequestTooLarge:
+            return "RequestTooLarge";
     }
     return "Unknown";
+}
+
+namespace {
+
+size_t txnBytes(const TxnRequest& t) {
+    size_t n = 0;
+    for (const auto& c : t.compare)
+        n += c.key.size() + c.rangeEnd.size() + c.value.size();
+    for (const auto* ops : {&t.success, &t.failure}) {
+        for (const auto& op : *ops) {
+            if (const auto* p = std::get_if<PutRequest>(&op.op)) {
+                n += p->key.size() + p->value.size();
+            } else if (const auto* r = std::get_if<RangeRequest>(&op.op)) {
+                n += r->key.size() + r->rangeEnd.size();
+            } else if (const auto* d = std::get_if<DeleteRangeRequest>(&op.op)) {
+                n += d->key.size() + d->rangeEnd.size();
+            } else {
+                n += txnBytes(std::get<TxnRequest>(op.op));
+            }
+        }
+    }
+    return n;
+}
+
+}  // namespace
+
+size_t requestBytes(const Request& request) {
+    if (const auto* p = std::get_if<PutRequest>(&request)) return p->key.size() + p->value.size();
+    if (const auto* d = std::get_if<DeleteRangeRequest>(&request))
+        return d->key.size() + d->rangeEnd.size();
+    if (const auto* t = std::get_if<TxnRequest>(&request)) return txnBytes(*t);
+    return 0;  // leases, compaction, alarms: no user data
 }
 
 std::string prefixEnd(const std::string& prefix) {

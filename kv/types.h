@@ -36,9 +36,10 @@ enum class ErrorCode {
     LearnerNotReady,  // promote: the learner has not caught up with the leader's log yet
     MemberBusy,       // another membership change or leadership transfer is in progress
     // Watch service:
-    TooManyWatches,  // the connection already has the most watches a member serves on one
+    TooManyWatches,   // the connection already has the most watches a member serves on one
+    RequestTooLarge,  // a write's keys and values together exceed kMaxRequestBytes
 };
-inline constexpr uint16_t kErrorCodeCount = 18;
+inline constexpr uint16_t kErrorCodeCount = 19;
 
 const char* errorCodeName(ErrorCode code);
 
@@ -55,6 +56,11 @@ using KvResult = Result<T, Error>;
 // The largest key coord accepts. LMDB keys are limited to 511 bytes; user keys are stored as
 // LMDB keys (and as duplicate values in the lease index), so the API limit stays safely below.
 inline constexpr size_t kMaxKeyBytes = 480;
+
+// The most bytes of keys and values one write request (a txn with all its branches) may carry.
+// Members refuse a larger one before it reaches the Raft log, whose entries must stay well
+// inside one RPC message and one peer frame (64 MiB each).
+inline constexpr size_t kMaxRequestBytes = size_t{32} << 20;
 
 struct KeyValue {
     std::string key;
@@ -209,6 +215,10 @@ struct AlarmResponse {
 // A write request, as carried by one Raft log entry.
 using Request = std::variant<PutRequest, DeleteRangeRequest, TxnRequest, LeaseGrantRequest,
                              LeaseRevokeRequest, CompactRequest, AlarmRequest>;
+
+// The bytes of keys, range ends and values a write request carries (compares and every branch
+// of a txn included), for kMaxRequestBytes.
+size_t requestBytes(const Request& request);
 using Response = std::variant<PutResponse, DeleteRangeResponse, TxnResponse, LeaseGrantResponse,
                               LeaseRevokeResponse, CompactResponse, AlarmResponse>;
 

@@ -484,6 +484,17 @@ struct Client::Impl {
     }
 
     kj::Promise<Slot<Expected<kv::Response>>> write(kv::Request request, Deadline deadline) {
+        // Members refuse it too; this one could not even be sent in one message.
+        if (size_t bytes = kv::requestBytes(request); bytes > kv::kMaxRequestBytes) {
+            Slot<Expected<kv::Response>> refused;
+            refused.value = fail(storeError(kv::Error{
+                kv::ErrorCode::RequestTooLarge,
+                "the request carries " + std::to_string(bytes) +
+                    " bytes of keys and values, more than " + std::to_string(kv::kMaxRequestBytes) +
+                    "; split it into smaller writes",
+                0}));
+            return kj::mv(refused);
+        }
         auto shared = std::make_shared<kv::Request>(std::move(request));
         return call<kv::Response>(deadline, true, [shared](Conn& c) {
             auto req = c.kv.writeRequest(rpc::writeRequestSize(*shared));

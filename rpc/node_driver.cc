@@ -286,6 +286,10 @@ void NodeDriver::releaseMemoryWhenIdle() {
 
 namespace {
 
+// Log entries hold write requests of up to kv::kMaxRequestBytes of keys and values: decoded
+// with room for that and the encoding around it (the default limits allow 8 MiB).
+const DecodeLimits kEntryLimits{(kv::kMaxRequestBytes / 8) * 4, 64, 512};
+
 // jemalloc's control interface when the process runs on it: coordd is linked with it, and it is
 // looked up at run time so that the tests (which are not) and a preloaded jemalloc work alike.
 using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
@@ -575,7 +579,7 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
             continue;
         }
         if (e.data.empty()) continue;  // a new leader's empty entry
-        auto decoded = decodeWrite(e.data);
+        auto decoded = decodeWrite(e.data, kEntryLimits);
         if (!decoded.ok()) {
             // Every member sees the same bytes and skips them alike.
             COORD_LOG_ERROR("skipping undecodable log entry %llu: %s",
@@ -1001,7 +1005,9 @@ void NodeDriver::leaseKeepAlive(
 }
 
 void NodeDriver::maybeCompact() {
-    raft::Index applied = applied_;
+    // Entries the store skipped (undecodable: every member skips them alike) leave its applied
+    // index behind Raft's until the next entry it applies: never compact past the store's.
+    raft::Index applied = std::min(applied_, store_->appliedIndex());
     bool due =
         applied >= log_->firstIndex() - 1 + config_.snapshotCount + config_.snapshotCatchUpEntries;
     bool big = log_->bytes() > config_.maxLogMemoryBytes;

@@ -479,6 +479,14 @@ TEST_CASE("ranges and watch events far larger than one RPC message arrive whole"
     }
     CHECK(big == kKeys);
 
+    // A write beyond the request bound (kv::kMaxRequestBytes, 32 MiB) is refused, unsent.
+    TxnRequest huge;
+    for (int i = 0; i < 33; ++i)
+        huge.success.push_back(RequestOp{PutRequest{"huge/" + std::to_string(i), value(i)}});
+    auto refused = client.txn(huge);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().is(kv::ErrorCode::RequestTooLarge));
+
     // A limit, keys only, and descending key order read on past the bound the same way.
     RangeRequest limited = all;
     limited.revision = r->revision;

@@ -172,3 +172,54 @@ TEST_CASE("the Lease capability renews on the leader and reports leases", "[rpc]
         CHECK(response.getLeases()[0].getId() == id);
     }
 }
+
+TEST_CASE("a txn of many large values is applied whole, one over the request bound is refused",
+          "[rpc][service]") {
+    Connection conn;
+    auto& kvc = conn.kv;
+    auto& ws = conn.ws;
+    const std::string value(1536 * 1024, 'v');  // the largest value a member takes by default
+    auto txnOf = [&](int puts) {
+        kv::TxnRequest t;
+        for (int i = 0; i < puts; ++i)
+            t.success.push_back(kv::RequestOp{kv::PutRequest{"t/" + std::to_string(i), value}});
+        return kv::Request{t};
+    };
+    auto send = [&](const kv::Request& request) {
+        for (int attempt = 0; attempt < 500; ++attempt) {
+            auto req = kvc.writeRequest();
+            requestToCapnp(request, req.initRequest());
+            auto resp = req.send().wait(ws);
+            auto unavailable = resp.getResult().getUnavailable();
+            if (unavailable == s::Unavailable::NONE) return resp;
+            REQUIRE(unavailable == s::Unavailable::NO_LEADER);  // not elected yet: retry
+            std::this_thread::sleep_for(10ms);
+        }
+        FAIL("no leader within 5 s");
+        return kvc.writeRequest().send().wait(ws);
+    };
+
+    // 10.5 MiB in one entry: more than the Raft log's entries were once decoded with, which
+    // made every member skip it.
+    auto applied = send(txnOf(7));
+    REQUIRE(applied.getResult().getResponse().which() == s::WriteResponse::TXN);
+    CHECK(applied.getResult().getResponse().getTxn().getSucceeded());
+    int64_t revision = applied.getResult().getResponse().getTxn().getRevision();
+    auto& store = conn.server.driver->store();
+    kv::RangeRequest all;
+    all.key = "t/";
+    all.rangeEnd = kv::prefixEnd("t/");
+    all.keysOnly = true;
+    for (int i = 0; i < 500 && store.currentRevision() < revision; ++i)
+        std::this_thread::sleep_for(10ms);
+    auto read = store.rangeApplied(all);
+    REQUIRE(read.ok());
+    CHECK(read->count == 7);
+
+    // 33 MiB: refused at once with RequestTooLarge, and nothing written.
+    auto refused = send(txnOf(22));
+    REQUIRE(refused.getResult().getResponse().which() == s::WriteResponse::ERROR);
+    CHECK(refused.getResult().getResponse().getError().getCode() ==
+          s::ErrorCode::REQUEST_TOO_LARGE);
+    CHECK(store.currentRevision() == revision);
+}
