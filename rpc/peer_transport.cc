@@ -43,12 +43,26 @@ struct PeerTransport::Outbound {
 class PeerTransport::Session : public std::enable_shared_from_this<Session> {
   public:
     Session(tcp::socket socket, PeerTransport& owner, std::optional<ConnectionBudget::Slot> slot)
-        : socket_(std::move(socket)), owner_(owner), slot_(std::move(slot)) {}
+        : socket_(std::move(socket)),
+          owner_(owner),
+          slot_(std::move(slot)),
+          handshake_(socket_.get_executor()) {}
 
-    void start() { readMore(); }
+    void start() {
+        if (owner_.config_.handshakeTimeoutMs > 0) {
+            handshake_.expires_after(std::chrono::milliseconds(owner_.config_.handshakeTimeoutMs));
+            handshake_.async_wait(
+                [this, self = shared_from_this()](const boost::system::error_code& ec) {
+                    if (ec || owner_.stopped_ || peer_ != 0 || !socket_.is_open()) return;
+                    refuse("no valid message within the handshake deadline");
+                });
+        }
+        readMore();
+    }
     void close() {
         boost::system::error_code ignored;
         socket_.close(ignored);
+        handshake_.cancel();  // its wait holds this session (and its budget slot)
     }
 
   private:
@@ -69,6 +83,7 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
                                         if (peer_ != 0 && owner_.onPeerLost_) {
                                             owner_.onPeerLost_(peer_);
                                         }
+                                        handshake_.cancel();
                                         return;
                                     }
                                     if (!deliverFrames()) return;
@@ -107,6 +122,7 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
             if (frame->first != owner_.config_.clusterId && !owner_.adopt(*frame)) {
                 return refuse("from another cluster");
             }
+            if (peer_ == 0) handshake_.cancel();  // a peer after all
             peer_ = frame->second.from;
             owner_.onMessage_(std::move(frame->second));
             pos += total;
@@ -134,7 +150,8 @@ class PeerTransport::Session : public std::enable_shared_from_this<Session> {
     PeerTransport& owner_;
     std::optional<ConnectionBudget::Slot> slot_;  // this connection's share of the budget
     std::string buffer_;
-    raft::NodeId peer_ = 0;  // who sent the frames accepted so far
+    raft::NodeId peer_ = 0;                // who sent the frames accepted so far
+    boost::asio::steady_timer handshake_;  // see PeerTransportConfig::handshakeTimeoutMs
 };
 
 PeerTransport::PeerTransport(boost::asio::io_context& io, tcp::acceptor acceptor,

@@ -34,6 +34,10 @@ struct PeerTransportConfig {
     int reconnectMaxMs = 2000;
     // Shared with the client port: inbound peer connections beyond it are closed at once.
     ConnectionBudget* budget = nullptr;
+    // An inbound connection that has not delivered a valid frame this long after it was
+    // accepted is closed (a peer sends its first message as soon as it connects), so idle
+    // strangers cannot hold the places the budget keeps for peers. 0: no deadline.
+    int handshakeTimeoutMs = 10000;
 };
 
 class PeerTransport final : public Transport {

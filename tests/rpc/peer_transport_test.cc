@@ -2,6 +2,9 @@
 // each on its own io_context thread; and a hostile peer that must not hurt them.
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <chrono>
 #include <future>
 #include <thread>
@@ -284,6 +287,55 @@ TEST_CASE("peer connections beyond the budget are closed at once and the listene
     REQUIRE(waitOpen(0));
     auto third = connect();
     CHECK(waitOpen(1));
+    boost::asio::post(io, [&] { transport.stop(); });
+    io.stop();
+    loop.join();
+}
+
+TEST_CASE("a peer connection that sends nothing is closed at the handshake deadline",
+          "[rpc][budget]") {
+    boost::asio::io_context io;
+    tcp::acceptor acceptor(io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+    auto port = acceptor.local_endpoint().port();
+    ConnectionBudget budget(8);
+    PeerTransportConfig config;
+    config.self = 1;
+    config.clusterId = 7;
+    config.budget = &budget;
+    config.handshakeTimeoutMs = 1500;
+    PeerTransport transport(io, std::move(acceptor), config, [](raft::Message) {});
+    transport.start();
+    std::thread loop([&] { io.run_for(10s); });
+    auto connect = [&] {
+        tcp::socket s(io);
+        s.connect(tcp::endpoint(boost::asio::ip::address_v4::loopback(), port));
+        timeval limit{5, 0};  // a read that is never answered fails instead of hanging
+        setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        return s;
+    };
+    auto waitOpen = [&](size_t n) {
+        for (int i = 0; i < 800 && budget.open() != n; ++i)
+            std::this_thread::sleep_for(5ms);
+        return budget.open() == n;
+    };
+    // A stranger that says nothing loses its place once the deadline passes.
+    auto silent = connect();
+    REQUIRE(waitOpen(1));
+    auto start = std::chrono::steady_clock::now();
+    char byte;
+    boost::system::error_code ec;
+    silent.read_some(boost::asio::buffer(&byte, 1), ec);
+    CHECK(ec == boost::asio::error::eof);
+    CHECK(std::chrono::steady_clock::now() - start >= 1000ms);
+    CHECK(waitOpen(0));
+    CHECK(transport.refusedFrames() == 1);
+    // One that connects and leaves gives its place back at once, not at the deadline.
+    auto gone = connect();
+    REQUIRE(waitOpen(1));
+    gone.close();
+    auto closedAt = std::chrono::steady_clock::now();
+    CHECK(waitOpen(0));
+    CHECK(std::chrono::steady_clock::now() - closedAt < 1000ms);
     boost::asio::post(io, [&] { transport.stop(); });
     io.stop();
     loop.join();
