@@ -250,93 +250,94 @@ TEST_CASE("a connection budget keeps its last places for peers", "[rpc][budget]"
     CHECK(budget.take(ConnectionBudget::Port::Peer));
 }
 
-TEST_CASE("peer connections beyond the budget are closed at once and the listener goes on",
-          "[rpc][budget]") {
-    boost::asio::io_context io;
-    tcp::acceptor acceptor(io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
-    auto port = acceptor.local_endpoint().port();
-    ConnectionBudget budget(1);
-    PeerTransportConfig config;
-    config.self = 1;
-    config.clusterId = 7;
-    config.budget = &budget;
-    PeerTransport transport(io, std::move(acceptor), config, [](raft::Message) {});
-    transport.start();
-    std::thread loop([&] { io.run_for(3s); });
-    auto connect = [&] {
-        tcp::socket s(io);
-        s.connect(tcp::endpoint(boost::asio::ip::address_v4::loopback(), port));
-        return s;
-    };
-    auto first = connect();
-    auto waitOpen = [&](size_t n) {
-        for (int i = 0; i < 200 && budget.open() != n; ++i)
-            std::this_thread::sleep_for(5ms);
-        return budget.open() == n;
-    };
-    REQUIRE(waitOpen(1));
-    // The second is over the budget: the member closes it (a read sees the end).
-    auto second = connect();
-    char byte;
-    boost::system::error_code ec;
-    second.read_some(boost::asio::buffer(&byte, 1), ec);
-    CHECK(ec == boost::asio::error::eof);
-    CHECK(budget.refused() == 1);
-    // Once the first goes, another is taken.
-    first.close();
-    REQUIRE(waitOpen(0));
-    auto third = connect();
-    CHECK(waitOpen(1));
-    boost::asio::post(io, [&] { transport.stop(); });
-    io.stop();
-    loop.join();
-}
+namespace {
 
-TEST_CASE("a peer connection that sends nothing is closed at the handshake deadline",
-          "[rpc][budget]") {
+// A PeerTransport listening on a free loopback port under `budget`, its io_context run on a
+// thread of its own for at most `runFor`, and raw connections to it.
+struct Listening {
     boost::asio::io_context io;
-    tcp::acceptor acceptor(io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
-    auto port = acceptor.local_endpoint().port();
-    ConnectionBudget budget(8);
-    PeerTransportConfig config;
-    config.self = 1;
-    config.clusterId = 7;
-    config.budget = &budget;
-    config.handshakeTimeoutMs = 1500;
-    PeerTransport transport(io, std::move(acceptor), config, [](raft::Message) {});
-    transport.start();
-    std::thread loop([&] { io.run_for(10s); });
-    auto connect = [&] {
+    ConnectionBudget& budget;
+    unsigned short port = 0;
+    std::unique_ptr<PeerTransport> transport;
+    std::thread loop;
+
+    Listening(ConnectionBudget& b, int handshakeTimeoutMs, std::chrono::seconds runFor)
+        : budget(b) {
+        tcp::acceptor acceptor(io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+        port = acceptor.local_endpoint().port();
+        PeerTransportConfig config;
+        config.self = 1;
+        config.clusterId = 7;
+        config.budget = &budget;
+        config.handshakeTimeoutMs = handshakeTimeoutMs;
+        transport =
+            std::make_unique<PeerTransport>(io, std::move(acceptor), config, [](raft::Message) {});
+        transport->start();
+        loop = std::thread([this, runFor] { io.run_for(runFor); });
+    }
+    ~Listening() {
+        boost::asio::post(io, [this] { transport->stop(); });
+        io.stop();
+        loop.join();
+    }
+
+    tcp::socket connect() {
         tcp::socket s(io);
         s.connect(tcp::endpoint(boost::asio::ip::address_v4::loopback(), port));
         timeval limit{5, 0};  // a read that is never answered fails instead of hanging
         setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
         return s;
-    };
-    auto waitOpen = [&](size_t n) {
+    }
+    bool waitOpen(size_t n) {
         for (int i = 0; i < 800 && budget.open() != n; ++i)
             std::this_thread::sleep_for(5ms);
         return budget.open() == n;
-    };
+    }
+    // True when the member closed `s` (a read sees the end).
+    static bool closedByMember(tcp::socket& s) {
+        char byte;
+        boost::system::error_code ec;
+        s.read_some(boost::asio::buffer(&byte, 1), ec);
+        return ec == boost::asio::error::eof;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("peer connections beyond the budget are closed at once and the listener goes on",
+          "[rpc][budget]") {
+    ConnectionBudget budget(1);
+    Listening l(budget, 10000, 3s);
+    auto first = l.connect();
+    REQUIRE(l.waitOpen(1));
+    // The second is over the budget: the member closes it.
+    auto second = l.connect();
+    CHECK(Listening::closedByMember(second));
+    CHECK(budget.refused() == 1);
+    // Once the first goes, another is taken.
+    first.close();
+    REQUIRE(l.waitOpen(0));
+    auto third = l.connect();
+    CHECK(l.waitOpen(1));
+}
+
+TEST_CASE("a peer connection that sends nothing is closed at the handshake deadline",
+          "[rpc][budget]") {
+    ConnectionBudget budget(8);
+    Listening l(budget, 1500, 10s);
     // A stranger that says nothing loses its place once the deadline passes.
-    auto silent = connect();
-    REQUIRE(waitOpen(1));
+    auto silent = l.connect();
+    REQUIRE(l.waitOpen(1));
     auto start = std::chrono::steady_clock::now();
-    char byte;
-    boost::system::error_code ec;
-    silent.read_some(boost::asio::buffer(&byte, 1), ec);
-    CHECK(ec == boost::asio::error::eof);
+    CHECK(Listening::closedByMember(silent));
     CHECK(std::chrono::steady_clock::now() - start >= 1000ms);
-    CHECK(waitOpen(0));
-    CHECK(transport.refusedFrames() == 1);
+    CHECK(l.waitOpen(0));
+    CHECK(l.transport->refusedFrames() == 1);
     // One that connects and leaves gives its place back at once, not at the deadline.
-    auto gone = connect();
-    REQUIRE(waitOpen(1));
+    auto gone = l.connect();
+    REQUIRE(l.waitOpen(1));
     gone.close();
     auto closedAt = std::chrono::steady_clock::now();
-    CHECK(waitOpen(0));
+    CHECK(l.waitOpen(0));
     CHECK(std::chrono::steady_clock::now() - closedAt < 1000ms);
-    boost::asio::post(io, [&] { transport.stop(); });
-    io.stop();
-    loop.join();
 }
