@@ -78,6 +78,16 @@ size_t requestBytes(const Request& request) {
     return 0;  // leases, compaction, alarms: no user data
 }
 
+std::optional<Error> checkRequestSize(const Request& request) {
+    size_t bytes = requestBytes(request);
+    if (bytes <= kMaxRequestBytes) return std::nullopt;
+    return Error{ErrorCode::RequestTooLarge,
+                 "the request carries " + std::to_string(bytes) +
+                     " bytes of keys and values, more than " + std::to_string(kMaxRequestBytes) +
+                     "; split it into smaller writes",
+                 0};
+}
+
 std::string prefixEnd(const std::string& prefix) {
     std::string end = prefix;
     while (!end.empty()) {

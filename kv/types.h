@@ -219,6 +219,8 @@ using Request = std::variant<PutRequest, DeleteRangeRequest, TxnRequest, LeaseGr
 // The bytes of keys, range ends and values a write request carries (compares and every branch
 // of a txn included), for kMaxRequestBytes.
 size_t requestBytes(const Request& request);
+// RequestTooLarge when `request` carries more than kMaxRequestBytes.
+std::optional<Error> checkRequestSize(const Request& request);
 using Response = std::variant<PutResponse, DeleteRangeResponse, TxnResponse, LeaseGrantResponse,
                               LeaseRevokeResponse, CompactResponse, AlarmResponse>;
 

@@ -485,14 +485,9 @@ struct Client::Impl {
 
     kj::Promise<Slot<Expected<kv::Response>>> write(kv::Request request, Deadline deadline) {
         // Members refuse it too; this one could not even be sent in one message.
-        if (size_t bytes = kv::requestBytes(request); bytes > kv::kMaxRequestBytes) {
+        if (auto tooLarge = kv::checkRequestSize(request)) {
             Slot<Expected<kv::Response>> refused;
-            refused.value = fail(storeError(kv::Error{
-                kv::ErrorCode::RequestTooLarge,
-                "the request carries " + std::to_string(bytes) +
-                    " bytes of keys and values, more than " + std::to_string(kv::kMaxRequestBytes) +
-                    "; split it into smaller writes",
-                0}));
+            refused.value = fail(storeError(*tooLarge));
             return kj::mv(refused);
         }
         auto shared = std::make_shared<kv::Request>(std::move(request));
@@ -715,6 +710,7 @@ struct WatchRunner final : Runner {
         return impl.connection(deadline).then(
             [this, attempt](kj::Own<Conn> c) -> kj::Promise<void> {
                 uint64_t e = ++epoch;
+                partialEvents.clear();  // parts from the attempt before: resent from its start
                 auto req = c->watch.watchRequest();
                 rpc::toCapnp(request, req.initRequest());
                 req.setSink(kj::heap<SinkImpl>(self, e));
@@ -761,10 +757,6 @@ struct WatchRunner final : Runner {
     // revision is whole, so onEvents always sees whole revisions.
     void onEvents(uint64_t e, std::vector<Event> events, int64_t revision, bool partial) {
         if (stopped || e != epoch) return;
-        if (partialEpoch != e) {
-            partialEvents.clear();  // a part of a watch that has since been resumed
-            partialEpoch = e;
-        }
         if (partial) {
             for (auto& ev : events)
                 partialEvents.push_back(std::move(ev));
@@ -811,8 +803,7 @@ struct WatchRunner final : Runner {
     WatchRequest request;  // startRevision: the next revision to deliver
     WatchCallbacks callbacks;
     uint64_t epoch = 0;
-    std::vector<Event> partialEvents;  // the parts of a revision received so far
-    uint64_t partialEpoch = 0;
+    std::vector<Event> partialEvents;  // the parts of a revision received so far, this epoch
     s::WatchHandle::Client handle = nullptr;
     kj::Own<kj::PromiseFulfiller<void>> endedFulfiller;
     std::shared_ptr<WatchRunner*> self;  // cleared on destruction (see SinkImpl)

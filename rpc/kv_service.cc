@@ -66,16 +66,10 @@ kj::Promise<void> KvService::write(WriteContext context) {
     // A malformed request throws here and reaches the client as an error; the server goes on.
     kv::Request request = requestFromCapnp(context.getParams().getRequest());
     // Refused here, before it reaches the Raft log (kv::kMaxRequestBytes).
-    if (size_t bytes = kv::requestBytes(request); bytes > kv::kMaxRequestBytes) {
+    if (auto tooLarge = kv::checkRequestSize(request)) {
         auto result = context.getResults(kSmallMessage).initResult();
         fillHeader(result.initHeader(), driver_, clusterId_);
-        responseToCapnp(fail(kv::Error{kv::ErrorCode::RequestTooLarge,
-                                       "the request carries " + std::to_string(bytes) +
-                                           " bytes of keys and values, more than " +
-                                           std::to_string(kv::kMaxRequestBytes) +
-                                           "; split it into smaller writes",
-                                       0}),
-                        result.initResponse());
+        responseToCapnp(fail(*tooLarge), result.initResponse());
         return kj::READY_NOW;
     }
     auto handoff = makeHandoff<WriteOutcome>();

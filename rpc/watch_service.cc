@@ -17,6 +17,15 @@ namespace s = schema;
 
 namespace {
 
+// The bytes of an event: keys, values (the previous ones when `withPrevKv`) and a little for
+// its other fields; what it holds in a buffer, and about what it takes in a message.
+size_t eventBytes(const kv::Event& e, bool withPrevKv) {
+    constexpr size_t kOverhead = 64;
+    size_t n = kOverhead + e.kv.key.size() + e.kv.value.size();
+    if (withPrevKv && e.prevKv) n += kOverhead + e.prevKv->key.size() + e.prevKv->value.size();
+    return n;
+}
+
 // The events the hub delivered and the pump has not sent yet. onEvents and friends run on the
 // core thread under the hub's lock; take() and whenReady() run on the KJ thread.
 class WatchBuffer final : public kv::WatchSink {
@@ -32,19 +41,12 @@ class WatchBuffer final : public kv::WatchSink {
     explicit WatchBuffer(std::shared_ptr<WatchPool> pool) : pool_(std::move(pool)) {}
     ~WatchBuffer() noexcept override { pool_->bytes -= bytes_; }
 
-    // The bytes an event holds in a buffer (and about what it takes in a message).
-    static size_t eventBytes(const kv::Event& e) {
-        size_t n = 64 + e.kv.key.size() + e.kv.value.size();
-        if (e.prevKv) n += 64 + e.prevKv->key.size() + e.prevKv->value.size();
-        return n;
-    }
-
     bool onEvents(kv::WatchId, std::span<const kv::Event> events, int64_t revision) override {
         std::lock_guard lock(mu_);
         if (closed_) return true;
         size_t bytes = 0;
         for (const auto& e : events)
-            bytes += eventBytes(e);
+            bytes += eventBytes(e, true);  // held as delivered, prevKv and all
         // Bounded in events per watcher (a batch beyond is still taken when this buffer is
         // empty) and in bytes for the connection's watchers together, sends in flight included
         // (a batch beyond is still taken when they hold nothing at all, so a revision larger
@@ -233,7 +235,7 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
             if (item.kind != Item::Kind::Events) break;
             size_t itemBytes = 0;
             for (size_t i = item.sent; i < item.events.size(); ++i)
-                itemBytes += eventBytes(item.events[i]);
+                itemBytes += eventBytes(item.events[i], prevKv_);
             size_t n = item.events.size() - item.sent;
             if (batches > 0 && (count + n > kEventsPerCall || bytes + itemBytes > kBytesPerCall)) {
                 break;
@@ -265,7 +267,7 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
         size_t end = item.sent;
         size_t bytes = 0;
         while (end < item.events.size()) {
-            size_t b = eventBytes(item.events[end]);
+            size_t b = eventBytes(item.events[end], prevKv_);
             if (end > item.sent && bytes + b > kBytesPerCall) break;
             bytes += b;
             ++end;
@@ -280,11 +282,6 @@ class WatchHandleImpl final : public s::WatchHandle::Server {
         if (end == item.events.size()) items.pop_front();
         return req.send().then(
             [this, items = kj::mv(items)]() mutable { return send(kj::mv(items)); });
-    }
-
-    size_t eventBytes(const kv::Event& e) const {
-        return prevKv_ || !e.prevKv ? WatchBuffer::eventBytes(e)
-                                    : 64 + e.kv.key.size() + e.kv.value.size();
     }
 
     NodeDriver& driver_;
