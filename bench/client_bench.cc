@@ -95,13 +95,54 @@ std::vector<std::unique_ptr<Client>> connect(const ClusterArgs& a) {
     return conns;
 }
 
+// Ends a run at its duration or once `total` requests were issued (ClusterArgs::total).
+class Stopper {
+  public:
+    explicit Stopper(const ClusterArgs& a)
+        : total_(a.total),
+          start_(std::chrono::steady_clock::now()),
+          deadline_(start_ + std::chrono::milliseconds(a.durationMs)) {}
+
+    // Whether one more request may start.
+    bool take() {
+        if (stopped_.load(std::memory_order_relaxed)) return false;
+        if (total_ == 0) return true;
+        uint64_t n = issued_.fetch_add(1, std::memory_order_relaxed);
+        if (n + 1 == total_) {
+            std::lock_guard lock(mu_);
+            exhausted_ = true;
+            cv_.notify_all();
+        }
+        return n < total_;
+    }
+
+    // Waits for the duration or the last request; then no request starts. Returns the seconds
+    // since the start.
+    double wait() {
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait_until(lock, deadline_, [&] { return exhausted_; });
+        }
+        stopped_ = true;
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    }
+
+  private:
+    uint64_t total_;
+    std::chrono::steady_clock::time_point start_, deadline_;
+    std::atomic<uint64_t> issued_{0};
+    std::atomic<bool> stopped_{false};
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool exhausted_ = false;
+};
+
 // Runs `op(clientIndex, client, rng) -> (ok, extra)` in `clients` threads over `conns` Client
 // objects until the duration passes.
 template <typename Op>
 void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
     auto conns = connect(a);
-    std::atomic<bool> stop{false};
-    auto start = std::chrono::steady_clock::now();
+    Stopper stopper(a);
     std::vector<std::thread> threads;
     for (int c = 0; c < a.clients; ++c) {
         threads.emplace_back([&, c] {
@@ -110,7 +151,7 @@ void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) 
             local.reserve(1 << 14);
             uint64_t errs = 0, extra = 0;
             Client& client = *conns[static_cast<size_t>(c) % conns.size()];
-            while (!stop.load(std::memory_order_relaxed)) {
+            while (stopper.take()) {
                 auto t0 = std::chrono::steady_clock::now();
                 auto [ok, ex] = op(c, client, rng);
                 auto t1 = std::chrono::steady_clock::now();
@@ -125,9 +166,7 @@ void closedLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) 
             samples.add(local, errs, extra);
         });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(a.durationMs));
-    stop = true;
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    seconds = stopper.wait();
     for (auto& t : threads)
         t.join();
 }
@@ -151,7 +190,7 @@ void asyncLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
         uint64_t errors = 0, extra = 0;
     };
     std::vector<Loop> loops(static_cast<size_t>(a.clients));
-    std::atomic<bool> stop{false};
+    Stopper stopper(a);
     std::mutex mu;
     std::condition_variable cv;
     int running = a.clients;
@@ -166,7 +205,7 @@ void asyncLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
                 ++l.errors;
             }
             l.extra += ex;
-            if (!stop.load(std::memory_order_relaxed)) {
+            if (stopper.take()) {
                 next(l);
                 return;
             }
@@ -174,18 +213,22 @@ void asyncLoop(const ClusterArgs& a, Samples& samples, Op op, double& seconds) {
             if (--running == 0) cv.notify_all();
         });
     };
-    auto start = std::chrono::steady_clock::now();
     for (int c = 0; c < a.clients; ++c) {
         Loop& l = loops[static_cast<size_t>(c)];
         l.index = c;
         l.client = conns[static_cast<size_t>(c) % conns.size()].get();
         l.rng.seed(static_cast<uint64_t>(c) * 7919 + 1);
         l.ms.reserve(1 << 14);
-        next(l);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(a.durationMs));
-    stop = true;
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (auto& l : loops) {
+        if (stopper.take()) {
+            next(l);
+        } else {
+            std::lock_guard lock(mu);
+            --running;
+        }
+    }
+    seconds = stopper.wait();
     {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return running == 0; });

@@ -14,6 +14,9 @@ struct ClusterArgs {
     int clients = 1;
     int conns = 1;
     int durationMs = 3000;
+    // put/range/txn: stop once this many requests were issued (0: only the duration bounds
+    // the run), as the etcd baseline's loadgen -total; equal data volumes for both systems.
+    uint64_t total = 0;
     size_t valueSize = 256;
     uint64_t keySpace = 100000;
     bool sequential = false;

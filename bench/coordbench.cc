@@ -394,6 +394,9 @@ int main(int argc, char** argv) {
             ->check(CLI::Range(1, 100'000'000));
     };
     auto blocking = [&](CLI::App* sub) {
+        sub->add_option("--total", a.total,
+                        "stop once this many requests were issued (as loadgen -total), so both "
+                        "systems hold the same data; the duration still bounds the run");
         sub->add_flag("--blocking", a.blocking,
                       "a thread per client making blocking calls; default: each connection's "
                       "clients are closed loops on the asynchronous API");

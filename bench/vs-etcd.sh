@@ -8,12 +8,15 @@
 #                                    # writable copy of ../shared/bench/etcd (ETCD_BENCH=that copy)
 #   SYSTEMS=coord bench/vs-etcd.sh   # coord only
 #   REPS=3 DUR_MS=3000 ONLY='put|lock' bench/vs-etcd.sh
+#   ONLY=mem MEM_TOTAL=100000 bench/vs-etcd.sh   # memory at equal data: a fresh cluster of each
+#                                    # system takes exactly MEM_TOTAL puts, then its RSS is read
 # The first lines are the machine's floors (coordbench machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 DUR_MS=${DUR_MS:-3000}
 ONLY=${ONLY:-.}
+MEM_TOTAL=${MEM_TOTAL:-100000}
 SYSTEMS=${SYSTEMS:-"coord etcd"}
 ETCD_BENCH=${ETCD_BENCH:-../shared/bench/etcd}
 CB=build/bench/coordbench
@@ -29,6 +32,29 @@ rss_split() {
     for p in ${1//,/ }; do
         echo -n "$p $(grep -E '^(VmRSS|RssAnon|RssFile)' "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ') "
     done
+}
+
+# Memory at equal data volume: the modes above store as much as each system can write in their
+# time, so coord (several times faster) ends them holding several times etcd's data. Here a fresh
+# cluster takes exactly MEM_TOTAL random-key puts of 256 bytes (64 clients over 8 connections;
+# the duration only bounds the run), then each member's memory is read.
+coord_mem() {
+    bench/cluster.sh start 3 > /dev/null
+    . bench/.run/cluster.env
+    $CB put $SPREAD --endpoints "$ENDPOINTS" --clients 64 --conns 8 --total "$MEM_TOTAL" \
+        --duration-ms 600000 --label "coord/put-equal-volume/3node/n$MEM_TOTAL"
+    echo "{\"label\":\"coord/rss-split-equal-volume/3node/n$MEM_TOTAL\",\"rss\":\"$(rss_split "$PIDS")\"}"
+    bench/cluster.sh stop
+}
+
+etcd_mem() {
+    (cd "$ETCD_BENCH" && ./cluster.sh start 3 > /dev/null)
+    . "$ETCD_BENCH/.run/cluster.env"
+    "$ETCD_BENCH/bin/loadgen" put -endpoints "$ENDPOINTS" -clients 64 -conns 8 -duration 600s \
+        -total "$MEM_TOTAL" -val-size 256 -key-space 100000 \
+        -label "etcd/put-equal-volume/3node/n$MEM_TOTAL"
+    echo "{\"label\":\"etcd/rss-split-equal-volume/3node/n$MEM_TOTAL\",\"rss\":\"$(rss_split "$PIDS")\"}"
+    (cd "$ETCD_BENCH" && ./cluster.sh stop > /dev/null)
 }
 
 coord_run() {
@@ -134,9 +160,7 @@ etcd_run() {
 $CB machine --dir "${TMPDIR:-/tmp}" --rounds 2000
 for rep in $(seq 1 "$REPS"); do
     for sys in $SYSTEMS; do
-        case $sys in
-        coord) coord_run ;;
-        etcd) etcd_run ;;
-        esac
+        if [ "$ONLY" != mem ]; then "${sys}_run"; fi
+        if want mem; then "${sys}_mem"; fi
     done
 done
