@@ -27,6 +27,7 @@
 // while waiting; 105+ bad usage (CLI11). lock -- CMD otherwise exits with CMD's status.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -52,6 +53,7 @@ using namespace coord::cli;
 
 constexpr int kRefused = 1;
 constexpr int kUnavailable = 3;
+constexpr int kDiverged = 6;  // endpoint hashkv: members hold different histories
 
 // A whole number of at least `min`, refused with a message a person can read (CLI11's own
 // number checks print the range as doubles, up to 1.8e308).
@@ -82,6 +84,71 @@ std::vector<std::string> splitEndpoints(const std::string& list) {
 int report(const Error& e) {
     std::fprintf(stderr, "coordctl: %s\n", e.describe().c_str());
     return e.kind == Error::Kind::Store ? kRefused : kUnavailable;
+}
+
+// endpoint hashkv: each member's digest at one revision (by default the newest every member
+// that answers has applied); exit 6 when two members differ at the same revision.
+int runHashKV(Client& client, const std::vector<std::string>& endpoints, int64_t revision,
+              bool json, bool table) {
+    int rc = 0;
+    std::vector<std::string> asked;
+    if (revision == 0) {
+        for (const auto& ep : endpoints) {
+            auto st = client.status(ep);
+            if (!st.ok()) {
+                rc = report(st.error());
+                continue;
+            }
+            asked.push_back(ep);
+            revision = revision == 0 ? st->revision : std::min(revision, st->revision);
+        }
+        if (asked.empty()) return rc;
+    } else {
+        asked = endpoints;
+    }
+    // A compaction does not add a revision: members at one revision may differ in whether
+    // they applied the latest one yet, and their digests then cover different records. Such
+    // answers are asked again.
+    std::vector<cli::MemberHash> hashes;
+    for (int attempt = 0;; ++attempt) {
+        hashes.clear();
+        for (const auto& ep : asked) {
+            auto h = client.hashKV(ep, revision);
+            if (!h.ok()) {
+                std::fprintf(stderr, "coordctl: %s: %s\n", ep.c_str(),
+                             h.error().describe().c_str());
+                rc = h.error().kind == Error::Kind::Store ? kRefused : kUnavailable;
+                continue;
+            }
+            hashes.push_back({ep, *h});
+        }
+        bool settled = std::all_of(hashes.begin(), hashes.end(), [&](const cli::MemberHash& h) {
+            return h.hash.compactRevision == hashes.front().hash.compactRevision;
+        });
+        if (settled) break;
+        if (attempt == 10) {
+            std::fprintf(stderr, "coordctl: the members are still applying a compaction\n");
+            return kUnavailable;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& h : hashes) {
+        if (table) {
+            rows.push_back(cli::tableRow(h));
+        } else {
+            json ? cli::printJson(h) : cli::printSimple(h);
+        }
+    }
+    if (table) cli::printTable({"ENDPOINT", "HASH", "REVISION", "COMPACT REVISION"}, rows);
+    for (const auto& h : hashes) {
+        if (h.hash.hash != hashes.front().hash.hash) {
+            std::fprintf(stderr, "coordctl: the members' histories differ at revision %lld\n",
+                         static_cast<long long>(revision));
+            return kDiverged;
+        }
+    }
+    return rc;
 }
 
 // member list/add/remove/promote and move-leader.
@@ -235,6 +302,13 @@ int main(int argc, char** argv) {
     auto* status = endpoint->add_subcommand("status", "each member's view of the cluster");
     auto* health = endpoint->add_subcommand(
         "health", "whether each member serves a linearizable read within --command-timeout");
+    auto* hashkv = endpoint->add_subcommand(
+        "hashkv", "a digest of each member's history at one revision; exit 6 if they differ");
+    int64_t hashRev = 0;
+    hashkv
+        ->add_option("--rev", hashRev,
+                     "the revision to hash (default: the newest every member has applied)")
+        ->check(atLeast(1));
 
     LockArgs lockArgs;
     auto* lockCmd = app.add_subcommand(
@@ -634,6 +708,7 @@ int main(int argc, char** argv) {
         }
         return rc;
     }
+    if (*hashkv) return runHashKV(client, endpoints, hashRev, json, table);
     if (*health) {
         int rc = 0;
         for (const auto& ep : endpoints) {

@@ -100,6 +100,12 @@ std::string toJson(const MemberStatus& s) {
            ",\"watchers\":" + unum(s.watchers) + ",\"version\":" + jsonString(s.version) + "}";
 }
 
+std::string toJson(const MemberHash& h) {
+    return "{\"endpoint\":" + jsonString(h.endpoint) + ",\"hash\":" + unum(h.hash.hash) +
+           ",\"revision\":" + num(h.hash.revision) +
+           ",\"compact_revision\":" + num(h.hash.compactRevision) + "}";
+}
+
 std::string toJson(const std::vector<Member>& members) {
     std::string out = "{\"members\":[";
     for (size_t i = 0; i < members.size(); ++i) {
@@ -181,6 +187,12 @@ void printSimple(const MemberStatus& s) {
         s.version.c_str());
 }
 
+void printSimple(const MemberHash& h) {
+    std::printf("%s, hash %08x, revision %lld, compact revision %lld\n", h.endpoint.c_str(),
+                static_cast<unsigned>(h.hash.hash), static_cast<long long>(h.hash.revision),
+                static_cast<long long>(h.hash.compactRevision));
+}
+
 void printTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows) {
     std::vector<size_t> width(header.size());
@@ -240,6 +252,13 @@ std::vector<std::string> tableRow(const MemberStatus& s) {
             std::to_string(s.appliedIndex),
             db,
             s.version};
+}
+
+std::vector<std::string> tableRow(const MemberHash& h) {
+    char hash[16];
+    std::snprintf(hash, sizeof hash, "%08x", static_cast<unsigned>(h.hash.hash));
+    return {h.endpoint, hash, std::to_string(h.hash.revision),
+            std::to_string(h.hash.compactRevision)};
 }
 
 std::vector<std::string> tableRow(const Member& m) {

@@ -1,8 +1,10 @@
 #include "kv/store.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "common/assert.h"
+#include "common/crc32.h"
 #include "kv/codec.h"
 #include "kv/internal.h"
 #include "kv/key_index.h"
@@ -396,6 +398,67 @@ std::vector<LeaseInfo> Store::leaseList() const {
         for (bool ok = c.get(MDB_FIRST); ok; ok = c.get(MDB_NEXT)) {
             out.push_back(LeaseInfo{decodeI64(c.key()), decodeI64(c.value()), {}});
         }
+        return out;
+    });
+}
+
+KvResult<HashKVResponse> Store::hashKV(int64_t revision) const {
+    return reading([&](const lmdb::Txn& txn) -> KvResult<HashKVResponse> {
+        const int64_t current = metaI64(txn, detail::kMetaCurrentRev);
+        const int64_t compacted = metaI64(txn, detail::kMetaCompactedRev);
+        if (revision <= 0) revision = current;
+        if (revision > current) return fail(detail::futureRevisionError(revision, current));
+        if (revision < compacted) return fail(detail::compactedError(revision, compacted));
+        struct Digest {
+            Revision rev;
+            uint32_t crc;
+            bool tombstone;
+        };
+        auto digest = [](std::string_view revKey, std::string_view record) {
+            return crc32Update(crc32Update(0, revKey.data(), revKey.size()), record.data(),
+                               record.size());
+        };
+        HashKVResponse out;
+        out.revision = revision;
+        out.compactRevision = compacted;
+        auto feed = [&out](uint32_t crc) {
+            std::string le;
+            appendLe32(le, crc);
+            out.hash = crc32Update(out.hash, le.data(), le.size());
+        };
+        // Below the compacted revision: the newest record of each key so far. At it: every
+        // record (reads at the compacted revision see them), superseding the older ones.
+        std::unordered_map<std::string, Digest> older;
+        std::vector<Digest> atCompacted;
+        bool flushed = false;
+        auto flushOlder = [&] {
+            std::vector<Digest> kept = std::move(atCompacted);
+            for (auto& [key, d] : older)
+                if (!d.tombstone) kept.push_back(d);
+            std::sort(kept.begin(), kept.end(),
+                      [](const Digest& a, const Digest& b) { return a.rev < b.rev; });
+            for (const auto& d : kept)
+                feed(d.crc);
+            older.clear();
+            flushed = true;
+        };
+        lmdb::Cursor c(txn, t_.rev);
+        std::string_view k, v;
+        for (bool ok = c.get(MDB_FIRST, k, v); ok; ok = c.get(MDB_NEXT, k, v)) {
+            Revision r = detail::decodeRevKey(k);
+            if (r.main > revision) break;
+            auto view = detail::decodeRevRecord(v, nullptr);
+            if (r.main < compacted) {
+                older[std::string(view.key)] = Digest{r, digest(k, v), view.tombstone};
+            } else if (r.main == compacted) {
+                older.erase(std::string(view.key));
+                atCompacted.push_back(Digest{r, digest(k, v), view.tombstone});
+            } else {
+                if (!flushed) flushOlder();
+                feed(digest(k, v));
+            }
+        }
+        if (!flushed) flushOlder();
         return out;
     });
 }

@@ -180,6 +180,16 @@ class Store {
                                   const std::function<void(int64_t, std::span<const Event>)>& fn,
                                   size_t maxBytes = SIZE_MAX) const;
 
+    // A digest of everything a read at `revision` (0: the head) or at any retained revision
+    // before it can see: a CRC-32 over the revisions from the compacted one up to `revision`,
+    // and below it over the newest revision of each key unless that is a delete — in
+    // revision order, each contributing the CRC of its revision key and record. Members that
+    // applied the same log agree whatever their physical compaction progress (compactStep()
+    // may have left superseded records behind). Compacted / FutureRevision as a range. Reads
+    // every retained record once, and holds one small entry per key that lived at the
+    // compacted revision.
+    KvResult<HashKVResponse> hashKV(int64_t revision) const;
+
     WatchHub& watchHub() { return *hub_; }
 
     // ---- snapshots (see docs/mvcc.md: the stream format) ----

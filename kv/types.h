@@ -198,6 +198,14 @@ struct CompactResponse {
     int64_t revision = 0;
 };
 
+// A digest of a member's key-value history (Store::hashKV): equal on members that applied the
+// same writes and compactions, so a difference means a replica diverged or its file was damaged.
+struct HashKVResponse {
+    uint32_t hash = 0;            // CRC-32 (see Store::hashKV for what it covers)
+    int64_t revision = 0;         // the newest revision covered
+    int64_t compactRevision = 0;  // the compacted revision it starts from
+};
+
 // Raises or clears a member's NOSPACE alarm. The alarms are replicated state: while any is
 // raised, every member refuses the same writes (those that add data), so members whose files
 // differ in size never diverge.

@@ -1243,49 +1243,80 @@ Expected<std::vector<Member>> Client::moveLeader(uint64_t target, Deadline deadl
     });
 }
 
-Expected<MemberStatus> Client::status(const std::string& endpoint, Deadline deadline) {
-    deadline = impl_->deadlineOr(deadline);
+namespace {
+
+// Asks one member directly, on a connection of its own (not failed over): `ask(maintenance)`
+// returns the answer's promise. Connection failures and the deadline become Unavailable.
+template <typename T, typename Ask>
+Expected<T> askMember(Client::Impl& impl, const std::string& endpoint, Deadline deadline, Ask ask) {
     auto [host, port] = splitEndpoint(endpoint);
     if (port == 0) return fail(unavailable("bad endpoint '" + endpoint + "' (want host:port)"));
-    return impl_->sync<MemberStatus>([&, host = host, port = port] {
-        auto& impl = *impl_;
-        auto work =
-            impl.connectTo(host, port)
-                .then([endpoint](kj::Own<kj::AsyncIoStream> stream) {
-                    auto rpc = kj::heap<capnp::TwoPartyClient>(*stream);
-                    auto m = rpc->bootstrap()
-                                 .castAs<s::Coord>()
-                                 .maintenanceRequest()
-                                 .send()
-                                 .getMaintenance();
-                    return m.statusRequest()
-                        .send()
-                        .then([endpoint](capnp::Response<s::Maintenance::StatusResults>&& r) {
-                            auto st = r.getStatus();
-                            MemberStatus out;
-                            out.endpoint = endpoint;
-                            out.clusterId = st.getHeader().getClusterId();
-                            out.memberId = st.getHeader().getMemberId();
-                            out.raftTerm = st.getHeader().getRaftTerm();
-                            out.revision = st.getHeader().getRevision();
-                            out.leader = st.getLeader();
-                            out.appliedIndex = st.getAppliedIndex();
-                            out.compactedRevision = st.getCompactedRevision();
-                            out.dbSizeBytes = st.getDbSizeBytes();
-                            out.watchers = st.getWatchers();
-                            out.version = st.getVersion();
-                            return Slot<Expected<MemberStatus>>{out};
+    return impl.sync<T>([&, host = host, port = port] {
+        auto work = impl.connectTo(host, port)
+                        .then([ask](kj::Own<kj::AsyncIoStream> stream) mutable {
+                            auto rpc = kj::heap<capnp::TwoPartyClient>(*stream);
+                            auto m = rpc->bootstrap()
+                                         .castAs<s::Coord>()
+                                         .maintenanceRequest()
+                                         .send()
+                                         .getMaintenance();
+                            return ask(m).attach(kj::mv(rpc), kj::mv(stream));
                         })
-                        .attach(kj::mv(rpc), kj::mv(stream));
-                })
-                .catch_([endpoint](kj::Exception&& e) {
-                    return Slot<Expected<MemberStatus>>{
-                        fail(unavailable(endpoint + ": " + e.getDescription().cStr()))};
-                });
+                        .catch_([endpoint](kj::Exception&& e) {
+                            return Slot<Expected<T>>{
+                                fail(unavailable(endpoint + ": " + e.getDescription().cStr()))};
+                        });
         return work.exclusiveJoin(impl.timer().afterDelay(toKj(deadline - Clock::now())).then([] {
-            return Slot<Expected<MemberStatus>>{fail(unavailable("deadline exceeded"))};
+            return Slot<Expected<T>>{fail(unavailable("deadline exceeded"))};
         }));
     });
+}
+
+}  // namespace
+
+Expected<MemberStatus> Client::status(const std::string& endpoint, Deadline deadline) {
+    return askMember<MemberStatus>(
+        *impl_, endpoint, impl_->deadlineOr(deadline), [endpoint](s::Maintenance::Client& m) {
+            return m.statusRequest().send().then(
+                [endpoint](capnp::Response<s::Maintenance::StatusResults>&& r) {
+                    auto st = r.getStatus();
+                    MemberStatus out;
+                    out.endpoint = endpoint;
+                    out.clusterId = st.getHeader().getClusterId();
+                    out.memberId = st.getHeader().getMemberId();
+                    out.raftTerm = st.getHeader().getRaftTerm();
+                    out.revision = st.getHeader().getRevision();
+                    out.leader = st.getLeader();
+                    out.appliedIndex = st.getAppliedIndex();
+                    out.compactedRevision = st.getCompactedRevision();
+                    out.dbSizeBytes = st.getDbSizeBytes();
+                    out.watchers = st.getWatchers();
+                    out.version = st.getVersion();
+                    return Slot<Expected<MemberStatus>>{out};
+                });
+        });
+}
+
+Expected<kv::HashKVResponse> Client::hashKV(const std::string& endpoint, int64_t revision,
+                                            Deadline deadline) {
+    return askMember<kv::HashKVResponse>(
+        *impl_, endpoint, impl_->deadlineOr(deadline), [revision](s::Maintenance::Client& m) {
+            auto req = m.hashKVRequest();
+            req.setRevision(revision);
+            return req.send().then([](capnp::Response<s::Maintenance::HashKVResults>&& r) {
+                auto result = r.getResult();
+                if (result.which() == s::HashKVResult::ERROR) {
+                    return Slot<Expected<kv::HashKVResponse>>{
+                        fail(storeError(rpc::fromCapnp(result.getError())))};
+                }
+                auto ok = result.getOk();
+                kv::HashKVResponse out;
+                out.hash = ok.getHash();
+                out.revision = ok.getRevision();
+                out.compactRevision = ok.getCompactRevision();
+                return Slot<Expected<kv::HashKVResponse>>{out};
+            });
+        });
 }
 
 }  // namespace coord

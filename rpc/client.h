@@ -221,6 +221,12 @@ class Client {
 
     // The status of one member, asked directly (not failed over).
     Expected<MemberStatus> status(const std::string& endpoint, Deadline deadline = {});
+    // A digest of one member's key-value history up to `revision` (0: its head), asked directly:
+    // members that applied the same writes agree at the same revision, so comparing them finds
+    // a replica that diverged or a damaged file (coordctl endpoint hashkv). Store(Compacted)
+    // below the compacted revision, Store(FutureRevision) above what the member applied.
+    Expected<kv::HashKVResponse> hashKV(const std::string& endpoint, int64_t revision = 0,
+                                        Deadline deadline = {});
 
     const ClientOptions& options() const;
 

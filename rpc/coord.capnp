@@ -347,6 +347,24 @@ interface Maintenance {
   # The members whose NOSPACE alarm is raised (replicated state, served locally). Clearing them
   # is a write: WriteRequest.alarm with activate = false.
   alarms @2 () -> (header :ResponseHeader, noSpace :List(UInt64));
+  # A digest of this member's key-value history up to `revision` (0: its head), after it
+  # committed what it applied: members that applied the same writes and compactions give the
+  # same hash at the same revision (kv::Store::hashKV); a different one means a replica
+  # diverged or its file was damaged. Reads every retained revision on the RPC thread.
+  hashKV @3 (revision :Int64) -> (header :ResponseHeader, result :HashKVResult);
+}
+
+struct HashKVResult {
+  union {
+    ok @0 :HashKV;
+    error @1 :Error;   # compacted, futureRevision
+  }
+}
+
+struct HashKV {
+  hash @0 :UInt32;             # CRC-32
+  revision @1 :Int64;          # the newest revision covered
+  compactRevision @2 :Int64;   # the compacted revision it starts from
 }
 
 struct Member {

@@ -410,6 +410,30 @@ kj::Promise<void> MaintenanceService::snapshot(SnapshotContext context) {
     });
 }
 
+kj::Promise<void> MaintenanceService::hashKV(HashKVContext context) {
+    // What this member applied is committed first, so a hash at any revision it applied can be
+    // read from committed state (the read transaction runs here, beside the writer).
+    int64_t revision = context.getParams().getRevision();
+    auto handoff = makeHandoff<Result<Ok, Unavailable>>();
+    driver_.commitStore(handoff.send);
+    return handoff.promise.then(
+        [this, context, revision](Slot<Result<Ok, Unavailable>> slot) mutable {
+            KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
+            auto hashed = driver_.store().hashKV(revision);
+            auto results = context.getResults();
+            fillHeader(results.initHeader(), driver_, clusterId_);
+            auto out = results.initResult();
+            if (!hashed.ok()) {
+                toCapnp(hashed.error(), out.initError());
+                return;
+            }
+            auto ok = out.initOk();
+            ok.setHash(hashed->hash);
+            ok.setRevision(hashed->revision);
+            ok.setCompactRevision(hashed->compactRevision);
+        });
+}
+
 kj::Promise<void> MaintenanceService::status(StatusContext context) {
     auto st = context.getResults().initStatus();
     fillHeader(st.initHeader(), driver_, clusterId_);

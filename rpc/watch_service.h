@@ -81,6 +81,7 @@ class MaintenanceService final : public schema::Maintenance::Server {
     kj::Promise<void> status(StatusContext context) override;
     kj::Promise<void> snapshot(SnapshotContext context) override;
     kj::Promise<void> alarms(AlarmsContext context) override;
+    kj::Promise<void> hashKV(HashKVContext context) override;
 
   public:
     // Snapshots exported at once by one member: each is a temporary file as large as the

@@ -142,6 +142,54 @@ TEST_CASE("coordctl compaction discards history and reads below it fail clearly"
     CHECK(run({"compaction", "4"}).first == 1);  // already compacted past it
 }
 
+TEST_CASE("coordctl endpoint hashkv shows every member's digest at one revision",
+          "[cli][cluster]") {
+    Cluster c;
+    auto run = [&](std::vector<std::string> args) {
+        std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
+        all.insert(all.end(), args.begin(), args.end());
+        return coordctl(all);
+    };
+    for (int i = 0; i < 6; ++i)
+        REQUIRE(run({"put", "k" + std::to_string(i % 2), std::to_string(i)}).first == 0);
+    REQUIRE(run({"compaction", "4"}).first == 0);
+    // Every member has applied the revision it is asked at: the lowest any member reports.
+    auto [rc, out] = run({"endpoint", "hashkv"});
+    CHECK(rc == 0);
+    std::regex line(R"((\S+), hash ([0-9a-f]{8}), revision (\d+), compact revision 4)");
+    std::istringstream lines(out);
+    std::set<std::string> endpoints, hashes, revisions;
+    for (std::string l; std::getline(lines, l);) {
+        std::smatch m;
+        INFO(l);
+        REQUIRE(std::regex_match(l, m, line));
+        endpoints.insert(m[1]);
+        hashes.insert(m[2]);
+        revisions.insert(m[3]);
+    }
+    CHECK(endpoints == std::set<std::string>{c.ep(0), c.ep(1), c.ep(2)});
+    CHECK(hashes.size() == 1);
+    CHECK(revisions.size() == 1);
+    // At another revision, another digest; the same on every member.
+    auto [rc5, json5] = run({"endpoint", "hashkv", "--rev", "5", "-w", "json"});
+    CHECK(rc5 == 0);
+    std::regex jsonLine(R"(\{"endpoint":"[^"]+","hash":(\d+),"revision":5,"compact_revision":4\})");
+    std::istringstream jl(json5);
+    std::set<std::string> at5;
+    for (std::string l; std::getline(jl, l);) {
+        std::smatch m;
+        INFO(l);
+        REQUIRE(std::regex_match(l, m, jsonLine));
+        at5.insert(m[1]);
+    }
+    CHECK(at5.size() == 1);
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%08lx", std::stoul(*at5.begin()));
+    CHECK(hashes.count(hex) == 0);
+    // Below the compacted revision: refused by the store (exit 1).
+    CHECK(run({"endpoint", "hashkv", "--rev", "3"}).first == 1);
+}
+
 TEST_CASE("coordctl runs txns from stdin, watches, prints JSON and checks endpoints",
           "[cli][cluster]") {
     Cluster c;

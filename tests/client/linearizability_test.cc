@@ -183,4 +183,6 @@ TEST_CASE("reads, writes and compare-and-set stay linearizable while members are
     auto verdict = lin::check(history);
     INFO(verdict.detail);
     CHECK(verdict.ok);
+    // And every member, the restarted ones included, holds the same history.
+    coord::test::checkReplicasAgree(observer, c);
 }

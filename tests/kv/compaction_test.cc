@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <set>
+
+#include "kv/codec.h"
+#include "kv/lmdb.h"
 #include "tests/kv/helpers.h"
 
 using namespace coord::kv;
@@ -107,4 +111,77 @@ TEST_CASE("compaction survives a reopen and resumes where it stopped", "[kv][com
                              [&](int64_t, std::span<const Event> e) { events += int(e.size()); })
                 .ok());
     CHECK(events == 1);
+}
+
+TEST_CASE("hashKV agrees on the same history whatever the physical compaction progress",
+          "[kv][compact][hash]") {
+    StoreFixture a, b, other;
+    writeHistory(a);
+    writeHistory(b);
+    // The same history but for one value.
+    other.put("a", "a1");
+    other.put("b", "b1");
+    other.put("a", "a2*");
+    other.del("b");
+    other.put("c", "c1");
+    other.put("a", "a3");
+    other.put("d", "d1");
+    other.del("d");
+    auto hashAt = [](StoreFixture& f, int64_t rev) {
+        auto h = f.s().hashKV(rev);
+        INFO((h.ok() ? std::string() : h.error().message));
+        REQUIRE(h.ok());
+        CHECK(h->revision == (rev == 0 ? f.s().currentRevision() : rev));
+        return *h;
+    };
+    std::vector<uint32_t> before;
+    for (int64_t rev = 1; rev <= 9; ++rev) {
+        before.push_back(hashAt(a, rev).hash);
+        CHECK(hashAt(b, rev).hash == before.back());
+        // From the changed write on, the history differs.
+        if (rev >= 4) {
+            CHECK(hashAt(other, rev).hash != before.back());
+        } else {
+            CHECK(hashAt(other, rev).hash == before.back());
+        }
+    }
+    CHECK(hashAt(a, 0).hash == before.back());
+    // Every revision adds to what is covered.
+    CHECK(std::set<uint32_t>(before.begin(), before.end()).size() == before.size());
+
+    // Compacted at 6 on both: one removes the superseded records, the other not yet.
+    REQUIRE(a.s().compact(6).ok());
+    REQUIRE(b.s().compact(6).ok());
+    while (a.s().compactStep(1) > 0) {
+    }
+    REQUIRE_FALSE(a.s().compactionPending());
+    REQUIRE(b.s().compactionPending());
+    for (int64_t rev = 6; rev <= 9; ++rev) {
+        auto h = hashAt(a, rev);
+        CHECK(h.compactRevision == 6);
+        CHECK(hashAt(b, rev).hash == h.hash);
+    }
+    // Below the compacted revision and above the head: the errors of a range.
+    auto low = a.s().hashKV(5);
+    REQUIRE_FALSE(low.ok());
+    CHECK(low.error().code == ErrorCode::Compacted);
+    auto high = a.s().hashKV(10);
+    REQUIRE_FALSE(high.ok());
+    CHECK(high.error().code == ErrorCode::FutureRevision);
+
+    // A record changed on disk behind the store's back (a damaged or tampered file) shows.
+    uint32_t intact = hashAt(b, 9).hash;
+    {
+        coord::kv::lmdb::Txn txn(b.s().env(), coord::kv::lmdb::Txn::Mode::ReadWrite);
+        coord::kv::lmdb::Table rev(txn, "rev", 0);
+        std::string key = coord::kv::detail::encodeRevKey({7, 0});  // a = a3
+        auto record = rev.get(txn, key);
+        REQUIRE(record.has_value());
+        std::string damaged(*record);
+        damaged.back() ^= 1;
+        REQUIRE(rev.put(txn, key, damaged));
+        txn.commit();
+    }
+    CHECK(hashAt(b, 9).hash != intact);
+    CHECK(hashAt(b, 6).hash == hashAt(a, 6).hash);  // the damage is at revision 7
 }

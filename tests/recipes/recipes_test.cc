@@ -485,6 +485,8 @@ TEST_CASE("fenced increments stay exact and tokens increase while members are ki
     }
     // Every session is closed (its lease revoked): nothing of the lock is left.
     CHECK(eventually([&] { return countKeys(observer, "locks/chaos/") == 0; }));
+    // The members restarted in between hold the same history as the others.
+    coord::test::checkReplicasAgree(observer, c);
 }
 
 TEST_CASE("mutex waiters acquire in arrival order, and giving up leaves no key",
