@@ -23,6 +23,8 @@ struct ClusterArgs {
     bool serializable = false;
     bool sharedKey = false;
     int64_t ttlSeconds = 10;
+    // lock: let go with Mutex::release() (waits for the deletion) instead of unlock().
+    bool waitRelease = false;
     int rounds = 20;
     int settleMs = 300;
     // Connection i dials member i mod N first (as etcd's clientv3 balancer spreads its calls);

@@ -421,6 +421,8 @@ int main(int argc, char** argv) {
     auto* lock = app.add_subcommand("lock", "coord::Mutex lock/unlock cycles");
     common(lock);
     lock->add_flag("--shared", a.sharedKey, "one mutex for all clients (else one each)");
+    lock->add_flag("--wait-release", a.waitRelease,
+                   "let go with release(), which waits for the deletion, instead of unlock()");
     lock->add_option("--ttl", a.ttlSeconds, "session TTL");
     auto* elect = app.add_subcommand("elect-resign", "resign -> next leader latency");
     common(elect);

@@ -292,13 +292,18 @@ TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, i
     return t;
 }
 
-RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
-                             Deadline deadline) {
+TxnRequest deleteOwnedTxn(const std::string& key, int64_t createRev) {
     TxnRequest t;
     if (createRev != 0) t.compare.push_back(createRevisionEquals(key, createRev));
     DeleteRangeRequest d;
     d.key = key;
     t.success.push_back(RequestOp{d});
+    return t;
+}
+
+RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
+                             Deadline deadline) {
+    TxnRequest t = deleteOwnedTxn(key, createRev);
     WaitContext ctx;
     ctx.deadline = std::min(deadline, Clock::now() + client.options().requestTimeout);
     auto r = retry<TxnResponse>(client, ctx, [&](Deadline dl) { return client.txn(t, dl); });
@@ -344,6 +349,10 @@ struct Holder::State {
     uint64_t epoch = 0;  // one per acquisition: stale loss reports are ignored
     // An incarnation whose deletion was not confirmed (0: of unknown revision), or -1.
     int64_t unreleased = -1;
+    // An incarnation whose deletion releaseAsync() sent and whose answer has not come, or -1.
+    int64_t releasing = -1;
+    int64_t lastReleased = -1;         // the incarnation releaseAsync() gave up last
+    std::condition_variable released;  // `releasing` went back to -1
     std::vector<std::function<void(const RecipeError&)>> callbacks;
     // Deletions of the key, from the first acquisition for the life of the Holder (the key's
     // name is fixed): a deletion after the current incarnation's create revision ends it. One
@@ -391,8 +400,16 @@ Holder::Holder(Session& session, std::string keyPrefix)
 }
 
 Holder::~Holder() {
-    // Releasing deletes the key (best effort); then the owner watch stops.
+    // Releasing deletes the key (best effort); then the owner watch stops. A deletion still in
+    // flight is waited for: its answer may hand a failure to the session.
     if (revision() != 0) (void)release(kForever);
+    {
+        std::unique_lock lock(st_->mu);
+        st_->released.wait_until(
+            lock,
+            Clock::now() + session_.client().options().requestTimeout + std::chrono::seconds(1),
+            [&] { return st_->releasing < 0; });
+    }
     std::unique_ptr<Handle> watch;
     {
         std::lock_guard lock(st_->mu);
@@ -442,7 +459,11 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
         unreleased = st_->unreleased;
     }
     if (unreleased >= 0) {
-        auto gone = deleteOwned(client, key_, unreleased, deadline);
+        // Retried up to the acquisition's deadline, not one request timeout: a cluster that is
+        // briefly unavailable must not fail a lock() that may wait longer.
+        auto gone = retry<TxnResponse>(client, ctx, [&](Deadline d) {
+            return client.txn(deleteOwnedTxn(key_, unreleased), d);
+        });
         if (!gone.ok()) return fail(gone.error());
         std::lock_guard lock(st_->mu);
         if (st_->unreleased == unreleased) st_->unreleased = -1;
@@ -463,6 +484,35 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
     previous.keysOnly = true;
     t.success.push_back(RequestOp{previous});
     auto created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
+    for (;;) {
+        // The deletion of the previous incarnation (releaseAsync) was sent before this create
+        // but may apply after it: then the create finds that incarnation. Wait for the
+        // deletion's answer, make sure the incarnation is gone, and create again.
+        if (!created.ok() || created->succeeded) break;
+        const auto& found = std::get<RangeResponse>(created->responses.front().op).kvs;
+        if (found.empty()) break;
+        const int64_t foundRev = found.front().createRevision;
+        bool failed;
+        {
+            std::unique_lock lock(st_->mu);
+            if (foundRev != st_->lastReleased) break;  // ours from a retried create: see below
+            st_->released.wait_until(lock, ctx.deadline,
+                                     [&] { return st_->releasing != foundRev; });
+            if (st_->releasing == foundRev) {
+                return fail(timeoutError("the previous release was not answered"));
+            }
+            failed = st_->unreleased == foundRev;
+        }
+        if (failed) {
+            auto gone = retry<TxnResponse>(client, ctx, [&](Deadline d) {
+                return client.txn(deleteOwnedTxn(key_, foundRev), d);
+            });
+            if (!gone.ok()) return fail(gone.error());
+            std::lock_guard lock(st_->mu);
+            if (st_->unreleased == foundRev) st_->unreleased = -1;
+        }
+        created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
+    }
     if (!created.ok()) {
         if (mayHaveApplied(created.error())) (void)giveBack(0, kForever);
         return fail(created.error());
@@ -572,6 +622,38 @@ RecipeResult<Ok> Holder::release(Deadline deadline) {
     // The owner watch stays for the next acquisition; the deletion it reports is of an
     // incarnation no longer held, and ignored.
     return giveBack(rev, deadline);
+}
+
+void Holder::releaseAsync() {
+    int64_t rev;
+    {
+        std::lock_guard lock(st_->mu);
+        if (!st_->held) return;
+        st_->held = false;
+        rev = st_->revision;
+        st_->revision = 0;
+        ++st_->epoch;
+        if (session_.isLost()) return;  // the lease takes the key
+        st_->releasing = rev;
+        st_->lastReleased = rev;
+    }
+    // The answer comes on the client's thread. A deletion the cluster could not confirm is
+    // finished by the session, and the next acquisition makes sure it is done first.
+    TxnRequest t = deleteOwnedTxn(key_, rev);
+    std::weak_ptr<State> weak = st_;
+    Session* session = &session_;
+    std::string key = key_;
+    session_.client().txnAsync(t, [weak, session, key, rev](Expected<TxnResponse> r) {
+        auto st = weak.lock();
+        if (!st) return;
+        if (!r.ok()) session->releaseLater(key, rev);
+        {
+            std::lock_guard lock(st->mu);
+            if (!r.ok()) st->unreleased = rev;
+            if (st->releasing == rev) st->releasing = -1;
+        }
+        st->released.notify_all();
+    });
 }
 
 RecipeResult<Ok> Holder::giveBack(int64_t createRev, Deadline deadline) {

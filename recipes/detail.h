@@ -111,6 +111,8 @@ TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, i
 // for a key only its owner ever writes), retrying until `deadline`, which
 // is capped at (and defaults to) the client's request timeout from now: it never hangs on an
 // unreachable cluster. deleteOrDefer below hands a deletion that failed to the session.
+// The txn that deletes `key` only while its create revision is `createRev` (0: any).
+TxnRequest deleteOwnedTxn(const std::string& key, int64_t createRev);
 RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
                              Deadline deadline = kForever);
 
@@ -151,6 +153,11 @@ class Holder {
     // to do: the lease is gone or, unrenewed, about to go, and the key with it; release then
     // returns at once instead of waiting on a cluster it may not reach.
     RecipeResult<Ok> release(Deadline deadline);
+    // The same without waiting: sends the deletion and returns. It is ordered before this
+    // client's later requests; the lock passes on when it applies. A deletion the cluster
+    // cannot confirm is finished by the session; the next acquire() waits for the answer when
+    // it finds the released incarnation still there.
+    void releaseAsync();
     // Replaces the value while held (guarded by the create revision).
     RecipeResult<Ok> update(const std::string& value, Deadline deadline);
 

@@ -48,9 +48,9 @@ bool Mutex::try_lock() {
     return tryResult(tryAcquire());
 }
 void Mutex::unlock() noexcept {
-    // Never throws (Lockable; std::lock_guard unlocks in a destructor): a release the cluster
-    // cannot confirm is finished by the session in the background.
-    (void)release();
+    // Never throws (Lockable; std::lock_guard unlocks in a destructor) and does not wait: the
+    // deletion is sent, and a release the cluster cannot confirm is finished by the session.
+    holder_.releaseAsync();
 }
 bool Mutex::timedLock(Deadline deadline) {
     return tryResult(acquire(deadline));
@@ -93,7 +93,7 @@ bool RWMutex::try_lock() {
     return tryResult(writer_.acquire("", turnOf(prefix_), detail::kForever, false));
 }
 void RWMutex::unlock() noexcept {
-    (void)releaseWrite();  // never throws, as Mutex::unlock
+    writer_.releaseAsync();  // never throws nor waits, as Mutex::unlock
 }
 void RWMutex::lock_shared() {
     throwIfFailed(acquireRead());
@@ -102,7 +102,7 @@ bool RWMutex::try_lock_shared() {
     return tryResult(reader_.acquire("", readerTurn(), detail::kForever, false));
 }
 void RWMutex::unlock_shared() noexcept {
-    (void)releaseRead();  // never throws, as Mutex::unlock
+    reader_.releaseAsync();  // never throws nor waits, as Mutex::unlock
 }
 
 // ---- Semaphore ----
@@ -128,7 +128,7 @@ bool Semaphore::try_lock() {
     return tryResult(tryAcquire());
 }
 void Semaphore::unlock() noexcept {
-    (void)release();  // never throws, as Mutex::unlock
+    holder_.releaseAsync();  // never throws nor waits, as Mutex::unlock
 }
 
 }  // namespace coord

@@ -347,6 +347,7 @@ TEST_CASE("a release or give-up the cluster could not confirm is finished in the
     Session holderSession(other, {30});
     Mutex m(s, "locks/bg");
     REQUIRE(m.acquire().ok());
+    auto started = Clock::now();
 
     // With two of three members gone nothing can be committed: the release is not confirmed.
     c.kill9(0);
@@ -390,17 +391,29 @@ TEST_CASE("a release or give-up the cluster could not confirm is finished in the
     CHECK(m.acquire(Clock::now() + 5s).ok());
     REQUIRE(m.release().ok());
 
-    // std::lock_guard unlocks in its destructor, where an exception would end the process:
-    // an unconfirmed release there returns quietly and is finished in the background too.
+    // unlock() (std::lock_guard's, in a destructor where an exception would end the process)
+    // sends the deletion and returns at once, even with the cluster unable to commit; the
+    // deletion it could not confirm is finished in the background too.
     {
         std::lock_guard guard(m);
         c.kill9(0);
         c.kill9(1);
+        started = Clock::now();
     }
+    CHECK(Clock::now() - started < 200ms);  // release() waits for its 1 s timeout
     CHECK_FALSE(m.isHeld());
-    CHECK(s.pendingReleases() == 1);
+    CHECK(eventually([&] { return s.pendingReleases() == 1; }));
+    // Locked again before the cluster is back: the old incarnation goes first, and the new
+    // one is the only key left.
+    std::thread relock([&] { T_CHECK(m.acquire(Clock::now() + 30s).ok()); });
+    std::this_thread::sleep_for(300ms);
     c.start(0);
     c.start(1);
+    relock.join();
+    CHECK(m.isHeld());
+    CHECK(eventually([&] { return countKeys(other, "locks/bg/") == 1; }, 20s));
+    CHECK(eventually([&] { return s.pendingReleases() == 0; }));
+    m.unlock();
     CHECK(eventually([&] { return countKeys(other, "locks/bg/") == 0; }, 20s));
 }
 
@@ -448,7 +461,12 @@ TEST_CASE("fenced increments stay exact and tokens increase while members are ki
                         ++refused;  // the lock was lost before the write: fenced off
                     }
                 }
-                (void)m->release();
+                // Both ways of letting go: waiting for the deletion, and unlock()'s without.
+                if (round % 2 == 0) {
+                    (void)m->release();
+                } else {
+                    m->unlock();
+                }
             }
         });
     }
