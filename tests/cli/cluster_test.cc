@@ -47,6 +47,13 @@ std::pair<int, std::string> coordctl(const std::vector<std::string>& args,
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+// coordctl against every member of `c`, with a command timeout long enough for sanitizers.
+std::pair<int, std::string> coordctlOn(const Cluster& c, std::vector<std::string> args) {
+    std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
+    all.insert(all.end(), args.begin(), args.end());
+    return coordctl(all);
+}
+
 }  // namespace
 
 TEST_CASE("acknowledged writes survive kill -9 of a minority and of the whole cluster",
@@ -102,11 +109,7 @@ TEST_CASE("coordctl reports store refusals and unreachable clusters with distinc
 
 TEST_CASE("coordctl grants, inspects, keeps alive and revokes leases", "[cli][cluster]") {
     Cluster c;
-    auto run = [&](std::vector<std::string> args) {
-        std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
-        all.insert(all.end(), args.begin(), args.end());
-        return coordctl(all);
-    };
+    auto run = [&](std::vector<std::string> args) { return coordctlOn(c, std::move(args)); };
     auto [rc, granted] = run({"lease", "grant", "60"});
     REQUIRE(rc == 0);
     REQUIRE(granted.rfind("lease ", 0) == 0);
@@ -127,11 +130,7 @@ TEST_CASE("coordctl grants, inspects, keeps alive and revokes leases", "[cli][cl
 TEST_CASE("coordctl compaction discards history and reads below it fail clearly",
           "[cli][cluster]") {
     Cluster c;
-    auto run = [&](std::vector<std::string> args) {
-        std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
-        all.insert(all.end(), args.begin(), args.end());
-        return coordctl(all);
-    };
+    auto run = [&](std::vector<std::string> args) { return coordctlOn(c, std::move(args)); };
     for (int i = 0; i < 5; ++i)
         REQUIRE(run({"put", "h", std::to_string(i)}).first == 0);
     // Revisions 2..6 hold the five puts.
@@ -145,11 +144,7 @@ TEST_CASE("coordctl compaction discards history and reads below it fail clearly"
 TEST_CASE("coordctl endpoint hashkv shows every member's digest at one revision",
           "[cli][cluster]") {
     Cluster c;
-    auto run = [&](std::vector<std::string> args) {
-        std::vector<std::string> all{"--endpoints", c.endpoints, "--command-timeout", "20000"};
-        all.insert(all.end(), args.begin(), args.end());
-        return coordctl(all);
-    };
+    auto run = [&](std::vector<std::string> args) { return coordctlOn(c, std::move(args)); };
     for (int i = 0; i < 6; ++i)
         REQUIRE(run({"put", "k" + std::to_string(i % 2), std::to_string(i)}).first == 0);
     REQUIRE(run({"compaction", "4"}).first == 0);
