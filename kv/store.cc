@@ -422,9 +422,10 @@ KvResult<HashKVResponse> Store::hashKV(int64_t revision) const {
         out.revision = revision;
         out.compactRevision = compacted;
         auto feed = [&out](uint32_t crc) {
-            std::string le;
-            appendLe32(le, crc);
-            out.hash = crc32Update(out.hash, le.data(), le.size());
+            const uint8_t le[4] = {static_cast<uint8_t>(crc), static_cast<uint8_t>(crc >> 8),
+                                   static_cast<uint8_t>(crc >> 16),
+                                   static_cast<uint8_t>(crc >> 24)};
+            out.hash = crc32Update(out.hash, le, sizeof le);
         };
         // Below the compacted revision: the newest record of each key so far. At it: every
         // record (reads at the compacted revision see them), superseding the older ones.

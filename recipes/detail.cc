@@ -459,14 +459,7 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
         unreleased = st_->unreleased;
     }
     if (unreleased >= 0) {
-        // Retried up to the acquisition's deadline, not one request timeout: a cluster that is
-        // briefly unavailable must not fail a lock() that may wait longer.
-        auto gone = retry<TxnResponse>(client, ctx, [&](Deadline d) {
-            return client.txn(deleteOwnedTxn(key_, unreleased), d);
-        });
-        if (!gone.ok()) return fail(gone.error());
-        std::lock_guard lock(st_->mu);
-        if (st_->unreleased == unreleased) st_->unreleased = -1;
+        if (auto gone = removeUnreleased(unreleased, ctx); !gone.ok()) return gone;
     }
     // One txn creates my key (unless a lost reply already did) and reads the keys created just
     // before it: at the txn's revision my new key is the youngest, so the range by descending
@@ -504,12 +497,7 @@ RecipeResult<Ok> Holder::acquire(const std::string& value, const Turn& turn, Dea
             failed = st_->unreleased == foundRev;
         }
         if (failed) {
-            auto gone = retry<TxnResponse>(client, ctx, [&](Deadline d) {
-                return client.txn(deleteOwnedTxn(key_, foundRev), d);
-            });
-            if (!gone.ok()) return fail(gone.error());
-            std::lock_guard lock(st_->mu);
-            if (st_->unreleased == foundRev) st_->unreleased = -1;
+            if (auto gone = removeUnreleased(foundRev, ctx); !gone.ok()) return gone;
         }
         created = retry<TxnResponse>(client, ctx, [&](Deadline d) { return client.txn(t, d); });
     }
@@ -654,6 +642,16 @@ void Holder::releaseAsync() {
         }
         st->released.notify_all();
     });
+}
+
+RecipeResult<Ok> Holder::removeUnreleased(int64_t createRev, const WaitContext& ctx) {
+    Client& client = session_.client();
+    auto gone = retry<TxnResponse>(
+        client, ctx, [&](Deadline d) { return client.txn(deleteOwnedTxn(key_, createRev), d); });
+    if (!gone.ok()) return fail(gone.error());
+    std::lock_guard lock(st_->mu);
+    if (st_->unreleased == createRev) st_->unreleased = -1;
+    return Ok{};
 }
 
 RecipeResult<Ok> Holder::giveBack(int64_t createRev, Deadline deadline) {

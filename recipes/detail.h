@@ -107,12 +107,12 @@ Compare createRevisionEquals(const std::string& key, int64_t revision);
 // callers can add their own after).
 TxnRequest createIfAbsentTxn(const std::string& key, const std::string& value, int64_t lease);
 
+// The txn that deletes `key` only while its create revision is `createRev` (0: any).
+TxnRequest deleteOwnedTxn(const std::string& key, int64_t createRev);
 // Deletes `key` if it still has create revision `createRev` (0: whatever its create revision:
 // for a key only its owner ever writes), retrying until `deadline`, which
 // is capped at (and defaults to) the client's request timeout from now: it never hangs on an
 // unreachable cluster. deleteOrDefer below hands a deletion that failed to the session.
-// The txn that deletes `key` only while its create revision is `createRev` (0: any).
-TxnRequest deleteOwnedTxn(const std::string& key, int64_t createRev);
 RecipeResult<Ok> deleteOwned(Client& client, const std::string& key, int64_t createRev,
                              Deadline deadline = kForever);
 
@@ -175,6 +175,10 @@ class Holder {
     // confirm it by `deadline`, the session finishes it in the background and the next
     // acquisition first makes sure it is gone.
     RecipeResult<Ok> giveBack(int64_t createRev, Deadline deadline);
+    // Deletes the unconfirmed incarnation `createRev` before a new one is created, retrying up
+    // to the acquisition's deadline (not one request timeout: a cluster briefly unavailable
+    // must not fail a lock() that may wait longer); then it no longer counts as unreleased.
+    RecipeResult<Ok> removeUnreleased(int64_t createRev, const WaitContext& ctx);
     // Starts the watch on the key's deletions from revision `from`, unless one is running.
     void watchOwnKey(int64_t from);
     Session& session_;
