@@ -35,6 +35,18 @@ Queue::Queue(Client& client, std::string prefix)
       claimKey_(detail::ownKey(prefix_ + "/claims", 0)) {}
 
 Queue::~Queue() {
+    std::lock_guard lock(mu_);
+    if (pending_) {
+        detail::WaitContext ctx{
+            nullptr, nullptr, {}, Clock::now() + client_.options().requestTimeout};
+        auto resolved = resolveLocked(ctx);
+        if (!resolved.ok()) return;  // the record stays: it names the item the claim may hold
+        if (*resolved) {
+            // Taken but never delivered: back into the queue (as its youngest item).
+            const KeyValue& item = **resolved;
+            if (!detail::createIfAbsent(client_, item.key, item.value, 0, ctx).ok()) return;
+        }
+    }
     DeleteRangeRequest d;
     d.key = claimKey_;
     (void)client_.del(d);
@@ -98,8 +110,60 @@ bool Queue::releaseCompares(std::vector<Compare>&, int64_t& readRevision,
     return true;
 }
 
+RecipeResult<std::optional<KeyValue>> Queue::resolvePending(Deadline deadline) {
+    std::lock_guard lock(mu_);
+    detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(),
+                            detail::orDefault(client_, deadline)};
+    return resolveLocked(ctx);
+}
+
+RecipeResult<std::optional<KeyValue>> Queue::resolveLocked(const detail::WaitContext& ctx) {
+    while (pending_) {
+        // Overwrite the record if it is as this consumer last knew it: every claim sent since
+        // compares the old mod revision, so none of them can apply afterwards. If the record
+        // changed, the pending claim (the only writer besides this) took its item — unless a
+        // lost reply hid that this very overwrite had already happened.
+        TxnRequest settle;
+        settle.compare.push_back(
+            compare(claimKey_, Compare::Target::Mod, Compare::Op::Equal, claimRevision_));
+        PutRequest idle;
+        idle.key = claimKey_;
+        settle.success.push_back(RequestOp{idle});
+        RangeRequest record;
+        record.key = claimKey_;
+        settle.failure.push_back(RequestOp{record});
+        auto r = detail::retry<TxnResponse>(client_, ctx,
+                                            [&](Deadline d) { return client_.txn(settle, d); });
+        if (!r.ok()) return fail(r.error());
+        if (r->succeeded) {
+            claimRevision_ = r->revision;
+            pending_.reset();
+            return std::optional<KeyValue>{};
+        }
+        const auto& kvs = std::get<RangeResponse>(r->responses.front().op).kvs;
+        if (kvs.empty()) {
+            // Deleted by someone else: a claim comparing "absent" could still apply. Write the
+            // record afresh.
+            claimRevision_ = 0;
+            continue;
+        }
+        claimRevision_ = kvs.front().modRevision;
+        std::optional<KeyValue> taken;
+        if (kvs.front().value == pending_->marker) taken = std::move(pending_->item);
+        pending_.reset();
+        return taken;
+    }
+    return std::optional<KeyValue>{};
+}
+
 RecipeResult<KeyValue> Queue::dequeue(Deadline deadline) {
+    std::lock_guard lock(mu_);
     detail::WaitContext ctx{nullptr, &cancel_, cancel_.token(), deadline};
+    {
+        auto earlier = resolveLocked(ctx);
+        if (!earlier.ok()) return fail(earlier.error());
+        if (*earlier) return std::move(**earlier);
+    }
     for (;;) {
         std::vector<Compare> compares;
         int64_t conditionRevision = 0;
@@ -142,24 +206,37 @@ RecipeResult<KeyValue> Queue::dequeue(Deadline deadline) {
         claim.compare = compares;
         claim.compare.push_back(
             compare(item.key, Compare::Target::Mod, Compare::Op::Equal, item.modRevision));
+        claim.compare.push_back(
+            compare(claimKey_, Compare::Target::Mod, Compare::Op::Equal, claimRevision_));
         DeleteRangeRequest del;
         del.key = item.key;
         PutRequest record;
         record.key = claimKey_;
         record.value = marker;
         claim.success = {RequestOp{del}, RequestOp{record}};
-        auto c = detail::retry<TxnResponse>(client_, ctx,
-                                            [&](Deadline d) { return client_.txn(claim, d); });
-        if (!c.ok()) return fail(c.error());
-        if (c->succeeded) return item;
-        // Taken by another consumer, the condition changed — or our own earlier try (whose
-        // reply was lost) took it: the claim record tells.
         RangeRequest mine;
         mine.key = claimKey_;
-        auto m = detail::retry<RangeResponse>(
-            client_, ctx, [&](Deadline d) { return client_.range(mine, false, d); });
-        if (!m.ok()) return fail(m.error());
-        if (!m->kvs.empty() && m->kvs.front().value == marker) return item;
+        claim.failure = {RequestOp{mine}};
+        auto c = detail::retry<TxnResponse>(client_, ctx,
+                                            [&](Deadline d) { return client_.txn(claim, d); });
+        if (!c.ok()) {
+            // Sent, maybe applied: the next call settles it before anything else.
+            if (detail::mayHaveApplied(c.error())) pending_ = Pending{std::move(item), marker};
+            return fail(c.error());
+        }
+        if (c->succeeded) {
+            claimRevision_ = c->revision;
+            return item;
+        }
+        // Taken by another consumer, the condition changed — or our own earlier try (whose
+        // reply was lost) took it: the claim record tells.
+        const auto& kvs = std::get<RangeResponse>(c->responses.front().op).kvs;
+        if (!kvs.empty()) {
+            claimRevision_ = kvs.front().modRevision;
+            if (kvs.front().value == marker) return item;
+        } else {
+            claimRevision_ = 0;
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 #include "recipes/queue.h"
 #include "tests/support/client_options.h"
 #include "tests/support/cluster.h"
+#include "tests/support/tcp_proxy.h"
 #include "tests/support/thread_checks.h"
 
 using namespace coord;
@@ -778,6 +779,101 @@ TEST_CASE("queue: every item to exactly one consumer, FIFO per producer", "[reci
             last[static_cast<size_t>(p)] = i;
         }
     }
+}
+
+// A consumer that reaches the cluster through a proxy; `fault` starts once it sends a claim.
+struct ProxiedConsumer {
+    explicit ProxiedConsumer(const Cluster& c) : proxy(c.client[0]), client(options()) {}
+    ClientOptions options() const {
+        ClientOptions o;
+        o.endpoints = {proxy.endpoint()};
+        o.requestTimeout = 1s;
+        return o;
+    }
+    coord::test::TcpProxy proxy;
+    Client client;
+};
+
+TEST_CASE("queue: an item whose claim reply was lost goes to the consumer that claimed it",
+          "[recipes][queue]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Queue producer(client, "lost");
+    REQUIRE(producer.enqueue("first").ok());
+    REQUIRE(producer.enqueue("second").ok());
+
+    ProxiedConsumer consumer(c);
+    Queue q(consumer.client, "lost");
+    // The claim reaches the cluster and applies; its answer (and every retry's) is lost.
+    consumer.proxy.arm(coord::test::TcpProxy::Fault::DropReplies, "lost/claims/");
+    auto failed = q.dequeue(Clock::now() + 2s);
+    REQUIRE(consumer.proxy.triggered());
+    REQUIRE(!failed.ok());
+    CHECK(failed.error().kind == RecipeError::Kind::Timeout);
+    CHECK(countKeys(client, "lost/items/") == 1);  // "first" is taken, by this consumer
+
+    consumer.proxy.heal();
+    auto again = q.dequeue(Clock::now() + 10s);
+    REQUIRE(again.ok());
+    CHECK(again->value == "first");
+    auto next = q.dequeue(Clock::now() + 10s);
+    REQUIRE(next.ok());
+    CHECK(next->value == "second");
+    CHECK(countKeys(client, "lost/items/") == 0);
+}
+
+TEST_CASE("queue: a claim held back past its deadline is fenced off when it arrives",
+          "[recipes][queue]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Queue producer(client, "late");
+    REQUIRE(producer.enqueue("first").ok());
+    REQUIRE(producer.enqueue("second").ok());
+
+    ProxiedConsumer consumer(c);
+    Queue q(consumer.client, "late");
+    consumer.proxy.arm(coord::test::TcpProxy::Fault::HoldRequests, "late/claims/");
+    auto failed = q.dequeue(Clock::now() + 2s);
+    REQUIRE(consumer.proxy.triggered());
+    REQUIRE(!failed.ok());
+    CHECK(countKeys(client, "late/items/") == 2);  // nothing arrived
+
+    // Settling decides: not taken. The claims still in the proxy must then fail when they land.
+    consumer.proxy.heal();
+    auto resolved = q.resolvePending(Clock::now() + 10s);
+    REQUIRE(resolved.ok());
+    CHECK(!resolved->has_value());
+    REQUIRE(consumer.proxy.deliverHeld(10s));
+    CHECK(countKeys(client, "late/items/") == 2);
+
+    auto got = q.dequeue(Clock::now() + 10s);
+    REQUIRE(got.ok());
+    CHECK(got->value == "first");
+}
+
+TEST_CASE("queue: a consumer destroyed with a claim pending puts a taken item back",
+          "[recipes][queue]") {
+    Cluster c;
+    Client client(optionsFor(c));
+    Queue producer(client, "back");
+    REQUIRE(producer.enqueue("first").ok());
+    REQUIRE(producer.enqueue("second").ok());
+    {
+        ProxiedConsumer consumer(c);
+        Queue q(consumer.client, "back");
+        consumer.proxy.arm(coord::test::TcpProxy::Fault::DropReplies, "back/claims/");
+        REQUIRE(!q.dequeue(Clock::now() + 2s).ok());
+        CHECK(countKeys(client, "back/items/") == 1);
+        consumer.proxy.heal();
+    }
+    // "first" is back, behind "second"; no claim record is left.
+    auto a = producer.dequeue(Clock::now() + 10s);
+    auto b = producer.dequeue(Clock::now() + 10s);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(a->value == "second");
+    CHECK(b->value == "first");
+    CHECK(countKeys(client, "back/claims/") == 1);  // the producer object's own record
 }
 
 TEST_CASE("condition queue releases nothing before its condition and everything after",
