@@ -352,7 +352,10 @@ struct Holder::State {
     // An incarnation whose deletion releaseAsync() sent and whose answer has not come, or -1.
     int64_t releasing = -1;
     int64_t lastReleased = -1;         // the incarnation releaseAsync() gave up last
-    std::condition_variable released;  // `releasing` went back to -1
+    std::condition_variable released;  // `releasing` went back to -1, or `answering` to 0
+    // The Holder is gone (its Session may be too): a late answer touches neither.
+    bool holderGone = false;
+    int answering = 0;  // answers to releaseAsync() using the Session right now
     std::vector<std::function<void(const RecipeError&)>> callbacks;
     // Deletions of the key, from the first acquisition for the life of the Holder (the key's
     // name is fixed): a deletion after the current incarnation's create revision ends it. One
@@ -404,11 +407,14 @@ Holder::~Holder() {
     // flight is waited for: its answer may hand a failure to the session.
     if (revision() != 0) (void)release(kForever);
     {
+        // The client answers by the call's deadline; past this bound the answer is dropped.
         std::unique_lock lock(st_->mu);
         st_->released.wait_until(
             lock,
             Clock::now() + session_.client().options().requestTimeout + std::chrono::seconds(1),
             [&] { return st_->releasing < 0; });
+        st_->holderGone = true;
+        st_->released.wait(lock, [&] { return st_->answering == 0; });
     }
     std::unique_ptr<Handle> watch;
     {
@@ -634,11 +640,17 @@ void Holder::releaseAsync() {
     session_.client().txnAsync(t, [weak, session, key, rev](Expected<TxnResponse> r) {
         auto st = weak.lock();
         if (!st) return;
-        if (!r.ok()) session->releaseLater(key, rev);
+        {
+            std::lock_guard lock(st->mu);
+            if (st->holderGone) return;  // too late: the session's lease takes the key
+            ++st->answering;
+        }
+        if (!r.ok()) session->releaseLater(key, rev);  // not under st->mu: sessions call in
         {
             std::lock_guard lock(st->mu);
             if (!r.ok()) st->unreleased = rev;
             if (st->releasing == rev) st->releasing = -1;
+            --st->answering;
         }
         st->released.notify_all();
     });
