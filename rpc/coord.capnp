@@ -350,7 +350,8 @@ interface Maintenance {
   # A digest of this member's key-value history up to `revision` (0: its head), after it
   # committed what it applied: members that applied the same writes and compactions give the
   # same hash at the same revision (kv::Store::hashKV); a different one means a replica
-  # diverged or its file was damaged. Reads every retained revision on the RPC thread.
+  # diverged or its file was damaged. Reads every retained revision on the member's
+  # maintenance thread, as snapshot exports do.
   hashKV @3 (revision :Int64) -> (header :ResponseHeader, result :HashKVResult);
 }
 

@@ -66,14 +66,6 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
 }
 
 NodeDriver::~NodeDriver() {
-    std::thread janitor;
-    {
-        std::lock_guard lock(janitorMutex_);
-        janitorStop_ = true;
-        janitor = std::move(janitor_);
-    }
-    janitorWake_.notify_all();
-    if (janitor.joinable()) janitor.join();  // after what is queued is disposed of
     if (writer_.joinable()) {
         {
             std::lock_guard lock(writerMutex_);
@@ -1025,31 +1017,16 @@ void NodeDriver::maybeCompact() {
 }
 
 void NodeDriver::dispose(kv::RaftLogStorage::Leftovers leftovers) {
-    {
-        std::lock_guard lock(janitorMutex_);
-        if (!janitor_.joinable()) janitor_ = std::thread([this] { janitorLoop(); });
-        janitorQueue_.push_back(std::move(leftovers));
-    }
-    janitorWake_.notify_one();
-}
-
-void NodeDriver::janitorLoop() {
-    pthread_setname_np(pthread_self(), "coord-janitor");
-    std::unique_lock lock(janitorMutex_);
-    for (;;) {
-        janitorWake_.wait(lock, [&] { return janitorStop_ || !janitorQueue_.empty(); });
-        if (janitorQueue_.empty()) return;  // stopping, and nothing left
-        kv::RaftLogStorage::Leftovers next = std::move(janitorQueue_.front());
-        janitorQueue_.pop_front();
-        lock.unlock();
+    // Shared: a job is a std::function, which copies; the leftovers only move.
+    auto held = std::make_shared<kv::RaftLogStorage::Leftovers>(std::move(leftovers));
+    janitor_.post([held] {
         try {
-            next.dispose();
+            held->dispose();
         } catch (const std::exception& e) {
             // An old segment left behind costs disk space only: a replay reads past it.
             COORD_LOG_WARN("%s", e.what());
         }
-        lock.lock();
-    }
+    });
 }
 
 }  // namespace coord::rpc

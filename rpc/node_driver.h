@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/background_thread.h"
 #include "common/clock.h"
 #include "kv/lessor.h"
 #include "kv/raft_storage.h"
@@ -174,6 +175,10 @@ class NodeDriver {
     void onRemoved(std::function<void()> f) { removed_ = std::move(f); }
 
     kv::Store& store() { return *store_; }
+    // Runs `job` on the member's maintenance thread, after the jobs posted before it: long reads
+    // of the store (a snapshot export, a digest of the history) that would stall the RPC
+    // thread's other clients. Any thread; jobs run to their end even when the member stops.
+    void runMaintenance(std::function<void()> job) { maintenance_.post(std::move(job)); }
     raft::NodeId id() const { return config_.id; }
     // Snapshots of the core's state (any thread; refreshed every loop turn).
     raft::NodeId leader() const { return leader_.load(); }
@@ -316,13 +321,10 @@ class NodeDriver {
 
     // A compaction's clean-up (the dropped entries' memory, old log segments) runs on a thread
     // of its own: milliseconds that neither the core thread nor the log writer waits for.
-    void janitorLoop();
     void dispose(kv::RaftLogStorage::Leftovers leftovers);
-    std::mutex janitorMutex_;
-    std::condition_variable janitorWake_;
-    std::deque<kv::RaftLogStorage::Leftovers> janitorQueue_;  // under janitorMutex_
-    bool janitorStop_ = false;                                // under janitorMutex_
-    std::thread janitor_;
+    BackgroundThread janitor_{"coord-janitor"};
+    // Declared after store_: its jobs read the store, and it finishes them before it goes.
+    BackgroundThread maintenance_{"coord-maint"};
 };
 
 }  // namespace coord::rpc

@@ -5,6 +5,9 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "rpc/codec.h"
 #include "rpc/handoff.h"
@@ -368,11 +371,81 @@ kj::Promise<void> WatchService::watch(WatchContext context) {
     return kj::READY_NOW;
 }
 
+namespace {
+
+// Runs `read` on the member's maintenance thread; its result, or what it threw, comes back to
+// this (the RPC) thread.
+template <typename T, typename Fn>
+kj::Promise<T> onMaintenanceThread(NodeDriver& driver, Fn read) {
+    struct Outcome {
+        std::optional<T> value;
+        std::string error;
+    };
+    auto handoff = makeHandoff<Outcome>();
+    driver.runMaintenance([read = std::move(read), send = handoff.send]() mutable {
+        Outcome o;
+        try {
+            o.value.emplace(read());
+        } catch (const std::exception& e) {
+            o.error = e.what();
+        }
+        send(std::move(o));
+    });
+    return handoff.promise.then([](Slot<Outcome> slot) -> T {
+        Outcome& o = *slot.value;
+        KJ_REQUIRE(o.value.has_value(), o.error);
+        return std::move(*o.value);
+    });
+}
+
+struct CloseFile {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+// A snapshot exported to an unlinked temporary file, rewound.
+struct Exported {
+    std::unique_ptr<std::FILE, CloseFile> file;
+    int64_t revision = 0;
+    uint64_t bytes = 0;
+};
+
+Exported exportToTempFile(const kv::Store& store) {
+    Exported e;
+    e.file.reset(std::tmpfile());
+    if (!e.file) throw std::runtime_error("cannot create a temporary file for the snapshot");
+    // The export reads in its own transaction: at this revision or a later one.
+    e.revision = store.currentRevision();
+    struct FileBuf : std::streambuf {
+        explicit FileBuf(std::FILE* f) : f_(f) {}
+        int_type overflow(int_type c) override {
+            if (c == traits_type::eof()) return traits_type::not_eof(c);
+            return std::fputc(c, f_) == EOF ? traits_type::eof() : c;
+        }
+        std::streamsize xsputn(const char* s, std::streamsize n) override {
+            return static_cast<std::streamsize>(std::fwrite(s, 1, static_cast<size_t>(n), f_));
+        }
+        std::FILE* f_;
+    } buf(e.file.get());
+    std::ostream out(&buf);
+    store.exportSnapshot(out);
+    out.flush();
+    long bytes = std::ftell(e.file.get());
+    if (!out || std::ferror(e.file.get()) || bytes < 0) {
+        throw std::runtime_error("cannot write the snapshot's temporary file (disk full?)");
+    }
+    std::rewind(e.file.get());
+    e.bytes = static_cast<uint64_t>(bytes);
+    return e;
+}
+
+}  // namespace
+
 kj::Promise<void> MaintenanceService::snapshot(SnapshotContext context) {
     // Everything this member applied is committed first, so the backup holds every write
     // acknowledged before the call. Then a read transaction gives one consistent revision; the
-    // export runs on this thread (reads never block the writer). The file is unlinked at once
-    // and goes with the reader.
+    // export runs on the member's maintenance thread (reads never block the writer, and this
+    // RPC thread serves its other clients meanwhile). The file is unlinked at once and goes
+    // with the reader.
     KJ_REQUIRE(*snapshots_ < kMaxSnapshots,
                "busy: this member is already exporting or serving its most snapshots at once; "
                "try again when one is read, or ask another member",
@@ -380,46 +453,37 @@ kj::Promise<void> MaintenanceService::snapshot(SnapshotContext context) {
     auto counted = kj::heap<SnapshotCount>(snapshots_);
     auto handoff = makeHandoff<Result<Ok, Unavailable>>();
     driver_.commitStore(handoff.send);
-    return handoff.promise.then([this, context, counted = kj::mv(counted)](
-                                    Slot<Result<Ok, Unavailable>> slot) mutable {
-        KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
-        std::FILE* file = std::tmpfile();
-        KJ_REQUIRE(file != nullptr, "cannot create a temporary file for the snapshot");
-        // The export reads in its own transaction: at this revision or a later one.
-        int64_t revision = driver_.store().currentRevision();
-        struct FileBuf : std::streambuf {
-            explicit FileBuf(std::FILE* f) : f_(f) {}
-            int_type overflow(int_type c) override {
-                if (c == traits_type::eof()) return traits_type::not_eof(c);
-                return std::fputc(c, f_) == EOF ? traits_type::eof() : c;
-            }
-            std::streamsize xsputn(const char* s, std::streamsize n) override {
-                return static_cast<std::streamsize>(std::fwrite(s, 1, static_cast<size_t>(n), f_));
-            }
-            std::FILE* f_;
-        } buf(file);
-        std::ostream out(&buf);
-        driver_.store().exportSnapshot(out);
-        out.flush();
-        long bytes = std::ftell(file);
-        std::rewind(file);
-        auto results = context.getResults();
-        results.setReader(kj::heap<SnapshotReaderImpl>(file, kj::mv(*counted)));
-        results.setRevision(revision);
-        results.setBytes(bytes < 0 ? 0 : static_cast<uint64_t>(bytes));
-    });
+    return handoff.promise
+        .then([this](Slot<Result<Ok, Unavailable>> slot) {
+            KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
+            const kv::Store& store = driver_.store();
+            return onMaintenanceThread<Exported>(driver_,
+                                                 [&store] { return exportToTempFile(store); });
+        })
+        .then([context, counted = kj::mv(counted)](Exported e) mutable {
+            auto results = context.getResults();
+            results.setReader(kj::heap<SnapshotReaderImpl>(e.file.release(), kj::mv(*counted)));
+            results.setRevision(e.revision);
+            results.setBytes(e.bytes);
+        });
 }
 
 kj::Promise<void> MaintenanceService::hashKV(HashKVContext context) {
     // What this member applied is committed first, so a hash at any revision it applied can be
-    // read from committed state (the read transaction runs here, beside the writer).
+    // read from committed state: in a read transaction on the maintenance thread, beside the
+    // writer, while this RPC thread serves its other clients.
     int64_t revision = context.getParams().getRevision();
     auto handoff = makeHandoff<Result<Ok, Unavailable>>();
     driver_.commitStore(handoff.send);
-    return handoff.promise.then(
-        [this, context, revision](Slot<Result<Ok, Unavailable>> slot) mutable {
+    using Hashed = kv::KvResult<kv::HashKVResponse>;
+    return handoff.promise
+        .then([this, revision](Slot<Result<Ok, Unavailable>> slot) {
             KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
-            auto hashed = driver_.store().hashKV(revision);
+            const kv::Store& store = driver_.store();
+            return onMaintenanceThread<Hashed>(
+                driver_, [&store, revision] { return store.hashKV(revision); });
+        })
+        .then([this, context](Hashed hashed) mutable {
             auto results = context.getResults();
             fillHeader(results.initHeader(), driver_, clusterId_);
             auto out = results.initResult();

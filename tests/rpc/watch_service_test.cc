@@ -6,6 +6,7 @@
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
+#include <future>
 #include <mutex>
 
 #include "rpc/codec.h"
@@ -249,6 +250,54 @@ TEST_CASE("a member serves at most two snapshots at once and says it is busy bey
         read += chunk.size();
     }
     CHECK(read == reader.getBytes());
+}
+
+TEST_CASE("snapshot exports and hashes run beside the member's other clients", "[rpc][snapshot]") {
+    Connection conn;
+    auto& kvc = conn.kv;
+    auto& ws = conn.ws;
+    auto maintenance = conn.coord.maintenanceRequest().send().getMaintenance();
+    put(kvc, ws, "a", "1");
+    // Hold the maintenance thread: the export and the hash queue behind this job.
+    std::promise<void> open;
+    std::shared_future<void> gate = open.get_future().share();
+    conn.server.driver->runMaintenance([gate] { gate.wait(); });
+    bool exported = false, hashed = false;
+    uint64_t bytes = 0;
+    uint32_t hash = 0;
+    auto snapshot = maintenance.snapshotRequest()
+                        .send()
+                        .then([&](capnp::Response<s::Maintenance::SnapshotResults> r) {
+                            bytes = r.getBytes();
+                            exported = true;
+                        })
+                        .eagerlyEvaluate(nullptr);
+    auto hashReq = maintenance.hashKVRequest();
+    hashReq.setRevision(0);
+    auto digest = hashReq.send()
+                      .then([&](capnp::Response<s::Maintenance::HashKVResults> r) {
+                          REQUIRE(r.getResult().which() == s::HashKVResult::OK);
+                          hash = r.getResult().getOk().getHash();
+                          hashed = true;
+                      })
+                      .eagerlyEvaluate(nullptr);
+    // Meanwhile this member's RPC thread answers a write, a read and a status.
+    put(kvc, ws, "b", "2");
+    auto read = kvc.rangeRequest();
+    kv::RangeRequest r;
+    r.key = "b";
+    toCapnp(r, read.initRequest());
+    auto got = read.send().wait(ws);
+    REQUIRE(got.getResult().which() == s::RangeResult::OK);
+    CHECK(fromCapnp(got.getResult().getOk()).kvs.size() == 1);
+    maintenance.statusRequest().send().wait(ws);
+    CHECK(!exported);
+    CHECK(!hashed);
+    open.set_value();
+    snapshot.wait(ws);
+    digest.wait(ws);
+    CHECK(bytes > 0);
+    CHECK(hash != 0);
 }
 
 TEST_CASE("a revision too large for one call arrives in parts, every one but the last partial",
