@@ -397,11 +397,14 @@ int main(int argc, char** argv) {
     memberRemove->add_option("member", memberRef, "member id (hex) or name")->required();
     auto* memberPromote = memberCmd->add_subcommand("promote", "make a caught-up learner a voter");
     memberPromote->add_option("member", memberRef, "member id (hex) or name")->required();
-    auto* alarmCmd = app.add_subcommand("alarm", "NOSPACE alarms (a member over its quota)");
+    auto* alarmCmd = app.add_subcommand(
+        "alarm", "NOSPACE (a member over its quota) and CORRUPT (a member's data differs) alarms");
     alarmCmd->require_subcommand(1);
-    auto* alarmList = alarmCmd->add_subcommand("list", "members whose NOSPACE alarm is raised");
+    auto* alarmList = alarmCmd->add_subcommand("list", "members whose alarms are raised");
     auto* alarmDisarm = alarmCmd->add_subcommand(
-        "disarm", "clear every alarm (after freeing space: delete, then compaction)");
+        "disarm",
+        "clear every alarm (after freeing space: delete, then compaction; after replacing a "
+        "corrupt member)");
     auto* moveLeader = app.add_subcommand("move-leader", "hand leadership to another voter");
     moveLeader->add_option("member", memberRef, "member id (hex) or name")->required();
 
@@ -498,24 +501,25 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (*alarmList || *alarmDisarm) {
-        auto r = *alarmList ? client.alarmList() : [&]() -> Expected<std::vector<uint64_t>> {
-            auto d = client.alarmDisarm();
-            if (!d.ok()) return fail(d.error());
-            return d->noSpace;
-        }();
+        auto r = *alarmList ? client.alarmList() : client.alarmDisarm();
         if (!r.ok()) return report(r.error());
+        std::vector<std::pair<uint64_t, const char*>> raised;
+        for (auto id : r->noSpace)
+            raised.emplace_back(id, "NOSPACE");
+        for (auto id : r->corrupt)
+            raised.emplace_back(id, "CORRUPT");
         if (table) {
             std::vector<std::vector<std::string>> rows;
-            for (auto id : *r) {
+            for (const auto& [id, kind] : raised) {
                 char hex[17];
                 std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(id));
-                rows.push_back({hex, "NOSPACE"});
+                rows.push_back({hex, kind});
             }
             printTable({"MEMBER ID", "ALARM"}, rows);
             return 0;
         }
-        for (auto id : *r)
-            std::printf("memberID:%llx alarm:NOSPACE\n", static_cast<unsigned long long>(id));
+        for (const auto& [id, kind] : raised)
+            std::printf("memberID:%llx alarm:%s\n", static_cast<unsigned long long>(id), kind);
         return 0;
     }
     if (*memberCmd || *moveLeader) {

@@ -33,6 +33,7 @@
 #include "common/port.h"
 #include "rpc/buffered_stream.h"
 #include "rpc/connection_budget.h"
+#include "rpc/corruption_check.h"
 #include "rpc/kv_service.h"
 #include "rpc/peer_transport.h"
 
@@ -188,6 +189,7 @@ int main(int argc, char** argv) {
     size_t maxTxnOps = 128;
     size_t maxWatches = rpc::WatchLimits{}.maxWatches;
     std::string logLevel = "info";
+    int corruptCheckMs = 0;
     app.add_option("--name", name, "this member's name")->capture_default_str();
     app.add_option("--data-dir", dataDir, "data directory (default: ./<name>.coord)");
     app.add_option("--listen-client-urls", clientUrl, "client RPC address (ip:port)")
@@ -243,6 +245,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--max-txn-ops", maxTxnOps, "most operations in one txn branch")
         ->check(CLI::Range(size_t{1}, size_t{100000}))
+        ->capture_default_str();
+    app.add_option("--corrupt-check-interval", corruptCheckMs,
+                   "ms between the leader's comparisons of every member's history digest (0: "
+                   "never); a member whose digest differs from the majority's gets a CORRUPT "
+                   "alarm and serves no keys until it is disarmed")
+        ->check(CLI::Range(0, 86400000))
         ->capture_default_str();
     app.add_option("--log-level", logLevel,
                    "debug, info, warn or error: the least severe events logged (to stderr)")
@@ -481,7 +489,22 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(clusterId), clientUrl.c_str(), peerUrl.c_str(),
                 dataDir.c_str(), rpc::NodeDriver::allocatorName().c_str(), budget.limit(),
                 static_cast<unsigned long long>(descriptors));
+            std::optional<rpc::CorruptionCheck> check;
+            if (corruptCheckMs > 0) {
+                rpc::CheckedMember self;
+                self.id = driver.id();
+                self.leader = [&driver] { return driver.leader(); };
+                self.members = [&driver] {
+                    std::vector<rpc::CheckedMember::Address> out;
+                    for (const auto& m : driver.members())
+                        out.push_back({m.info.id, m.info.clientUrl, m.learner});
+                    return out;
+                };
+                self.corruptAlarms = [&driver] { return driver.store().corruptAlarms(); };
+                check.emplace(std::move(self), std::chrono::milliseconds(corruptCheckMs));
+            }
             paf.promise.wait(ws);
+            check.reset();  // before the member stops: a round asks the members, this one too
             COORD_LOG_INFO("member %s shutting down", name.c_str());
         } catch (...) {
             kill(getpid(), SIGTERM);  // wakes the signal thread, which shutdown() joins

@@ -467,7 +467,10 @@ struct Executor {
     }
 
     KvResult<Response> operator()(const AlarmRequest& a) {
-        auto alarms = detail::noSpaceAlarms(w.txn, w.t.meta);
+        const bool noSpaceKind = a.kind == AlarmRequest::Kind::NoSpace;
+        const std::string_view record =
+            noSpaceKind ? detail::kMetaNoSpaceAlarms : detail::kMetaCorruptAlarms;
+        auto alarms = detail::alarmList(w.txn, w.t.meta, record);
         auto it = std::find(alarms.begin(), alarms.end(), a.memberId);
         if (a.action == AlarmRequest::Action::Activate) {
             if (a.memberId == 0) {
@@ -483,9 +486,14 @@ struct Executor {
         std::string encoded;
         for (auto id : alarms)
             appendLe64(encoded, id);
-        w.t.meta.put(w.txn, detail::kMetaNoSpaceAlarms, encoded);
+        w.t.meta.put(w.txn, record, encoded);
+        if (!noSpaceKind) {
+            return Response{
+                AlarmResponse{detail::noSpaceAlarms(w.txn, w.t.meta), 0, std::move(alarms)}};
+        }
         alarm = !alarms.empty();
-        return Response{AlarmResponse{alarms, 0}};
+        return Response{AlarmResponse{
+            alarms, 0, detail::alarmList(w.txn, w.t.meta, detail::kMetaCorruptAlarms)}};
     }
 };
 
@@ -677,6 +685,12 @@ void Store::commitDeferred(bool durable) {
         records_.reset();
     }
     deferredOpen_.store(false, std::memory_order_release);
+}
+
+std::vector<uint64_t> Store::corruptAlarms() const {
+    return reading([&](const lmdb::Txn& txn) {
+        return detail::alarmList(txn, t_.meta, detail::kMetaCorruptAlarms);
+    });
 }
 
 std::vector<uint64_t> Store::noSpaceAlarms() const {

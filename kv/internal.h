@@ -23,6 +23,7 @@ inline constexpr std::string_view kMetaCompactedRev = "compacted_revision";
 inline constexpr std::string_view kMetaCompactCursor = "compact_cursor";
 inline constexpr std::string_view kMetaAppliedIndex = "applied_index";
 inline constexpr std::string_view kMetaNoSpaceAlarms = "alarm_nospace";  // le64 member ids
+inline constexpr std::string_view kMetaCorruptAlarms = "alarm_corrupt";  // le64 member ids
 
 // Leases may live at most this long (etcd's MaxLeaseTTL).
 inline constexpr int64_t kMaxLeaseTtlSeconds = 9'000'000'000;
@@ -70,14 +71,20 @@ inline std::optional<Error> checkKey(const std::string& key) {
     return std::nullopt;
 }
 
-// The members whose NOSPACE alarm is raised (meta record kMetaNoSpaceAlarms).
-inline std::vector<uint64_t> noSpaceAlarms(const lmdb::Txn& txn, const lmdb::Table& meta) {
+// The members whose alarm of one kind is raised (meta record kMetaNoSpaceAlarms or
+// kMetaCorruptAlarms).
+inline std::vector<uint64_t> alarmList(const lmdb::Txn& txn, const lmdb::Table& meta,
+                                       std::string_view record) {
     std::vector<uint64_t> out;
-    if (auto v = meta.get(txn, kMetaNoSpaceAlarms)) {
+    if (auto v = meta.get(txn, record)) {
         for (size_t i = 0; i + 8 <= v->size(); i += 8)
             out.push_back(loadLe64(v->data() + i));
     }
     return out;
+}
+
+inline std::vector<uint64_t> noSpaceAlarms(const lmdb::Txn& txn, const lmdb::Table& meta) {
+    return alarmList(txn, meta, kMetaNoSpaceAlarms);
 }
 
 }  // namespace coord::kv::detail

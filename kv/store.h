@@ -210,6 +210,7 @@ class Store {
     bool overQuota() const;
     // Members whose NOSPACE alarm is raised (replicated state; see AlarmRequest).
     std::vector<uint64_t> noSpaceAlarms() const;
+    std::vector<uint64_t> corruptAlarms() const;
     const Options& options() const { return options_; }
 
     // ---- used by the Raft log storage (membership records) and by Reader ----

@@ -206,18 +206,24 @@ struct HashKVResponse {
     int64_t compactRevision = 0;  // the compacted revision it starts from
 };
 
-// Raises or clears a member's NOSPACE alarm. The alarms are replicated state: while any is
-// raised, every member refuses the same writes (those that add data), so members whose files
-// differ in size never diverge.
+// Raises or clears a member's alarm. The alarms are replicated state.
+//   NoSpace: while any is raised, every member refuses the same writes (those that add data),
+//            so members whose files differ in size never diverge.
+//   Corrupt: the member's history differs from the other members' (a damaged file, a diverged
+//            replica; rpc::CorruptionCheck raises it). The store only records it: the member
+//            named stops serving keys to clients (rpc/), the others go on.
 struct AlarmRequest {
     enum class Action { Activate, Deactivate };
+    enum class Kind { NoSpace, Corrupt };
     Action action = Action::Activate;
-    uint64_t memberId = 0;  // Deactivate with 0: every member's alarm
+    uint64_t memberId = 0;  // Deactivate with 0: every member's alarm of this kind
+    Kind kind = Kind::NoSpace;
 };
 
 struct AlarmResponse {
     std::vector<uint64_t> noSpace;  // members whose NOSPACE alarm is raised afterwards
     int64_t revision = 0;
+    std::vector<uint64_t> corrupt;  // members whose CORRUPT alarm is raised afterwards
 };
 
 // A write request, as carried by one Raft log entry.

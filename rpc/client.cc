@@ -86,6 +86,8 @@ const char* unavailableText(s::Unavailable u) {
             return "the member is stopping";
         case s::Unavailable::NOT_LEADER:
             return "not the leader";
+        case s::Unavailable::CORRUPT:
+            return "the member's CORRUPT alarm is raised (its data differs from the others')";
         default:
             return "unavailable";
     }
@@ -477,6 +479,8 @@ struct Client::Impl {
                 return Step<kv::Response>::retry("no leader", true);
             case s::Unavailable::NOT_LEADER:
                 return Step<kv::Response>::retry("not the leader", true);
+            case s::Unavailable::CORRUPT:  // refused before it was proposed
+                return Step<kv::Response>::retry(unavailableText(result.getUnavailable()), true);
             default:
                 return Step<kv::Response>::finish(
                     fail(unknownOutcome(unavailableText(result.getUnavailable()))));
@@ -1158,16 +1162,19 @@ Step<std::vector<Member>> clusterStep(s::ClusterResult::Reader result) {
 }
 }  // namespace
 
-Expected<std::vector<uint64_t>> Client::alarmList(Deadline deadline) {
+Expected<kv::AlarmResponse> Client::alarmList(Deadline deadline) {
     deadline = impl_->deadlineOr(deadline);
-    using T = std::vector<uint64_t>;
+    using T = kv::AlarmResponse;
     return impl_->sync<T>([&] {
         return impl_->call<T>(deadline, false, [](Conn& c) {
             return c.coord.maintenanceRequest().send().getMaintenance().alarmsRequest().send().then(
                 [](capnp::Response<s::Maintenance::AlarmsResults>&& r) {
                     T out;
+                    out.revision = r.getHeader().getRevision();
                     for (auto id : r.getNoSpace())
-                        out.push_back(id);
+                        out.noSpace.push_back(id);
+                    for (auto id : r.getCorrupt())
+                        out.corrupt.push_back(id);
                     return Step<T>::finish(std::move(out));
                 });
         });
@@ -1175,8 +1182,20 @@ Expected<std::vector<uint64_t>> Client::alarmList(Deadline deadline) {
 }
 
 Expected<kv::AlarmResponse> Client::alarmDisarm(Deadline deadline) {
+    deadline = impl_->deadlineOr(deadline);
+    auto noSpace = pick<kv::AlarmResponse>(write(
+        kv::AlarmRequest{kv::AlarmRequest::Action::Deactivate, 0, kv::AlarmRequest::Kind::NoSpace},
+        deadline));
+    if (!noSpace.ok()) return noSpace;
+    return pick<kv::AlarmResponse>(write(
+        kv::AlarmRequest{kv::AlarmRequest::Action::Deactivate, 0, kv::AlarmRequest::Kind::Corrupt},
+        deadline));
+}
+
+Expected<kv::AlarmResponse> Client::alarmRaise(uint64_t member, kv::AlarmRequest::Kind kind,
+                                               Deadline deadline) {
     return pick<kv::AlarmResponse>(
-        write(kv::AlarmRequest{kv::AlarmRequest::Action::Deactivate, 0}, deadline));
+        write(kv::AlarmRequest{kv::AlarmRequest::Action::Activate, member, kind}, deadline));
 }
 
 Expected<std::vector<Member>> Client::memberList(bool serializable, Deadline deadline) {

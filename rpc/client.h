@@ -212,12 +212,21 @@ class Client {
     // Hands leadership to voter `target`; returns once it leads.
     Expected<std::vector<Member>> moveLeader(uint64_t target, Deadline deadline = {});
 
-    // Members whose NOSPACE alarm is raised: while any is, writes that add data fail with
-    // NoSpace on every member. A member raises its own alarm when its store is over quota;
-    // alarmDisarm clears them all once space was freed (delete, then compact), and a member
-    // still over quota raises its alarm again.
-    Expected<std::vector<uint64_t>> alarmList(Deadline deadline = {});
+    // The members whose alarms are raised (`noSpace`, `corrupt`).
+    // NOSPACE: while any is raised, writes that add data fail with NoSpace on every member. A
+    // member raises its own alarm when its store is over quota; alarmDisarm clears them all
+    // once space was freed (delete, then compact), and a member still over quota raises its
+    // alarm again.
+    // CORRUPT: the member's history differs from the other members' (the leader's periodic
+    // check, coordd --corrupt-check-interval-ms, raises it). That member answers key reads and
+    // writes with Unavailable, so calls go on at the other members; disarming it before the
+    // member was restored only lets the next check raise it again.
+    Expected<kv::AlarmResponse> alarmList(Deadline deadline = {});
+    // Clears every alarm of both kinds.
     Expected<kv::AlarmResponse> alarmDisarm(Deadline deadline = {});
+    // Raises one member's alarm.
+    Expected<kv::AlarmResponse> alarmRaise(uint64_t member, kv::AlarmRequest::Kind kind,
+                                           Deadline deadline = {});
 
     // The status of one member, asked directly (not failed over).
     Expected<MemberStatus> status(const std::string& endpoint, Deadline deadline = {});

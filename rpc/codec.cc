@@ -417,6 +417,8 @@ void requestToCapnp(const kv::Request& request, s::WriteRequest::Builder w) {
                 auto a = w.initAlarm();
                 a.setActivate(r.action == kv::AlarmRequest::Action::Activate);
                 a.setMember(r.memberId);
+                a.setKind(r.kind == kv::AlarmRequest::Kind::Corrupt ? s::AlarmKind::CORRUPT
+                                                                    : s::AlarmKind::NO_SPACE);
             }
         },
         request);
@@ -438,10 +440,12 @@ kv::Request requestFromCapnp(s::WriteRequest::Reader w) {
         case s::WriteRequest::COMPACT:
             return kv::CompactRequest{w.getCompact().getRevision()};
         case s::WriteRequest::ALARM:
-            return kv::AlarmRequest{w.getAlarm().getActivate()
-                                        ? kv::AlarmRequest::Action::Activate
-                                        : kv::AlarmRequest::Action::Deactivate,
-                                    w.getAlarm().getMember()};
+            return kv::AlarmRequest{
+                w.getAlarm().getActivate() ? kv::AlarmRequest::Action::Activate
+                                           : kv::AlarmRequest::Action::Deactivate,
+                w.getAlarm().getMember(),
+                checkedEnum<kv::AlarmRequest::Kind>(static_cast<uint16_t>(w.getAlarm().getKind()),
+                                                    2, "alarm kind")};
     }
     KJ_FAIL_REQUIRE("unknown write request");
 }
@@ -560,6 +564,9 @@ void responseToCapnp(const kv::KvResult<kv::Response>& result, s::WriteResponse:
                 auto list = a.initNoSpace(static_cast<unsigned>(r.noSpace.size()));
                 for (unsigned i = 0; i < r.noSpace.size(); ++i)
                     list.set(i, r.noSpace[i]);
+                auto corrupt = a.initCorrupt(static_cast<unsigned>(r.corrupt.size()));
+                for (unsigned i = 0; i < r.corrupt.size(); ++i)
+                    corrupt.set(i, r.corrupt[i]);
             }
         },
         result.value());
@@ -593,6 +600,8 @@ kv::KvResult<kv::Response> responseFromCapnp(s::WriteResponse::Reader w) {
             a.revision = w.getAlarm().getRevision();
             for (auto id : w.getAlarm().getNoSpace())
                 a.noSpace.push_back(id);
+            for (auto id : w.getAlarm().getCorrupt())
+                a.corrupt.push_back(id);
             return kv::Response{std::move(a)};
         }
     }

@@ -116,9 +116,12 @@ struct LeaseRevokeRequest { id @0 :Int64; }
 struct LeaseRevokeResponse { revision @0 :Int64; }
 struct CompactRequest { revision @0 :Int64; }
 struct CompactResponse { revision @0 :Int64; }
-# Raises (activate) or clears a member's NOSPACE alarm; deactivate with member 0 clears all.
-struct AlarmRequest { activate @0 :Bool; member @1 :UInt64; }
-struct AlarmResponse { noSpace @0 :List(UInt64); revision @1 :Int64; }
+# Raises (activate) or clears a member's alarm of one kind; deactivate with member 0 clears
+# every member's of that kind. noSpace: writes that add data are refused everywhere; corrupt:
+# the member's history differs from the others' and it serves no keys (kv::AlarmRequest).
+enum AlarmKind { noSpace @0; corrupt @1; }
+struct AlarmRequest { activate @0 :Bool; member @1 :UInt64; kind @2 :AlarmKind; }
+struct AlarmResponse { noSpace @0 :List(UInt64); revision @1 :Int64; corrupt @2 :List(UInt64); }
 
 # One Raft log entry's payload: a write request, tagged with the id the proposing member uses
 # to complete the waiting client call once the entry is applied.
@@ -218,7 +221,8 @@ struct ResponseHeader {
 
 # Why a request got no answer from the store: no leader known, no completion in time (the
 # outcome is unknown), or the member is stopping. Clients retry, possibly at another member.
-enum Unavailable { none @0; noLeader @1; timeout @2; stopped @3; notLeader @4; }
+# corrupt: this member's CORRUPT alarm is raised; it serves no keys (ask another member).
+enum Unavailable { none @0; noLeader @1; timeout @2; stopped @3; notLeader @4; corrupt @5; }
 
 struct RangeResult {
   header @0 :ResponseHeader;
@@ -346,7 +350,7 @@ interface Maintenance {
   snapshot @1 () -> (reader :SnapshotReader, revision :Int64, bytes :UInt64);
   # The members whose NOSPACE alarm is raised (replicated state, served locally). Clearing them
   # is a write: WriteRequest.alarm with activate = false.
-  alarms @2 () -> (header :ResponseHeader, noSpace :List(UInt64));
+  alarms @2 () -> (header :ResponseHeader, noSpace :List(UInt64), corrupt :List(UInt64));
   # A digest of this member's key-value history up to `revision` (0: its head), after it
   # committed what it applied: members that applied the same writes and compactions give the
   # same hash at the same revision (kv::Store::hashKV); a different one means a replica

@@ -22,6 +22,8 @@ s::Unavailable toSchema(Unavailable u) {
             return s::Unavailable::STOPPED;
         case Unavailable::NotLeader:
             return s::Unavailable::NOT_LEADER;
+        case Unavailable::Corrupt:
+            return s::Unavailable::CORRUPT;
     }
     return s::Unavailable::STOPPED;
 }
@@ -34,6 +36,13 @@ void fillHeader(s::ResponseHeader::Builder header, NodeDriver& driver, uint64_t 
 }
 
 kj::Promise<void> KvService::range(RangeContext context) {
+    if (driver_.corrupt()) {
+        // Its keys may be wrong: the client asks another member.
+        auto result = context.getResults(kSmallMessage).initResult();
+        fillHeader(result.initHeader(), driver_, clusterId_);
+        result.setUnavailable(s::Unavailable::CORRUPT);
+        return kj::READY_NOW;
+    }
     auto params = context.getParams();
     kv::RangeRequest request = fromCapnp(params.getRequest());
     kv::Store& store = driver_.store();
@@ -70,6 +79,14 @@ kj::Promise<void> KvService::write(WriteContext context) {
         auto result = context.getResults(kSmallMessage).initResult();
         fillHeader(result.initHeader(), driver_, clusterId_);
         responseToCapnp(fail(*tooLarge), result.initResponse());
+        return kj::READY_NOW;
+    }
+    // A write's answer (a txn's branch, previous values) is this member's apply result: not
+    // from a member whose keys may be wrong. Alarms it may still raise and clear.
+    if (driver_.corrupt() && !std::holds_alternative<kv::AlarmRequest>(request)) {
+        auto result = context.getResults(kSmallMessage).initResult();
+        fillHeader(result.initHeader(), driver_, clusterId_);
+        result.setUnavailable(s::Unavailable::CORRUPT);
         return kj::READY_NOW;
     }
     auto handoff = makeHandoff<WriteOutcome>();

@@ -27,6 +27,8 @@ const char* unavailableName(Unavailable u) {
             return "member stopping";
         case Unavailable::NotLeader:
             return "not the leader";
+        case Unavailable::Corrupt:
+            return "this member's data differs from the other members' (CORRUPT alarm)";
     }
     return "?";
 }
@@ -62,6 +64,7 @@ NodeDriver::NodeDriver(boost::asio::io_context& io, const NodeConfig& config, Tr
     raft_ = std::make_unique<raft::Raft>(rc);
     applied_ = rc.applied;
     refreshMembersView();
+    refreshCorrupt(store_->corruptAlarms());
     if (config.logWriter) writer_ = std::thread([this] { writerLoop(); });
 }
 
@@ -471,6 +474,7 @@ void NodeDriver::processReady() {
                            static_cast<unsigned long long>(rd.snapshot->meta.term));
             applied_ = std::max(applied_, rd.snapshot->meta.index);
             refreshMembersView();
+            refreshCorrupt(store_->corruptAlarms());
             if (membersChanged_) membersChanged_(log_->members());
         }
         // A leader may send its appends and heartbeats before persisting its own entries
@@ -610,6 +614,10 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
             if (removed_) removed_();
         }
     }
+    for (const auto& r : results) {
+        if (!r.ok()) continue;
+        if (const auto* a = std::get_if<kv::AlarmResponse>(&r.value())) refreshCorrupt(a->corrupt);
+    }
     if (lessor_) {
         for (size_t i = 0; i < results.size(); ++i) {
             if (!results[i].ok()) continue;
@@ -675,6 +683,20 @@ void NodeDriver::applyConfChange(const raft::ConfChange& cc, std::optional<raft:
             break;
     }
     if (request != 0) done.push_back(request);
+}
+
+void NodeDriver::refreshCorrupt(const std::vector<uint64_t>& corruptMembers) {
+    bool now =
+        std::find(corruptMembers.begin(), corruptMembers.end(), config_.id) != corruptMembers.end();
+    if (corrupt_.exchange(now) == now) return;
+    if (now) {
+        COORD_LOG_ERROR(
+            "this member's CORRUPT alarm is raised: its data differs from the other members'; "
+            "it serves no keys until the alarm is disarmed (operations.md, \"Checking "
+            "replicas\")");
+    } else {
+        COORD_LOG_WARN("this member's CORRUPT alarm was disarmed: serving keys again");
+    }
 }
 
 void NodeDriver::refreshMembersView() {

@@ -103,6 +103,7 @@ enum class Unavailable {
     Timeout,    // not completed in time: it may or may not have been applied
     Stopped,    // the member is shutting down
     NotLeader,  // only the leader answers this (lease keep-alive): ask leader() instead
+    Corrupt,    // this member's CORRUPT alarm is raised: it serves no keys (ask another)
 };
 const char* unavailableName(Unavailable u);
 
@@ -183,6 +184,8 @@ class NodeDriver {
     // Snapshots of the core's state (any thread; refreshed every loop turn).
     raft::NodeId leader() const { return leader_.load(); }
     uint64_t term() const { return term_.load(); }
+    // Whether this member's CORRUPT alarm is raised, as it applied (any thread).
+    bool corrupt() const { return corrupt_.load(); }
     // How often free memory was handed back (NodeConfig::releaseMemoryIdleMs).
     uint64_t memoryReleases() const { return memoryReleases_.load(); }
     // The allocator this process runs on ("jemalloc 5.3.0-…" or the C library's), for the log.
@@ -250,6 +253,8 @@ class NodeDriver {
     void applyConfChange(const raft::ConfChange& cc, std::optional<raft::ConfState>& conf,
                          std::optional<kv::Members>& members, std::vector<uint64_t>& done);
     void refreshMembersView();
+    // corrupt_ from the members whose CORRUPT alarm is raised; logs a change.
+    void refreshCorrupt(const std::vector<uint64_t>& corruptMembers);
     void publishSelf();
     void checkQuota();
     void releaseMemoryWhenIdle();
@@ -297,6 +302,7 @@ class NodeDriver {
     std::unique_ptr<kv::Lessor> lessor_;
     std::map<int64_t, int64_t> revoking_;  // lease id → when its revoke was last proposed (ms)
     std::atomic<raft::NodeId> leader_{0};
+    std::atomic<bool> corrupt_{false};
     std::atomic<uint64_t> term_{0};
 
     std::map<uint64_t, PendingChange> changes_;

@@ -515,16 +515,22 @@ kj::Promise<void> MaintenanceService::alarms(AlarmsContext context) {
     // The alarms this member applied (a serializable read: a raised alarm may not be
     // committed to the store yet).
     kv::Store& store = driver_.store();
-    using Read = std::vector<uint64_t>;
-    return placedRead<Read>(driver_, false, [&store] { return store.noSpaceAlarms(); })
+    using Read = std::pair<std::vector<uint64_t>, std::vector<uint64_t>>;
+    return placedRead<Read>(driver_, false,
+                            [&store] {
+                                return Read{store.noSpaceAlarms(), store.corruptAlarms()};
+                            })
         .then([this, context](Slot<Result<Read, Unavailable>> slot) mutable {
             KJ_REQUIRE(slot.value->ok(), "member stopping", unavailableName(slot.value->error()));
             auto results = context.getResults();
             fillHeader(results.initHeader(), driver_, clusterId_);
-            const Read& alarms = slot.value->value();
-            auto list = results.initNoSpace(static_cast<unsigned>(alarms.size()));
-            for (unsigned i = 0; i < alarms.size(); ++i)
-                list.set(i, alarms[i]);
+            const auto& [noSpace, corrupt] = slot.value->value();
+            auto list = results.initNoSpace(static_cast<unsigned>(noSpace.size()));
+            for (unsigned i = 0; i < noSpace.size(); ++i)
+                list.set(i, noSpace[i]);
+            auto bad = results.initCorrupt(static_cast<unsigned>(corrupt.size()));
+            for (unsigned i = 0; i < corrupt.size(); ++i)
+                bad.set(i, corrupt[i]);
         });
 }
 

@@ -417,6 +417,43 @@ TEST_CASE("NOSPACE is replicated state: stores of different sizes refuse the sam
     CHECK(large.s().get("c")->value == "3");
 }
 
+TEST_CASE("CORRUPT alarms are recorded apart from NOSPACE ones and block no write", "[kv][alarm]") {
+    StoreFixture f;
+    using Kind = AlarmRequest::Kind;
+    std::vector<IndexedRequest> log{
+        {1, AlarmRequest{AlarmRequest::Action::Activate, 7, Kind::Corrupt}},
+        {2, AlarmRequest{AlarmRequest::Action::Activate, 9, Kind::NoSpace}},
+        {3, AlarmRequest{AlarmRequest::Action::Activate, 8, Kind::Corrupt}},
+        {4, AlarmRequest{AlarmRequest::Action::Deactivate, 9, Kind::NoSpace}},
+        {5, PutRequest{"a", "1"}},
+        {6, AlarmRequest{AlarmRequest::Action::Deactivate, 7, Kind::Corrupt}},
+        {7, AlarmRequest{AlarmRequest::Action::Activate, 7, Kind::Corrupt}},
+        {8, AlarmRequest{AlarmRequest::Action::Deactivate, 0, Kind::Corrupt}},
+    };
+    auto r = f.s().apply(log);
+    REQUIRE(r.size() == log.size());
+    for (const auto& one : r)
+        REQUIRE(one.ok());
+    auto alarms = [&](size_t i) { return std::get<AlarmResponse>(r[i].value()); };
+    CHECK(alarms(0).corrupt == std::vector<uint64_t>{7});
+    CHECK(alarms(0).noSpace.empty());
+    CHECK(alarms(1).noSpace == std::vector<uint64_t>{9});
+    CHECK(alarms(1).corrupt == std::vector<uint64_t>{7});  // each answer shows both kinds
+    CHECK(alarms(2).corrupt == std::vector<uint64_t>{7, 8});
+    CHECK(alarms(3).noSpace.empty());
+    CHECK(alarms(3).corrupt == std::vector<uint64_t>{7, 8});
+    CHECK(f.s().get("a")->value == "1");  // a CORRUPT alarm refuses nothing in the store
+    CHECK(alarms(5).corrupt == std::vector<uint64_t>{8});
+    CHECK(alarms(6).corrupt == std::vector<uint64_t>{7, 8});
+    CHECK(alarms(7).corrupt.empty());  // member 0: every member's, of this kind
+    auto more = f.s().apply(std::vector<IndexedRequest>{
+        {9, AlarmRequest{AlarmRequest::Action::Activate, 3, Kind::Corrupt}}});
+    REQUIRE(more.front().ok());
+    f.reopen();
+    CHECK(f.s().corruptAlarms() == std::vector<uint64_t>{3});
+    CHECK(f.s().noSpaceAlarms().empty());
+}
+
 TEST_CASE("deleting and compacting brings a store back under its quota (pages are reused)",
           "[kv][quota]") {
     StoreFixture f;

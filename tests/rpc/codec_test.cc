@@ -62,6 +62,14 @@ TEST_CASE("every write request survives encoding as a Raft entry payload", "[rpc
     roundTrip(kv::LeaseGrantRequest{7, 30});
     roundTrip(kv::LeaseRevokeRequest{7});
     roundTrip(kv::CompactRequest{100});
+    roundTrip(kv::AlarmRequest{kv::AlarmRequest::Action::Activate, 5});
+    roundTrip(
+        kv::AlarmRequest{kv::AlarmRequest::Action::Deactivate, 0, kv::AlarmRequest::Kind::Corrupt});
+    auto alarm = decodeWrite(encodeWrite(1, kv::AlarmRequest{kv::AlarmRequest::Action::Activate, 9,
+                                                             kv::AlarmRequest::Kind::Corrupt}));
+    REQUIRE(alarm.ok());
+    CHECK(std::get<kv::AlarmRequest>(alarm->second).kind == kv::AlarmRequest::Kind::Corrupt);
+    CHECK(std::get<kv::AlarmRequest>(alarm->second).memberId == 9);
     auto d = decodeWrite(encodeWrite(1, sampleTxn()));
     REQUIRE(d.ok());
     const auto& t = std::get<kv::TxnRequest>(d->second);
@@ -98,6 +106,13 @@ TEST_CASE("write outcomes, errors included, survive encoding", "[rpc][codec]") {
         std::get<kv::RangeResponse>(std::get<kv::TxnResponse>(txn->value()).responses[0].op);
     CHECK(range.truncated);
     CHECK(range.more);
+    auto alarms =
+        decodeWriteResult(encodeWriteResult(kv::Response{kv::AlarmResponse{{3}, 8, {4, 5}}}));
+    REQUIRE(alarms.ok());
+    REQUIRE(alarms->ok());
+    const auto& a = std::get<kv::AlarmResponse>(alarms->value());
+    CHECK(a.noSpace == std::vector<uint64_t>{3});
+    CHECK(a.corrupt == std::vector<uint64_t>{4, 5});
     auto err =
         decodeWriteResult(encodeWriteResult(fail(kv::Error{kv::ErrorCode::NoSpace, "full", 0})));
     REQUIRE(err.ok());
