@@ -1,7 +1,9 @@
 #include "kv/key_index.h"
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
+#include <new>
 
 #include "kv/internal.h"
 
@@ -15,16 +17,50 @@ KeyIndex::Record* KeyIndex::find(std::string_view key) const {
     return it == byKey_.end() ? nullptr : *it;
 }
 
+void KeyIndex::OlderList::push_back(const Older& o) {
+    const uint32_t n = static_cast<uint32_t>(size());
+    if (!block_ || n == block_->capacity) {
+        const uint32_t capacity = n == 0 ? 1 : 2 * n;
+        auto* grown = static_cast<Header*>(
+            ::operator new (sizeof(Header) + size_t{capacity} * sizeof(Older)));
+        grown->size = n;
+        grown->capacity = capacity;
+        if (n > 0) std::memcpy(static_cast<void*>(grown + 1), items(), n * sizeof(Older));
+        release();
+        block_ = grown;
+    }
+    new (items() + n) Older(o);
+    block_->size = n + 1;
+}
+
+void KeyIndex::OlderList::pop_back() {
+    if (--block_->size == 0) release();
+}
+
+void KeyIndex::OlderList::erase(const Older* at) {
+    Older* first = items() + (at - items());
+    std::memmove(static_cast<void*>(first), first + 1,
+                 static_cast<size_t>(end() - at - 1) * sizeof(Older));
+    if (--block_->size == 0) release();
+}
+
+void KeyIndex::OlderList::release() {
+    ::operator delete(block_);
+    block_ = nullptr;
+}
+
 KeyIndex::Record* KeyIndex::insert(const std::string& key, IndexEntry entry, IndexEntry* previous) {
     if (Record* r = find(key)) {
-        COORD_ASSERT(r->newest.rev < entry.rev, "key index entries out of order", key,
+        COORD_ASSERT(r->newestRev() < entry.rev, "key index entries out of order", key,
                      entry.rev.main);
-        r->older.push_back({r->newest.rev.main, r->newest.rev.sub, r->newest.tombstone});
-        if (previous) *previous = r->newest;
-        r->newest = entry;
+        r->older.push_back({r->main, r->sub, r->tombstone});
+        if (previous) *previous = r->newest();
+        r->setNewest(entry);
         return r;
     }
-    auto owned = std::make_unique<Record>(Record{key, entry, {}});
+    auto owned = std::make_unique<Record>();
+    owned->key = key;
+    owned->setNewest(entry);
     Record* r = owned.get();
     keys_.insert(std::move(owned));
     byKey_.insert(r);
@@ -68,7 +104,7 @@ void KeyIndex::rollback(size_t mark) {
             Record& r = *u.added;
             COORD_ASSERT(r.older.back().rev() == u.previous.rev, "key index undo", r.key);
             r.older.pop_back();
-            r.newest = u.previous;
+            r.setNewest(u.previous);
         }
         undo_.pop_back();
     }
@@ -78,7 +114,7 @@ void KeyIndex::remove(std::string_view key, Revision rev) {
     std::unique_lock lock(mu_);
     Record* r = find(key);
     if (!r) return;
-    if (r->newest.rev == rev) {
+    if (r->newestRev() == rev) {
         // Only a key's last entry can be its newest when removed (see the declaration): the
         // create revision, version and lease of an older entry are not kept.
         COORD_ASSERT(r->older.empty(), "key index: newest entry removed before older ones", r->key,
@@ -89,7 +125,6 @@ void KeyIndex::remove(std::string_view key, Revision rev) {
     auto e = std::lower_bound(r->older.begin(), r->older.end(), rev,
                               [](const Older& a, Revision b) { return a.rev() < b; });
     if (e != r->older.end() && e->rev() == rev) r->older.erase(e);
-    if (r->older.empty() && r->older.capacity() > 0) r->older.shrink_to_fit();
 }
 
 void KeyIndex::clear() {
@@ -115,7 +150,7 @@ IndexEntry olderEntry(Revision rev, bool tombstone) {
 }  // namespace
 
 std::optional<IndexEntry> KeyIndex::atOrBelow(const Record& r, Revision bound) {
-    if (!(bound < r.newest.rev)) return r.newest;
+    if (!(bound < r.newestRev())) return r.newest();
     // The first older entry above the bound; the one before it (if any) is the answer.
     auto e = std::upper_bound(r.older.begin(), r.older.end(), bound,
                               [](Revision b, const Older& a) { return b < a.rev(); });
@@ -125,7 +160,7 @@ std::optional<IndexEntry> KeyIndex::atOrBelow(const Record& r, Revision bound) {
 }
 
 std::optional<IndexEntry> KeyIndex::before(const Record& r, Revision bound) {
-    if (r.newest.rev < bound) return r.newest;
+    if (r.newestRev() < bound) return r.newest();
     auto e = std::lower_bound(r.older.begin(), r.older.end(), bound,
                               [](const Older& a, Revision b) { return a.rev() < b; });
     if (e == r.older.begin()) return std::nullopt;

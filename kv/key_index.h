@@ -6,10 +6,10 @@
 //
 // Memory: one record per key (the key, its newest entry with that entry's create revision,
 // version and lease, and 16 bytes per older entry), held by a B-tree ordered by key for ranges
-// and by a flat hash set for point lookups; about 130 bytes per key of up to 15 bytes with one
-// revision (docs/mvcc.md). Only the newest entry of a key carries the create revision, version
-// and lease: a write needs them of the key's current state, and reads at older revisions read
-// the record itself.
+// and by a flat hash set for point lookups; about 100 bytes per key of up to 15 bytes with one
+// revision (an 80-byte record; docs/mvcc.md). Only the newest entry of a key carries the create
+// revision, version and lease: a write needs them of the key's current state, and reads at older
+// revisions read the record itself.
 //
 // Threading: the store's writer thread changes it; readers on any thread look up under a shared
 // lock. The index may be ahead of a reader's LMDB snapshot (batches applied, not committed), so
@@ -85,11 +85,59 @@ class KeyIndex {
         bool tombstone = false;
         Revision rev() const { return {main, sub}; }
     };
+    // A key's older entries, oldest first, in one allocation (none while empty) behind one
+    // pointer: a std::vector would take three in every record.
+    class OlderList {
+      public:
+        OlderList() = default;
+        OlderList(const OlderList&) = delete;
+        OlderList& operator=(const OlderList&) = delete;
+        ~OlderList() { release(); }
+        size_t size() const { return block_ ? block_->size : 0; }
+        bool empty() const { return size() == 0; }
+        const Older* begin() const { return block_ ? items() : nullptr; }
+        const Older* end() const { return begin() + size(); }
+        const Older& back() const { return items()[size() - 1]; }
+        void push_back(const Older& o);
+        void pop_back();              // frees the allocation when it empties
+        void erase(const Older* at);  // likewise
+      private:
+        struct Header {
+            uint32_t size;
+            uint32_t capacity;
+        };
+        static_assert(sizeof(Header) % alignof(Older) == 0);
+        Older* items() const { return reinterpret_cast<Older*>(block_ + 1); }
+        void release();
+        Header* block_ = nullptr;
+    };
+    // 80 bytes: the newest entry is kept unpadded (IndexEntry has 7 bytes of padding).
     struct Record {
         std::string key;
-        IndexEntry newest;
-        std::vector<Older> older;  // oldest first; empty (no allocation) for one revision
+        int64_t main = 0;
+        int32_t sub = 0;
+        bool tombstone = false;
+        int64_t createRevision = 0;
+        int64_t version = 0;
+        int64_t lease = 0;
+        OlderList older;
+
+        Revision newestRev() const { return {main, sub}; }
+        IndexEntry newest() const {
+            return {Revision{main, sub}, tombstone, createRevision, version, lease};
+        }
+        void setNewest(const IndexEntry& e) {
+            main = e.rev.main;
+            sub = e.rev.sub;
+            tombstone = e.tombstone;
+            createRevision = e.createRevision;
+            version = e.version;
+            lease = e.lease;
+        }
     };
+    // One allocator size class below the 112 bytes a record took with a padded entry and a
+    // vector.
+    static_assert(sizeof(Record) <= 80);
     struct Undo {
         Record* added = nullptr;  // the key whose newest entry to drop; null: a setCompacted
         IndexEntry previous;      // that key's newest entry before (when it had one)

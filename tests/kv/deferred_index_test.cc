@@ -267,6 +267,61 @@ TEST_CASE("key index: lookups at a revision, rollback of a dropped batch, compac
     CHECK(index.keyCount() == 1);
 }
 
+TEST_CASE("key index: a key's many revisions, removed oldest first or undone, read at each",
+          "[kv]") {
+    detail::KeyIndex index;
+    // 100 revisions of one key (every tenth a delete), with the newest's create revision,
+    // version and lease; the older ones keep only their revision and tombstone.
+    for (int64_t r = 1; r <= 100; ++r) {
+        detail::IndexEntry e{{10 * r, static_cast<int32_t>(r % 3)}, r % 10 == 0};
+        e.createRevision = 7;
+        e.version = r;
+        e.lease = 99;
+        index.add("k", e);
+    }
+    index.forget();
+    auto check = [&](int64_t from, int64_t to) {
+        for (int64_t r = from; r <= to; ++r) {
+            auto e = index.latestAtOrBelow("k", 10 * r + 5);
+            REQUIRE(e.has_value());
+            CHECK(e->rev == detail::Revision{10 * r, static_cast<int32_t>(r % 3)});
+            CHECK(e->tombstone == (r % 10 == 0));
+            CHECK(e->version == (r == 100 ? 100 : 0));
+            auto before = index.latestBefore("k", {10 * r, 0});
+            if (r == from) {
+                CHECK_FALSE(before.has_value());
+            } else {
+                REQUIRE(before.has_value());
+                CHECK(before->rev.main == 10 * (r - 1));
+            }
+        }
+    };
+    check(1, 100);
+    CHECK(index.latestAtOrBelow("k", 1000)->lease == 99);
+    CHECK(index.latestAtOrBelow("k", 1000)->createRevision == 7);
+    // A batch adding three more revisions, dropped: the key is as before.
+    size_t mark = index.mark();
+    for (int64_t r = 101; r <= 103; ++r)
+        index.add("k", {{10 * r, 0}, false});
+    CHECK(index.latestAtOrBelow("k", 2000)->rev.main == 1030);
+    index.rollback(mark);
+    check(1, 100);
+    // Compaction removes the oldest sixty, one at a time; the rest read as before.
+    index.setCompacted(600);
+    for (int64_t r = 1; r <= 60; ++r)
+        index.remove("k", {10 * r, static_cast<int32_t>(r % 3)});
+    index.forget();
+    check(61, 100);
+    CHECK_FALSE(index.latestAtOrBelow("k", 605).has_value());  // its entry at 600 is gone
+    // The older ones all go, then the newest: the key goes with it.
+    for (int64_t r = 61; r <= 99; ++r)
+        index.remove("k", {10 * r, static_cast<int32_t>(r % 3)});
+    CHECK(index.latestAtOrBelow("k", 1000)->version == 100);
+    CHECK_FALSE(index.latestBefore("k", {1000, 1}).has_value());
+    index.remove("k", {1000, 1});
+    CHECK(index.keyCount() == 0);
+}
+
 TEST_CASE("opening a format-1 data file drops its derived tables and keeps the data", "[kv]") {
     coord::test::TempDir dir;
     std::string path = dir.file("old.mdb");
