@@ -42,6 +42,8 @@ const char* errorCodeName(ErrorCode code) {
             return "TooManyWatches";
         case ErrorCode::RequestTooLarge:
             return "RequestTooLarge";
+        case ErrorCode::Corrupt:
+            return "Corrupt";
     }
     return "Unknown";
 }

@@ -38,8 +38,9 @@ enum class ErrorCode {
     // Watch service:
     TooManyWatches,   // the connection already has the most watches a member serves on one
     RequestTooLarge,  // a write's keys and values together exceed kMaxRequestBytes
+    Corrupt,          // this member's CORRUPT alarm is raised: it serves no keys (ask another)
 };
-inline constexpr uint16_t kErrorCodeCount = 19;
+inline constexpr uint16_t kErrorCodeCount = 20;
 
 const char* errorCodeName(ErrorCode code);
 

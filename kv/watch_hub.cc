@@ -40,6 +40,13 @@ bool WatchHub::cancel(WatchId id) {
     return watchers_.erase(id) > 0;
 }
 
+void WatchHub::cancelAll(const Error& reason) {
+    std::lock_guard lock(mu_);
+    for (auto& [id, w] : watchers_)
+        w.sink->onCanceled(id, reason);
+    watchers_.clear();
+}
+
 bool WatchHub::matches(const Watcher& w, const Event& e) const {
     if (e.type == Event::Type::Put && w.request.noPut) return false;
     if (e.type == Event::Type::Delete && w.request.noDelete) return false;

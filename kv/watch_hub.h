@@ -58,6 +58,8 @@ class WatchHub {
                             int64_t* firstRevision = nullptr);
     // Removes a watcher; returns false when it does not exist. No sink call follows.
     bool cancel(WatchId id);
+    // Ends every watcher, telling each sink `reason`.
+    void cancelAll(const Error& reason);
 
     // Called by the store after each commit with the events of one revision.
     void notify(int64_t revision, std::span<const Event> events);

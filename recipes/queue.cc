@@ -217,7 +217,14 @@ RecipeResult<KeyValue> Queue::dequeue(Deadline deadline) {
         RangeRequest mine;
         mine.key = claimKey_;
         claim.failure = {RequestOp{mine}};
-        auto c = detail::retry<TxnResponse>(client_, ctx,
+        // The deadline bounds the wait for an item; a claim once sent gets a whole request
+        // timeout to be answered, so that a slow answer near the deadline does not leave it
+        // pending (then settled later, and its item put back behind younger ones if this
+        // consumer goes away).
+        detail::WaitContext claiming = ctx;
+        claiming.deadline =
+            std::max(ctx.deadline, Clock::now() + client_.options().requestTimeout);
+        auto c = detail::retry<TxnResponse>(client_, claiming,
                                             [&](Deadline d) { return client_.txn(claim, d); });
         if (!c.ok()) {
             // Sent, maybe applied: the next call settles it before anything else.

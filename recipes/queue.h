@@ -35,7 +35,9 @@ class Queue {
     // Adds an item; returns its key. `name` must be unique among queued items when given.
     RecipeResult<std::string> enqueue(const std::string& value, const std::string& name = "");
     // Takes the oldest item, waiting up to `deadline` for one. An item an earlier call claimed
-    // without learning it (see resolvePending) comes first.
+    // without learning it (see resolvePending) comes first. A claim sent just before the
+    // deadline is given one request timeout to be answered, so the call may return that much
+    // after the deadline.
     RecipeResult<KeyValue> dequeue(Deadline deadline = detail::kForever);
     // After a dequeue() that failed once its claim was sent (a timeout, a lost connection), the
     // claim's outcome is unknown. This makes it final: the item when the claim took it (it is

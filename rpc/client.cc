@@ -726,7 +726,13 @@ struct WatchRunner final : Runner {
                           -> kj::Promise<void> {
                         auto result = r.getResult();
                         if (result.which() == s::WatchResult::ERROR) {
-                            finish(storeError(rpc::fromCapnp(result.getError())));
+                            kv::Error error = rpc::fromCapnp(result.getError());
+                            if (error.code == kv::ErrorCode::Corrupt) {
+                                // That member serves no keys: resume at the next one.
+                                impl.markBroken(gen);
+                                return kj::READY_NOW;
+                            }
+                            finish(storeError(error));
                             return kj::READY_NOW;
                         }
                         if (request.startRevision <= 0) {

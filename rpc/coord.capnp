@@ -142,7 +142,7 @@ enum ErrorCode {
   invalidArgument @0; emptyKey @1; keyTooLarge @2; valueTooLarge @3; tooManyOps @4;
   duplicateKey @5; keyNotFound @6; compacted @7; futureRevision @8; leaseNotFound @9;
   leaseExists @10; noSpace @11; alreadyApplied @12; memberExists @13; memberNotFound @14;
-  learnerNotReady @15; memberBusy @16; tooManyWatches @17; requestTooLarge @18;
+  learnerNotReady @15; memberBusy @16; tooManyWatches @17; requestTooLarge @18; corrupt @19;
 }
 
 struct Error {

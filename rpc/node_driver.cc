@@ -33,6 +33,13 @@ const char* unavailableName(Unavailable u) {
     return "?";
 }
 
+kv::Error corruptError() {
+    return kv::Error{kv::ErrorCode::Corrupt,
+                     "this member's CORRUPT alarm is raised: its data differs from the other "
+                     "members'; ask another member",
+                     0};
+}
+
 raft::NodeId memberIdFromName(const std::string& name) {
     uint64_t h = 1469598103934665603ull;
     for (unsigned char c : name)
@@ -690,6 +697,8 @@ void NodeDriver::refreshCorrupt(const std::vector<uint64_t>& corruptMembers) {
         std::find(corruptMembers.begin(), corruptMembers.end(), config_.id) != corruptMembers.end();
     if (corrupt_.exchange(now) == now) return;
     if (now) {
+        // Their previous values come from this member's store: they resume at another member.
+        store_->watchHub().cancelAll(corruptError());
         COORD_LOG_ERROR(
             "this member's CORRUPT alarm is raised: its data differs from the other members'; "
             "it serves no keys until the alarm is disarmed (operations.md, \"Checking "

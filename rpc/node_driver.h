@@ -106,6 +106,8 @@ enum class Unavailable {
     Corrupt,    // this member's CORRUPT alarm is raised: it serves no keys (ask another)
 };
 const char* unavailableName(Unavailable u);
+// What a watch on a member whose CORRUPT alarm is raised ends with (kv::ErrorCode::Corrupt).
+kv::Error corruptError();
 
 using WriteOutcome = Result<kv::KvResult<kv::Response>, Unavailable>;
 

@@ -351,6 +351,11 @@ kj::Promise<void> WatchService::watch(WatchContext context) {
                 out.initError());
         return kj::READY_NOW;
     }
+    if (driver_.corrupt()) {
+        // Refused with Corrupt, which the client takes as "resume at another member".
+        toCapnp(corruptError(), out.initError());
+        return kj::READY_NOW;
+    }
     auto buffer = std::make_shared<WatchBuffer>(pool_);
     auto& hub = driver_.store().watchHub();
     int64_t first = 0;

@@ -271,6 +271,35 @@ TEST_CASE("the leader's corruption check takes a damaged member out of serving k
     REQUIRE(value->has_value());
     CHECK((*value)->value == "m");
     REQUIRE(failover.put("cc/after", "x").ok());
+    // So does a watch: it ends at the damaged member and resumes at another, so the previous
+    // value it attaches is the true one, not the damaged copy's.
+    auto start = client.put("cc/watch-from", "x");
+    REQUIRE(start.ok());
+    std::mutex mu;
+    std::condition_variable seen;
+    std::vector<Event> events;
+    WatchRequest w;
+    w.key = "cc/marked";
+    w.prevKv = true;
+    w.startRevision = start->revision + 1;
+    WatchCallbacks cb;
+    cb.onEvents = [&](std::span<const Event> batch, int64_t) {
+        std::lock_guard lock(mu);
+        events.insert(events.end(), batch.begin(), batch.end());
+        seen.notify_all();
+    };
+    Client watcher(itFirst);  // a fresh client: its first connection is to the damaged member
+    auto watching = watcher.watch(w, cb);
+    REQUIRE(watching);
+    REQUIRE(client.put("cc/marked", "z").ok());
+    {
+        std::unique_lock lock(mu);
+        REQUIRE(seen.wait_for(lock, 10s, [&] { return !events.empty(); }));
+        REQUIRE(events.front().prevKv.has_value());
+        CHECK(events.front().prevKv->value == "m");
+        CHECK(events.front().kv.value == "z");
+    }
+    watching.reset();
 
     // coordctl shows it; disarming it while the member is still damaged only lets the next
     // check raise it again.

@@ -794,23 +794,38 @@ struct ProxiedConsumer {
     Client client;
 };
 
+// A queue `name` holding "first" and "second" on a fresh cluster.
+struct TwoItems {
+    explicit TwoItems(const std::string& queue)
+        : name(queue), client(optionsFor(c)), producer(client, queue) {
+        REQUIRE(producer.enqueue("first").ok());
+        REQUIRE(producer.enqueue("second").ok());
+    }
+    int64_t queued() { return countKeys(client, name + "/items/"); }
+    // A dequeue by `q` (of `consumer`) whose claim meets `fault`: it fails at its deadline.
+    static void failedClaim(Queue& q, ProxiedConsumer& consumer,
+                            coord::test::TcpProxy::Fault fault) {
+        consumer.proxy.arm(fault, q.prefix() + "/claims/");
+        auto failed = q.dequeue(Clock::now() + 2s);
+        REQUIRE(consumer.proxy.triggered());
+        REQUIRE(!failed.ok());
+        CHECK(failed.error().kind == RecipeError::Kind::Timeout);
+    }
+
+    std::string name;
+    Cluster c;
+    Client client;
+    Queue producer;
+};
+
 TEST_CASE("queue: an item whose claim reply was lost goes to the consumer that claimed it",
           "[recipes][queue]") {
-    Cluster c;
-    Client client(optionsFor(c));
-    Queue producer(client, "lost");
-    REQUIRE(producer.enqueue("first").ok());
-    REQUIRE(producer.enqueue("second").ok());
-
-    ProxiedConsumer consumer(c);
+    TwoItems t("lost");
+    ProxiedConsumer consumer(t.c);
     Queue q(consumer.client, "lost");
     // The claim reaches the cluster and applies; its answer (and every retry's) is lost.
-    consumer.proxy.arm(coord::test::TcpProxy::Fault::DropReplies, "lost/claims/");
-    auto failed = q.dequeue(Clock::now() + 2s);
-    REQUIRE(consumer.proxy.triggered());
-    REQUIRE(!failed.ok());
-    CHECK(failed.error().kind == RecipeError::Kind::Timeout);
-    CHECK(countKeys(client, "lost/items/") == 1);  // "first" is taken, by this consumer
+    TwoItems::failedClaim(q, consumer, coord::test::TcpProxy::Fault::DropReplies);
+    CHECK(t.queued() == 1);  // "first" is taken, by this consumer
 
     consumer.proxy.heal();
     auto again = q.dequeue(Clock::now() + 10s);
@@ -819,24 +834,16 @@ TEST_CASE("queue: an item whose claim reply was lost goes to the consumer that c
     auto next = q.dequeue(Clock::now() + 10s);
     REQUIRE(next.ok());
     CHECK(next->value == "second");
-    CHECK(countKeys(client, "lost/items/") == 0);
+    CHECK(t.queued() == 0);
 }
 
 TEST_CASE("queue: a claim held back past its deadline is fenced off when it arrives",
           "[recipes][queue]") {
-    Cluster c;
-    Client client(optionsFor(c));
-    Queue producer(client, "late");
-    REQUIRE(producer.enqueue("first").ok());
-    REQUIRE(producer.enqueue("second").ok());
-
-    ProxiedConsumer consumer(c);
+    TwoItems t("late");
+    ProxiedConsumer consumer(t.c);
     Queue q(consumer.client, "late");
-    consumer.proxy.arm(coord::test::TcpProxy::Fault::HoldRequests, "late/claims/");
-    auto failed = q.dequeue(Clock::now() + 2s);
-    REQUIRE(consumer.proxy.triggered());
-    REQUIRE(!failed.ok());
-    CHECK(countKeys(client, "late/items/") == 2);  // nothing arrived
+    TwoItems::failedClaim(q, consumer, coord::test::TcpProxy::Fault::HoldRequests);
+    CHECK(t.queued() == 2);  // nothing arrived
 
     // Settling decides: not taken. The claims still in the proxy must then fail when they land.
     consumer.proxy.heal();
@@ -844,7 +851,7 @@ TEST_CASE("queue: a claim held back past its deadline is fenced off when it arri
     REQUIRE(resolved.ok());
     CHECK(!resolved->has_value());
     REQUIRE(consumer.proxy.deliverHeld(10s));
-    CHECK(countKeys(client, "late/items/") == 2);
+    CHECK(t.queued() == 2);
 
     auto got = q.dequeue(Clock::now() + 10s);
     REQUIRE(got.ok());
@@ -853,27 +860,22 @@ TEST_CASE("queue: a claim held back past its deadline is fenced off when it arri
 
 TEST_CASE("queue: a consumer destroyed with a claim pending puts a taken item back",
           "[recipes][queue]") {
-    Cluster c;
-    Client client(optionsFor(c));
-    Queue producer(client, "back");
-    REQUIRE(producer.enqueue("first").ok());
-    REQUIRE(producer.enqueue("second").ok());
+    TwoItems t("back");
     {
-        ProxiedConsumer consumer(c);
+        ProxiedConsumer consumer(t.c);
         Queue q(consumer.client, "back");
-        consumer.proxy.arm(coord::test::TcpProxy::Fault::DropReplies, "back/claims/");
-        REQUIRE(!q.dequeue(Clock::now() + 2s).ok());
-        CHECK(countKeys(client, "back/items/") == 1);
+        TwoItems::failedClaim(q, consumer, coord::test::TcpProxy::Fault::DropReplies);
+        CHECK(t.queued() == 1);
         consumer.proxy.heal();
     }
-    // "first" is back, behind "second"; no claim record is left.
-    auto a = producer.dequeue(Clock::now() + 10s);
-    auto b = producer.dequeue(Clock::now() + 10s);
+    // "first" is back, behind "second"; the consumer's claim record is gone.
+    auto a = t.producer.dequeue(Clock::now() + 10s);
+    auto b = t.producer.dequeue(Clock::now() + 10s);
     REQUIRE(a.ok());
     REQUIRE(b.ok());
     CHECK(a->value == "second");
     CHECK(b->value == "first");
-    CHECK(countKeys(client, "back/claims/") == 1);  // the producer object's own record
+    CHECK(countKeys(t.client, "back/claims/") == 1);  // the producer object's own record
 }
 
 TEST_CASE("condition queue releases nothing before its condition and everything after",
