@@ -1017,17 +1017,25 @@ TEST_CASE(
     // few hundred puts: each is one coordctl process, slow under the sanitizers.
     const std::string value(120000, 'v');
     int acked = 0;
+    std::string refused;  // what coordctl said of the put that failed
     for (int i = 0; i < 400; ++i) {
         auto [rc, out] = coordctl({"--endpoints", ep, "--command-timeout", "5000", "put",
                                    "k/" + std::to_string(i), value});
-        if (rc != 0) break;
+        if (rc != 0) {
+            refused = out;
+            break;
+        }
         ++acked;
     }
+    INFO("the refused put: " << refused);
     CHECK(acked > 20);
     CHECK(acked < 400);
     int status = 0;
-    REQUIRE(
-        waitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(20)));
+    bool exited =
+        waitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(20));
+    // A failure here says little without the member's own account.
+    INFO("the member's log:\n" << readFile(dir.file("1.log")));
+    REQUIRE(exited);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 1);
     CHECK(readFile(dir.file("1.log")).find("fatal storage error") != std::string::npos);
@@ -1049,6 +1057,7 @@ TEST_CASE(
         want.insert("k/" + std::to_string(i));
     // Every acknowledged put is there (the one refused may or may not be: its outcome is
     // unknown to the client).
+    INFO("the restarted member's log:\n" << readFile(dir.file("2.log")));
     for (const auto& k : want)
         CHECK(found.count(k) == 1);
     CHECK(found.size() <= want.size() + 1);
