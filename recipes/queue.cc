@@ -140,16 +140,12 @@ RecipeResult<std::optional<KeyValue>> Queue::resolveLocked(const detail::WaitCon
             pending_.reset();
             return std::optional<KeyValue>{};
         }
-        const auto& kvs = std::get<RangeResponse>(r->responses.front().op).kvs;
-        if (kvs.empty()) {
-            // Deleted by someone else: a claim comparing "absent" could still apply. Write the
-            // record afresh.
-            claimRevision_ = 0;
-            continue;
-        }
-        claimRevision_ = kvs.front().modRevision;
+        const KeyValue* seen = noteRecord(*r);
+        // Deleted by someone else: a claim comparing "absent" could still apply. Write the
+        // record afresh.
+        if (!seen) continue;
         std::optional<KeyValue> taken;
-        if (kvs.front().value == pending_->marker) taken = std::move(pending_->item);
+        if (seen->value == pending_->marker) taken = std::move(pending_->item);
         pending_.reset();
         return taken;
     }
@@ -222,8 +218,7 @@ RecipeResult<KeyValue> Queue::dequeue(Deadline deadline) {
         // pending (then settled later, and its item put back behind younger ones if this
         // consumer goes away).
         detail::WaitContext claiming = ctx;
-        claiming.deadline =
-            std::max(ctx.deadline, Clock::now() + client_.options().requestTimeout);
+        claiming.deadline = std::max(ctx.deadline, Clock::now() + client_.options().requestTimeout);
         auto c = detail::retry<TxnResponse>(client_, claiming,
                                             [&](Deadline d) { return client_.txn(claim, d); });
         if (!c.ok()) {
@@ -237,14 +232,15 @@ RecipeResult<KeyValue> Queue::dequeue(Deadline deadline) {
         }
         // Taken by another consumer, the condition changed — or our own earlier try (whose
         // reply was lost) took it: the claim record tells.
-        const auto& kvs = std::get<RangeResponse>(c->responses.front().op).kvs;
-        if (!kvs.empty()) {
-            claimRevision_ = kvs.front().modRevision;
-            if (kvs.front().value == marker) return item;
-        } else {
-            claimRevision_ = 0;
-        }
+        const KeyValue* seen = noteRecord(*c);
+        if (seen && seen->value == marker) return item;
     }
+}
+
+const KeyValue* Queue::noteRecord(const TxnResponse& failed) {
+    const auto& kvs = std::get<RangeResponse>(failed.responses.front().op).kvs;
+    claimRevision_ = kvs.empty() ? 0 : kvs.front().modRevision;
+    return kvs.empty() ? nullptr : &kvs.front();
 }
 
 // ---- ConditionQueue ----

@@ -71,6 +71,9 @@ class Queue {
         std::string marker;
     };
     RecipeResult<std::optional<KeyValue>> resolveLocked(const detail::WaitContext& ctx);
+    // The claim record a failed txn read (its failure branch ranges it): follows its mod
+    // revision into claimRevision_; null when the record is absent.
+    const KeyValue* noteRecord(const TxnResponse& failed);
 
     std::mutex mu_;  // one dequeue / resolvePending at a time; guards what follows
     // The claim record's mod revision as this consumer last wrote or saw it (0: none yet).

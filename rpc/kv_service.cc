@@ -35,14 +35,20 @@ void fillHeader(s::ResponseHeader::Builder header, NodeDriver& driver, uint64_t 
     header.setRaftTerm(driver.term());
 }
 
+namespace {
+// Answers a key read or write that this member, whose CORRUPT alarm is raised, does not serve.
+template <typename Context>
+kj::Promise<void> refuseCorrupt(Context& context, NodeDriver& driver, uint64_t clusterId) {
+    auto result = context.getResults(kSmallMessage).initResult();
+    fillHeader(result.initHeader(), driver, clusterId);
+    result.setUnavailable(s::Unavailable::CORRUPT);
+    return kj::READY_NOW;
+}
+}  // namespace
+
 kj::Promise<void> KvService::range(RangeContext context) {
-    if (driver_.corrupt()) {
-        // Its keys may be wrong: the client asks another member.
-        auto result = context.getResults(kSmallMessage).initResult();
-        fillHeader(result.initHeader(), driver_, clusterId_);
-        result.setUnavailable(s::Unavailable::CORRUPT);
-        return kj::READY_NOW;
-    }
+    // Its keys may be wrong: the client asks another member.
+    if (driver_.corrupt()) return refuseCorrupt(context, driver_, clusterId_);
     auto params = context.getParams();
     kv::RangeRequest request = fromCapnp(params.getRequest());
     kv::Store& store = driver_.store();
@@ -84,10 +90,7 @@ kj::Promise<void> KvService::write(WriteContext context) {
     // A write's answer (a txn's branch, previous values) is this member's apply result: not
     // from a member whose keys may be wrong. Alarms it may still raise and clear.
     if (driver_.corrupt() && !std::holds_alternative<kv::AlarmRequest>(request)) {
-        auto result = context.getResults(kSmallMessage).initResult();
-        fillHeader(result.initHeader(), driver_, clusterId_);
-        result.setUnavailable(s::Unavailable::CORRUPT);
-        return kj::READY_NOW;
+        return refuseCorrupt(context, driver_, clusterId_);
     }
     auto handoff = makeHandoff<WriteOutcome>();
     driver_.write(std::move(request), handoff.send);

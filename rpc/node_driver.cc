@@ -621,19 +621,17 @@ void NodeDriver::applyEntries(const std::vector<raft::Entry>& committed) {
             if (removed_) removed_();
         }
     }
-    for (const auto& r : results) {
-        if (!r.ok()) continue;
-        if (const auto* a = std::get_if<kv::AlarmResponse>(&r.value())) refreshCorrupt(a->corrupt);
-    }
-    if (lessor_) {
-        for (size_t i = 0; i < results.size(); ++i) {
-            if (!results[i].ok()) continue;
-            if (const auto* g = std::get_if<kv::LeaseGrantResponse>(&results[i].value())) {
-                lessor_->grant(g->id, g->ttlSeconds);
-            } else if (const auto* r = std::get_if<kv::LeaseRevokeRequest>(&batch[i].request)) {
-                lessor_->revoke(r->id);
-                revoking_.erase(r->id);
-            }
+    for (size_t i = 0; i < results.size(); ++i) {
+        if (!results[i].ok()) continue;
+        if (const auto* a = std::get_if<kv::AlarmResponse>(&results[i].value())) {
+            refreshCorrupt(a->corrupt);
+        } else if (!lessor_) {
+            continue;
+        } else if (const auto* g = std::get_if<kv::LeaseGrantResponse>(&results[i].value())) {
+            lessor_->grant(g->id, g->ttlSeconds);
+        } else if (const auto* r = std::get_if<kv::LeaseRevokeRequest>(&batch[i].request)) {
+            lessor_->revoke(r->id);
+            revoking_.erase(r->id);
         }
     }
     for (size_t i = 0; i < results.size(); ++i) {
