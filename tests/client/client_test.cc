@@ -401,8 +401,13 @@ TEST_CASE("a detached watch stops without waiting and delivers nothing once the 
     // Shared collectors: a detached watch's callbacks must not depend on the caller's frame.
     auto detached = std::make_shared<Collector>();
     auto control = std::make_shared<Collector>();
+    // From an explicit revision: a watch "from now" starts on the client's thread and may
+    // register after the put below is applied, missing it.
+    auto before = client.put("detach/start", "0");
+    REQUIRE(before.ok());
     WatchRequest w;
     w.key = "detach/k";
+    w.startRevision = before->revision + 1;
     auto handle = client.watch(w, detached->callbacks());
     auto controlHandle = client.watch(w, control->callbacks());
     REQUIRE(client.put("detach/k", "1").ok());
